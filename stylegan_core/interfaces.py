@@ -1,0 +1,200 @@
+"""Abstract parts and their shape contracts (DESIGN section 3).
+
+Every part a plugin registers is built by a factory (usually the class itself) and
+must honour the contract of its kind. The contracts are deliberately small: the
+builder wires the connecting dimensions (``z_dim``, ``c_dim``, ``w_dim``,
+``num_ws``, ``img_resolution``, ``img_channels``) by keyword, and the training
+loop only ever calls the methods declared here.
+
+All tensors are NCHW float; images are in [-1, 1]; ``N`` is the batch.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+from torch import nn
+
+#: Names the builder passes by keyword to every factory that accepts them, and
+#: that every built part exposes as attributes.
+WIRED_NAMES = ("z_dim", "c_dim", "w_dim", "num_ws", "img_resolution", "img_channels")
+
+#: The kinds of parts the registry knows.
+KINDS = (
+    "mapping",
+    "synthesis",
+    "synthesis_block",
+    "discriminator",
+    "feature_network",
+    "conditioning",
+    "loss",
+    "regularizer",
+    "augment",
+    "dataset",
+    "metric",
+)
+
+
+class MappingNetwork(nn.Module, abc.ABC):
+    """``forward(z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False) -> ws``.
+
+    z ``[N, z_dim]``, c ``[N, c_dim]``; returns ws ``[N, num_ws, w_dim]``.
+    Keeps a ``w_avg`` buffer for truncation.
+    """
+
+    z_dim: int
+    c_dim: int
+    w_dim: int
+    num_ws: int
+
+    @abc.abstractmethod
+    def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1,
+                truncation_cutoff: Optional[int] = None, update_emas: bool = False) -> torch.Tensor:
+        ...
+
+
+class SynthesisNetwork(nn.Module, abc.ABC):
+    """``forward(ws, noise_mode='const'|'random'|'none', **kw) -> img`` ``[N, img_channels, R, R]``."""
+
+    w_dim: int
+    num_ws: int
+    img_resolution: int
+    img_channels: int
+
+    @abc.abstractmethod
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const", **kwargs: Any) -> torch.Tensor:
+        ...
+
+
+class Discriminator(nn.Module, abc.ABC):
+    """``forward(img, c) -> logits`` of shape ``[N]`` or ``[N, heads]``."""
+
+    c_dim: int
+    img_resolution: int
+    img_channels: int
+
+    @abc.abstractmethod
+    def forward(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        ...
+
+
+class FeatureNetwork(nn.Module, abc.ABC):
+    """Frozen network: ``forward(img) -> list[Tensor]`` of tapped layers.
+
+    Declares ``channels`` and ``strides`` of each tapped layer, the expected
+    ``input_size`` and the normalisation ``mean``/``std`` it applies to images in
+    [-1, 1]. It stays in eval mode whatever the mode of its owner.
+    """
+
+    channels: list[int]
+    strides: list[int]
+    input_size: int
+
+    def train(self, mode: bool = True) -> "FeatureNetwork":  # frozen: always eval
+        return super().train(False)
+
+
+@dataclass
+class StepContext:
+    """What a loss or regularizer may use during one phase of one training step.
+
+    ``run_G(z, c)`` returns ``(img, ws)`` (style mixing and the augmentation of the
+    spec already applied where they belong); ``run_D(img, c)`` returns logits,
+    applying the augmentation pipeline first.
+    """
+
+    real_img: torch.Tensor
+    real_c: torch.Tensor
+    gen_z: torch.Tensor
+    gen_c: torch.Tensor
+    run_G: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    run_D: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    G: nn.Module
+    D: nn.Module
+    cur_nimg: int = 0
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class Loss(abc.ABC):
+    """The adversarial loss. ``accumulate(phase, ctx)`` for phase ``'G'`` or ``'D'``
+    returns named scalar terms; the loop sums them and calls ``backward``."""
+
+    @abc.abstractmethod
+    def accumulate(self, phase: str, ctx: StepContext) -> dict[str, torch.Tensor]:
+        ...
+
+
+class Regularizer(abc.ABC):
+    """A penalty applied to ``target`` ('G' or 'D') every ``interval`` steps (lazy
+    regularization: the loop multiplies the penalty by ``interval`` and, as in the
+    official code, scales that network's learning rate and betas by
+    ``interval / (interval + 1)``).
+
+    A regularizer may also transform the ws the generator is run with during
+    training (style mixing does): override :meth:`transform_ws`.
+    """
+
+    target: str = "D"
+    interval: int = 1
+
+    def penalty(self, ctx: StepContext) -> dict[str, torch.Tensor]:
+        return {}
+
+    def transform_ws(self, G: nn.Module, ws: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return ws
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors to keep in snapshots (e.g. the path-length mean)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        pass
+
+
+class Augment(nn.Module):
+    """Differentiable augmentation: ``forward(img) -> img``. Adaptive pipelines
+    expose ``p`` and implement :meth:`update` from the sign of real logits."""
+
+    def update(self, real_logits: torch.Tensor, batch_size: int) -> None:
+        pass
+
+
+class Dataset(abc.ABC):
+    """Images as uint8 ``[C, H, W]`` with a label vector ``[c_dim]`` (float32, may be empty).
+
+    Subclasses are map-style: ``__len__`` and ``__getitem__(i) -> (image, label)``,
+    and declare ``resolution``, ``num_channels`` and ``label_dim``.
+    """
+
+    resolution: int
+    num_channels: int
+    label_dim: int
+    name: str = "dataset"
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        ...
+
+    @abc.abstractmethod
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ...
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def fingerprint(self) -> str:
+        """A stable hash of the content, used to cache real-data statistics."""
+        raise NotImplementedError
+
+
+class Metric(abc.ABC):
+    """``compute(generator, dataset, ...) -> dict[str, float]``; appended as JSON lines."""
+
+    name: str = "metric"
+
+    @abc.abstractmethod
+    def compute(self, generator: nn.Module, dataset: Dataset, **kwargs: Any) -> dict[str, float]:
+        ...
