@@ -1,0 +1,72 @@
+"""Build entry of stylegan-core (setuptools).
+
+Packages: ``stylegan_core`` and the built-in plugins in ``plugins/``, installed as
+``stylegan_plugins.<name>``. Every built-in plugin is registered through the
+entry-point group ``stylegan_core.plugins``, exactly as a third party's is.
+The compiled ops (``stylegan_core._C``) are configured in ``setup_ext.py``.
+"""
+import os
+import sys
+
+from setuptools import find_packages, setup
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+BUILTIN_PLUGINS = ["stylegan2"]
+
+ext_modules, cmdclass = [], {}
+if os.environ.get("STYLEGAN_NO_EXT", "0") != "1" and os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), "setup_ext.py")):
+    from setup_ext import get_ext_modules_and_cmdclass
+
+    ext_modules, cmdclass = get_ext_modules_and_cmdclass()
+
+core_packages = find_packages(include=["stylegan_core", "stylegan_core.*"])
+plugin_packages = ["stylegan_plugins"] + [
+    "stylegan_plugins." + p for p in find_packages(where="plugins")
+]
+
+setup(
+    name="stylegan-core",
+    version="0.1.0",
+    description="The StyleGAN family built from registered, swappable parts",
+    long_description=open("README.md", encoding="utf-8").read() if os.path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=core_packages + plugin_packages,
+    package_dir={"stylegan_plugins": "plugins"},
+    package_data={
+        "stylegan_core": ["registry.yaml", "spec/*.yaml", "data/assets/*", "metrics/assets/*", "csrc/**/*"],
+        "stylegan_plugins": ["*/*.yaml"],
+    },
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.4,<=2.14.1",
+        "torchvision>=0.19,<=0.29.1",
+        "pluggy>=1.5",
+        "pydantic>=2.6,<3",
+        "PyYAML>=6.0",
+        "safetensors>=0.4",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "Pillow>=9.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "timm": ["timm>=1.0"],
+        "clip": ["open-clip-torch>=3.0"],
+        "xformers": ["xformers"],
+    },
+    entry_points={
+        "console_scripts": [
+            "stylegan-build=stylegan_core.cli.build:main",
+            "stylegan-run=stylegan_core.cli.run:main",
+            "stylegan-plugins=stylegan_core.cli.plugins:main",
+        ],
+        "stylegan_core.plugins": [f"{p} = stylegan_plugins.{p}" for p in BUILTIN_PLUGINS],
+    },
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    zip_safe=False,
+)

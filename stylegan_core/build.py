@@ -1,0 +1,203 @@
+"""Spec -> ``nn.Module`` s, and the build artifact (``spec.lock.yaml`` + ``model.safetensors``).
+
+Wiring (DESIGN section 4): the dataset gives ``img_resolution``,
+``img_channels`` and ``c_dim``; the synthesis network gives ``w_dim`` and
+``num_ws`` to the mapping network. Each value is passed by keyword to every
+factory that accepts it. A value set in the spec that contradicts the wiring
+is a spec error naming both places.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from . import __version__
+from .generator import Generator
+from .registry import ComponentInfo, Registry
+from .spec import LoadedSpec, SpecError, SpecIssue, dump_yaml
+
+LOCK_NAME = "spec.lock.yaml"
+MODEL_NAME = "model.safetensors"
+
+
+@dataclass
+class BuiltModel:
+    spec: LoadedSpec
+    registry: Registry
+    G: Generator
+    D: nn.Module
+    loss: Any
+    regularizers: list[Any]
+    augment: Optional[nn.Module]
+    dataset: Any
+    metrics: list[Any]
+    infos: dict[str, ComponentInfo] = field(default_factory=dict)
+
+
+def _node(data: dict[str, Any], path: tuple) -> Any:
+    cur: Any = data
+    for p in path:
+        cur = cur[p]
+    return cur
+
+
+def _model_at(spec: LoadedSpec, path: tuple) -> Any:
+    cur: Any = spec.model
+    for p in path:
+        cur = cur[p] if isinstance(p, int) else getattr(cur, p)
+    return cur
+
+
+def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
+    """Instantiate every part of a validated spec and wire them together."""
+    infos: dict[str, ComponentInfo] = {}
+
+    def part(kind: str, path: tuple, wiring: Optional[dict[str, tuple[Any, str]]] = None) -> Any:
+        node = _node(spec.data, path)
+        info = registry.get(kind, node["type"])
+        params = _model_at(spec, path)
+        wiring = wiring or {}
+        issues = []
+        for name, (value, source) in wiring.items():
+            if name in info.wired and node.get(name) is not None and node[name] != value:
+                file, line, col = spec.locate(path + (name,))
+                issues.append(SpecIssue(file, line, col, ".".join(map(str, path + (name,))),
+                                        f"{name}={node[name]!r} contradicts {name}={value!r} wired from {source}",
+                                        None))
+        if issues:
+            raise SpecError(issues)
+        infos[".".join(map(str, path))] = info
+        return info.build(params, **{k: v for k, (v, _) in wiring.items()})
+
+    dataset = part("dataset", ("data",))
+    data_src = f"data ({spec.data['data']['type']})"
+    img = {"img_resolution": (int(dataset.resolution), data_src), "img_channels": (int(dataset.num_channels), data_src)}
+    c_dim = {"c_dim": (int(dataset.label_dim), data_src)}
+
+    synthesis = part("synthesis", ("generator", "synthesis"), dict(img))
+    syn_src = f"generator.synthesis ({spec.data['generator']['synthesis']['type']})"
+    mapping = part("mapping", ("generator", "mapping"), {
+        "w_dim": (int(synthesis.w_dim), syn_src), "num_ws": (int(synthesis.num_ws), syn_src), **c_dim})
+    try:
+        G = Generator(mapping, synthesis)
+    except ValueError as e:
+        file, line, col = spec.locate(("generator",))
+        raise SpecError([SpecIssue(file, line, col, "generator", str(e), None)]) from None
+    D = part("discriminator", ("discriminator",), {**img, **c_dim})
+    loss = part("loss", ("loss",))
+    regs = [part("regularizer", ("regularizers", i)) for i in range(len(spec.data.get("regularizers") or []))]
+    augment = part("augment", ("augment",)) if spec.data.get("augment") else None
+    metrics = [part("metric", ("metrics", i)) for i in range(len(spec.data.get("metrics") or []))]
+    return BuiltModel(spec=spec, registry=registry, G=G, D=D, loss=loss, regularizers=regs, augment=augment,
+                      dataset=dataset, metrics=metrics, infos=infos)
+
+
+def num_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def dry_run(built: BuiltModel, batch: int = 2) -> list[dict[str, Any]]:
+    """Forward a batch through G and D; return rows of the parts table (shapes and FLOPs per image)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    G, D = built.G, built.D
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn([batch, G.z_dim], generator=gen)
+    c = torch.zeros([batch, G.c_dim])
+    if G.c_dim:
+        c[:, 0] = 1
+    rows = []
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as fc:
+            ws = G.mapping(z, c)
+        rows.append(_row("generator.mapping", built, G.mapping, tuple(ws.shape), fc.get_total_flops() / batch))
+        with FlopCounterMode(display=False) as fc:
+            img = G.synthesize(ws, noise_mode="const")
+        rows.append(_row("generator.synthesis", built, G.synthesis, tuple(img.shape), fc.get_total_flops() / batch))
+        expected = (batch, G.img_channels, G.img_resolution, G.img_resolution)
+        if tuple(img.shape) != expected:
+            raise RuntimeError(f"synthesis returned images of shape {tuple(img.shape)}, expected {expected}")
+        with FlopCounterMode(display=False) as fc:
+            logits = D(img, c)
+        rows.append(_row("discriminator", built, D, tuple(logits.shape), fc.get_total_flops() / batch))
+        if logits.shape[0] != batch:
+            raise RuntimeError(f"discriminator returned logits of shape {tuple(logits.shape)}; the batch must come first")
+    if not torch.isfinite(img).all() or not torch.isfinite(logits).all():
+        raise RuntimeError("the dry forward pass produced NaN or Inf")
+    return rows
+
+
+def _row(slot: str, built: BuiltModel, module: nn.Module, shape: tuple, flops: float) -> dict[str, Any]:
+    info = built.infos[slot]
+    return {"part": slot, "type": info.name, "plugin": info.plugin, "params": num_params(module),
+            "output": list(shape), "flops_per_image": int(flops)}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: Optional[dict[str, str]] = None) -> None:
+    """safetensors written to a temporary file in the same folder, then renamed (never a torn file)."""
+    from safetensors.torch import save
+
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    atomic_write_bytes(Path(path), save(flat, metadata=metadata or {}))
+
+
+def model_state(built: BuiltModel) -> dict[str, torch.Tensor]:
+    state = {f"G.{k}": v for k, v in built.G.state_dict().items()}
+    state.update({f"D.{k}": v for k, v in built.D.state_dict().items()})
+    return state
+
+
+def load_model_state(built: BuiltModel, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    for prefix, module in (("G.", built.G), ("D.", built.D)):
+        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        module.load_state_dict(sub, strict=True)
+
+
+def lock_dict(built: BuiltModel, plugin_versions: dict[str, str]) -> dict[str, Any]:
+    data = built.spec.to_lock_dict()
+    data["lock"] = {"stylegan_core": __version__, "torch": torch.__version__,
+                    "plugins": {p: plugin_versions.get(p, "") for p in sorted({i.plugin for i in built.infos.values()})}}
+    return data
+
+
+def write_artifact(built: BuiltModel, out_dir: Path, plugin_versions: dict[str, str]) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    lock = lock_dict(built, plugin_versions)
+    text = dump_yaml(lock)
+    spec_sha = hashlib.sha256(text.encode()).hexdigest()
+    model_path = out_dir / MODEL_NAME
+    atomic_save_safetensors(model_state(built), model_path,
+                            metadata={"spec_sha256": spec_sha, "stylegan_core": __version__,
+                                      "parts": json.dumps({k: v.name for k, v in built.infos.items()})})
+    lock_path = out_dir / LOCK_NAME
+    header = ("# Written by stylegan-build: the resolved spec (every default filled in) and the versions\n"
+              "# it was built with. stylegan-run trusts this file; edit the source spec and rebuild instead.\n")
+    atomic_write_bytes(lock_path, (header + text).encode())
+    return {"lock": lock_path, "model": model_path}

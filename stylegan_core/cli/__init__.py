@@ -1,0 +1,1 @@
+"""Command-line tools: stylegan-build, stylegan-run, stylegan-plugins."""

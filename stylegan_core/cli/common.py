@@ -1,0 +1,49 @@
+"""What the command-line tools share: plugin loading with reports, error printing, exit codes."""
+from __future__ import annotations
+
+import sys
+from typing import Callable, NoReturn
+
+from ..plugins import PluginSet, load_plugins
+from ..registry import DuplicateComponentError, UnknownComponentError
+
+EXIT_SPEC = 2  # invalid spec
+EXIT_UNKNOWN = 3  # unknown plugin or part
+EXIT_RUNTIME = 1
+
+
+def err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def fail(msg: str, code: int) -> NoReturn:
+    err(msg)
+    raise SystemExit(code)
+
+
+def load_plugins_reporting() -> PluginSet:
+    """Load every plugin; a plugin that fails is reported by name on stderr and the others load."""
+    ps = load_plugins()
+    for f in ps.failed.values():
+        err(f"warning: {f}")
+    return ps
+
+
+def guarded(fn: Callable[[], int]) -> int:
+    """Turn the library's errors into one clear line and the documented exit code."""
+    from ..spec import SpecError
+
+    try:
+        return fn()
+    except SpecError as e:
+        err(str(e))
+        return e.exit_code
+    except UnknownComponentError as e:
+        err(f"error: {e}")
+        return EXIT_UNKNOWN
+    except DuplicateComponentError as e:
+        err(f"error: {e}")
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        err("interrupted")
+        return 130

@@ -1,0 +1,112 @@
+"""``stylegan-run [DIR] [TASK]``: run a built model's job (train or generate).
+
+DIR is the folder written by ``stylegan-build`` (default: build/). TASK defaults
+to the spec's ``run.task``. ``train`` resumes from the last snapshot in DIR
+unless ``--no-resume``; it writes snapshots (safetensors), sample grids (PNG),
+``stats.jsonl`` and ``metric-*.jsonl``. ``generate`` writes one PNG per seed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from .common import EXIT_RUNTIME, err, guarded, load_plugins_reporting
+
+TASKS = ("train", "generate")
+
+
+def load_built(run_dir: Path):
+    """Rebuild the model of a build folder from its lock file and load its weights."""
+    from ..build import LOCK_NAME, MODEL_NAME, build_model, load_model_state
+    from ..spec import load_spec
+
+    lock = run_dir / LOCK_NAME
+    if not lock.is_file():
+        raise FileNotFoundError(f"{lock} not found: run stylegan-build first (or name the build folder)")
+    ps = load_plugins_reporting()
+    spec = load_spec(lock, [], ps.registry)
+    recorded = (spec.data.get("lock") or {}).get("plugins", {})
+    for name, ver in recorded.items():
+        if name == "core":
+            continue
+        have = ps.loaded.get(name)
+        if have is not None and ver and have.version and have.version != ver:
+            warnings.warn(f"plugin {name!r} is version {have.version}; {lock} was built with {ver}")
+    built = build_model(spec, ps.registry)
+    load_model_state(built, run_dir / MODEL_NAME)
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="stylegan-run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dir", nargs="?", default="build", help="build folder (default: build/)")
+    ap.add_argument("task", nargs="?", choices=TASKS, help="task (default: the spec's run.task)")
+    ap.add_argument("--kimg", type=float, help="train: total length in thousands of images (default: train.kimg)")
+    ap.add_argument("--no-resume", action="store_true", help="train: start over even if snapshots exist")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--seeds", help="generate: seeds, e.g. 0-7 or 1,5,9 (default: run.seeds)")
+    ap.add_argument("--trunc", type=float, help="generate: truncation psi (default: run.truncation_psi)")
+    ap.add_argument("--trunc-cutoff", type=int, help="generate: truncate only the first N ws")
+    ap.add_argument("--noise-mode", choices=("const", "random", "none"), help="generate: noise mode")
+    ap.add_argument("--class", dest="class_idx", type=int, help="generate: class index (conditional models)")
+    ap.add_argument("--outdir", help="generate: output folder (default: DIR/generate)")
+    args = ap.parse_args(argv)
+    run_dir = Path(args.dir)
+
+    def run() -> int:
+        try:
+            built = load_built(run_dir)
+        except FileNotFoundError as e:
+            err(f"error: {e}")
+            return EXIT_RUNTIME
+        task = args.task or built.spec.model.run.task
+        if task == "train":
+            from ..training.loop import Trainer, TrainingError
+
+            try:
+                res = Trainer(built, run_dir, kimg=args.kimg, resume=not args.no_resume,
+                              progress=not args.no_progress).run()
+            except TrainingError as e:
+                err(f"error: {e}")
+                return EXIT_RUNTIME
+            print(f"trained to {res['cur_nimg'] / 1000:.1f} kimg" +
+                  "".join(f"; {k} {v:.3f}" for k, v in res["metrics"].items()))
+            return 0
+        if task == "generate":
+            from ..tools.generate import generate_images, parse_seeds
+            from ..training import checkpoint as ckpt
+
+            rc = built.spec.model.run
+            G = built.G
+            last = ckpt.latest_snapshot(run_dir)
+            if last is not None:
+                from safetensors.torch import load_file
+
+                G.load_state_dict(ckpt.sub_state(load_file(str(last[1])), "G_ema"), strict=True)
+                print(f"using G_ema of {last[1]}")
+            else:
+                print(f"no snapshot in {run_dir}: using the weights of model.safetensors")
+            try:
+                paths = generate_images(
+                    G, parse_seeds(args.seeds if args.seeds is not None else rc.seeds),
+                    Path(args.outdir) if args.outdir else run_dir / "generate",
+                    truncation_psi=args.trunc if args.trunc is not None else rc.truncation_psi,
+                    truncation_cutoff=args.trunc_cutoff if args.trunc_cutoff is not None else rc.truncation_cutoff,
+                    noise_mode=args.noise_mode or rc.noise_mode,
+                    class_idx=args.class_idx if args.class_idx is not None else rc.class_idx, grid=rc.grid)
+            except ValueError as e:
+                err(f"error: {e}")
+                return 2
+            print(f"wrote {len(paths)} images to {paths[0].parent}")
+            return 0
+        err(f"error: unknown task {task!r}")
+        return 2
+
+    return guarded(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Fréchet distance between Gaussian fits of detector features, and the JSON-lines report.
+
+``frechet_distance`` follows the FID definition: ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrt(S1 S2))``
+with the matrix square root from ``scipy.linalg.sqrtm`` (real part).
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from ..interfaces import Dataset, Metric
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    import scipy.linalg
+
+    diff = np.square(mu1 - mu2).sum()
+    covmean, _ = scipy.linalg.sqrtm(np.dot(sigma1, sigma2), disp=False)
+    return float(np.real(diff + np.trace(sigma1 + sigma2 - covmean * 2)))
+
+
+def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    feats = feats.astype(np.float64)
+    return feats.mean(0), np.cov(feats, rowvar=False)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("STYLEGAN_CACHE", Path.home() / ".cache" / "stylegan_core")) / "stats"
+
+
+_MEMO: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def dataset_stats(detector: Any, dataset: Dataset, key: str, num: Optional[int], batch_size: int,
+                  device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Feature statistics of real images, cached in memory and on disk (npz, written atomically) by ``key``."""
+    if key in _MEMO:
+        return _MEMO[key]
+    path = _cache_dir() / f"{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            _MEMO[key] = (f["mu"], f["sigma"])
+            return _MEMO[key]
+    n = len(dataset) if num is None else min(num, len(dataset))
+    feats = []
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            imgs = torch.stack([torch.as_tensor(dataset[j][0]) for j in range(i, min(i + batch_size, n))])
+            x = imgs.to(device=device, dtype=torch.float32) / 127.5 - 1
+            feats.append(detector.features(x).cpu().numpy())
+    stats = feature_stats(np.concatenate(feats))
+    _MEMO[key] = stats
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, mu=stats[0], sigma=stats[1])
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache is not an error
+    return stats
+
+
+def generator_features(detector: Any, G: torch.nn.Module, dataset: Dataset, num: int, batch_size: int,
+                       seed: int, device: str = "cpu") -> np.ndarray:
+    gen = torch.Generator().manual_seed(seed)
+    labels = None
+    if getattr(G, "c_dim", 0):
+        getter = getattr(dataset, "get_label", None)
+        labels = torch.stack([getter(i) if getter else dataset[i][1] for i in range(len(dataset))])
+    feats = []
+    was_training = G.training
+    G.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, num, batch_size):
+                b = min(batch_size, num - i)
+                z = torch.randn([b, G.z_dim], generator=gen)
+                if labels is not None:
+                    c = labels[torch.randint(len(labels), (b,), generator=gen)]
+                else:
+                    c = torch.zeros([b, 0])
+                img = G(z.to(device), c.to(device), truncation_psi=1, noise_mode="const")
+                feats.append(detector.features(img.float().clamp(-1, 1)).cpu().numpy())
+    finally:
+        G.train(was_training)
+    return np.concatenate(feats)
+
+
+class DigitsFrechetDistance(Metric):
+    """Fréchet distance between real and generated digits on the features of the shipped digits classifier."""
+
+    name = "digits_fd"
+
+    def __init__(self, num_gen: int = 2000, num_real: Optional[int] = None, batch_size: int = 100, seed: int = 0):
+        if num_gen < 2:
+            raise ValueError("num_gen must be at least 2")
+        self.num_gen, self.num_real, self.batch_size, self.seed = num_gen, num_real, batch_size, seed
+
+    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", **kwargs: Any) -> dict[str, float]:
+        from .classifier import classifier_hash, load_classifier
+
+        det = load_classifier().to(device)
+        key = f"digits_fd-{dataset.fingerprint()}-{classifier_hash()}-{self.num_real}"
+        mu_r, sig_r = dataset_stats(det, dataset, key, self.num_real, self.batch_size, device)
+        feats = generator_features(det, generator, dataset, self.num_gen, self.batch_size, self.seed, device)
+        mu_g, sig_g = feature_stats(feats)
+        return {self.name: frechet_distance(mu_g, sig_g, mu_r, sig_r)}
+
+
+def append_metric_jsonl(path: Path, metric: str, results: dict[str, float], total_time: float = 0.0,
+                        snapshot: Optional[str] = None, detector: str = "digits_classifier", **extra: Any) -> None:
+    """Append one line in the official format (plus the detector used)."""
+    rec = {"results": results, "metric": metric, "total_time": total_time,
+           "total_time_str": str(datetime.timedelta(seconds=round(total_time))), "num_gpus": 1,
+           "snapshot_pkl": snapshot, "timestamp": time.time(), "detector": detector, **extra}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")

@@ -1,0 +1,1 @@
+"""Tools run as ``stylegan-run`` tasks: generate, ..."""

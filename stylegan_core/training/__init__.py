@@ -1,0 +1,1 @@
+"""Training: the loop, snapshots, EMA and lazy regularization."""

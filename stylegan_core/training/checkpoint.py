@@ -1,0 +1,97 @@
+"""Training snapshots: safetensors for every tensor plus a JSON sidecar.
+
+A snapshot ``snapshot-<nimg>.safetensors`` holds the weights of G, D and G_ema,
+the optimizer states, regularizer and augmentation state and the RNG states;
+its sidecar ``snapshot-<nimg>.json`` holds the counters and the optimizers'
+hyper-parameters. Both are written to temporary files and renamed, the sidecar
+last: a snapshot counts only once its sidecar exists, so a run killed at any
+moment resumes from the last complete snapshot.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ..build import atomic_save_safetensors, atomic_write_bytes
+
+SNAPSHOT_DIR = "snapshots"
+_NAME = re.compile(r"^snapshot-(\d{9,})\.json$")
+
+
+def snapshot_paths(run_dir: Path, nimg: int) -> tuple[Path, Path]:
+    base = Path(run_dir) / SNAPSHOT_DIR / f"snapshot-{nimg:09d}"
+    return base.with_suffix(".safetensors"), base.with_suffix(".json")
+
+
+def list_snapshots(run_dir: Path) -> list[tuple[int, Path, Path]]:
+    """Complete snapshots (tensor file and sidecar both present), oldest first."""
+    d = Path(run_dir) / SNAPSHOT_DIR
+    out = []
+    if d.is_dir():
+        for p in d.iterdir():
+            m = _NAME.match(p.name)
+            if m and p.with_suffix(".safetensors").is_file():
+                out.append((int(m.group(1)), p.with_suffix(".safetensors"), p))
+    return sorted(out)
+
+
+def latest_snapshot(run_dir: Path) -> Optional[tuple[int, Path, Path]]:
+    snaps = list_snapshots(run_dir)
+    return snaps[-1] if snaps else None
+
+
+def flatten_optimizer(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's state dict into tensors (for safetensors) and JSON (everything else)."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    state_meta: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        meta = {}
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{prefix}.state.{idx}.{k}"] = v
+            else:
+                meta[k] = v
+        state_meta[str(idx)] = meta
+    return tensors, {"param_groups": sd["param_groups"], "state": state_meta}
+
+
+def unflatten_optimizer(prefix: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for idx, m in meta["state"].items():
+        state[int(idx)] = dict(m)
+    pre = prefix + ".state."
+    for key, v in tensors.items():
+        if key.startswith(pre):
+            idx, k = key[len(pre):].split(".", 1)
+            state.setdefault(int(idx), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_snapshot(run_dir: Path, nimg: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                  keep: Optional[int] = None) -> Path:
+    st_path, js_path = snapshot_paths(run_dir, nimg)
+    atomic_save_safetensors(tensors, st_path, metadata={"nimg": str(nimg)})
+    atomic_write_bytes(js_path, json.dumps(meta, indent=1, sort_keys=True).encode())
+    if keep:
+        for _, old_st, old_js in list_snapshots(run_dir)[:-keep]:
+            old_js.unlink(missing_ok=True)
+            old_st.unlink(missing_ok=True)
+    return st_path
+
+
+def load_snapshot(st_path: Path, js_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors.torch import load_file
+
+    with open(js_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    return load_file(str(st_path)), meta
+
+
+def sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    p = prefix + "."
+    return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
