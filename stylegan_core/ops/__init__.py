@@ -1,0 +1,18 @@
+"""Ops with the semantics of the official NVIDIA ops, each with a ``ref`` implementation beside it.
+
+Every op takes ``impl='auto' | 'cpp' | 'cuda' | 'ref'``: ``auto`` uses the compiled
+kernel (``stylegan_core._C``) for the tensor's device when it is built, otherwise it
+warns once and uses ``ref``, the normative definition in plain PyTorch.
+"""
+from .bias_act import activation_funcs, bias_act, bias_act_ref
+from .conv2d_resample import conv2d_resample
+from .filtered_lrelu import filtered_lrelu, filtered_lrelu_ref
+from .filters import design_lowpass_filter
+from .modconv import fma, modulated_conv2d, modulated_conv2d_sg3
+from .upfirdn2d import (downsample2d, filter2d, get_filter_size, parse_padding, parse_scaling, setup_filter,
+                        upfirdn2d, upfirdn2d_ref, upsample2d)
+
+__all__ = ["activation_funcs", "bias_act", "bias_act_ref", "conv2d_resample", "filtered_lrelu", "filtered_lrelu_ref",
+           "design_lowpass_filter", "fma", "modulated_conv2d", "modulated_conv2d_sg3", "downsample2d", "filter2d",
+           "get_filter_size", "parse_padding", "parse_scaling", "setup_filter", "upfirdn2d", "upfirdn2d_ref",
+           "upsample2d"]
