@@ -40,6 +40,8 @@ class BuiltModel:
     dataset: Any
     metrics: list[Any]
     infos: dict[str, ComponentInfo] = field(default_factory=dict)
+    #: values wired into each part (slot path -> name -> value), recorded in the lock file
+    wired: dict[tuple, dict[str, Any]] = field(default_factory=dict)
 
 
 def _node(data: dict[str, Any], path: tuple) -> Any:
@@ -59,6 +61,7 @@ def _model_at(spec: LoadedSpec, path: tuple) -> Any:
 def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
     """Instantiate every part of a validated spec and wire them together."""
     infos: dict[str, ComponentInfo] = {}
+    wired: dict[tuple, dict[str, Any]] = {}
 
     def part(kind: str, path: tuple, wiring: Optional[dict[str, tuple[Any, str]]] = None) -> Any:
         node = _node(spec.data, path)
@@ -75,6 +78,7 @@ def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
         if issues:
             raise SpecError(issues)
         infos[".".join(map(str, path))] = info
+        wired[path] = {k: v for k, (v, _) in wiring.items() if k in info.wired}
         return info.build(params, **{k: v for k, (v, _) in wiring.items()})
 
     dataset = part("dataset", ("data",))
@@ -97,7 +101,7 @@ def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
     augment = part("augment", ("augment",)) if spec.data.get("augment") else None
     metrics = [part("metric", ("metrics", i)) for i in range(len(spec.data.get("metrics") or []))]
     return BuiltModel(spec=spec, registry=registry, G=G, D=D, loss=loss, regularizers=regs, augment=augment,
-                      dataset=dataset, metrics=metrics, infos=infos)
+                      dataset=dataset, metrics=metrics, infos=infos, wired=wired)
 
 
 def num_params(module: nn.Module) -> int:
@@ -182,7 +186,10 @@ def load_model_state(built: BuiltModel, path: Path) -> None:
 
 def lock_dict(built: BuiltModel, plugin_versions: dict[str, str]) -> dict[str, Any]:
     data = built.spec.to_lock_dict()
-    data["lock"] = {"stylegan_core": __version__, "torch": torch.__version__,
+    for path, values in built.wired.items():  # the lock records what was actually wired
+        node = _node(data, path)
+        node.update(values)
+    data["lock"] = {"stylegan_core": __version__, "torch": str(torch.__version__),
                     "plugins": {p: plugin_versions.get(p, "") for p in sorted({i.plugin for i in built.infos.values()})}}
     return data
 
