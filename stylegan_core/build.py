@@ -59,7 +59,11 @@ def _model_at(spec: LoadedSpec, path: tuple) -> Any:
 
 
 def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
-    """Instantiate every part of a validated spec and wire them together."""
+    """Instantiate every part of a validated spec and wire them together.
+
+    Initial weights are drawn after seeding torch with ``train.seed``, so a spec builds the same model every time.
+    """
+    torch.manual_seed(int(spec.model.train.seed))
     infos: dict[str, ComponentInfo] = {}
     wired: dict[tuple, dict[str, Any]] = {}
 
