@@ -198,14 +198,7 @@ class Registry:
             pass
         names = list(self._parts[kind])
         suggestions = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-        provider = None
-        cat_plugin = self.catalogue.get(name)
-        if cat_plugin is not None:
-            provider = cat_plugin
-        elif "." in name:
-            plugin = name.split(".", 1)[0]
-            if plugin not in self.plugins():
-                provider = None
+        provider = self.catalogue.get(name)  # registry.yaml: which built-in plugin provides it
         raise UnknownComponentError(kind, name, suggestions, provider, names)
 
     def __contains__(self, key: tuple[str, str]) -> bool:

@@ -47,3 +47,12 @@ def guarded(fn: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         err("interrupted")
         return 130
+    except Exception as e:  # one clear line; the traceback on request
+        import os
+        import traceback
+
+        if os.environ.get("STYLEGAN_DEBUG"):
+            traceback.print_exc()
+        err(f"error: {type(e).__name__}: {e}" + ("" if os.environ.get("STYLEGAN_DEBUG") else
+                                                  " (set STYLEGAN_DEBUG=1 for the traceback)"))
+        return EXIT_RUNTIME

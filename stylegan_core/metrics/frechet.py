@@ -22,7 +22,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     import scipy.linalg
 
     diff = np.square(mu1 - mu2).sum()
-    covmean, _ = scipy.linalg.sqrtm(np.dot(sigma1, sigma2), disp=False)
+    covmean = scipy.linalg.sqrtm(np.dot(sigma1, sigma2))
+    if isinstance(covmean, tuple):  # older SciPy returns (sqrtm, error estimate)
+        covmean = covmean[0]
     return float(np.real(diff + np.trace(sigma1 + sigma2 - covmean * 2)))
 
 

@@ -36,6 +36,9 @@ SpecLoader.add_implicit_resolver(
 )
 
 
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
 def _issue(file: str, mark: Any, path: tuple, message: str) -> SpecIssue:
     line = mark.line + 1 if mark is not None else 1
     col = mark.column + 1 if mark is not None else 1
@@ -44,8 +47,9 @@ def _issue(file: str, mark: Any, path: tuple, message: str) -> SpecIssue:
 
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, Loc]]:
     """Parse ``text``; return the plain data and ``{key path: (file, line, col)}``."""
-    loader = SpecLoader(text)
+    loader = None
     try:
+        loader = SpecLoader(text)
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -53,7 +57,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, Loc]]:
     except yaml.YAMLError as e:
         raise SpecError([SpecIssue(file, 1, 1, "", f"invalid YAML: {e}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     locs: dict[tuple, Loc] = {(): (file, 1, 1)}
     if root is None:
         return None, locs
@@ -67,6 +72,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, Loc]]:
                                     "(nested aliases?); refusing to load it")])
         if depth > MAX_DEPTH:
             raise SpecError([_issue(file, node.start_mark, path, f"nesting deeper than {MAX_DEPTH} levels")])
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            raise SpecError([_issue(file, node.start_mark, path, f"unsupported YAML tag {node.tag!r}: "
+                                                                 "specs hold plain mappings, lists and scalars")])
         if isinstance(node, yaml.MappingNode):
             loader.flatten_mapping(node)  # merge keys (<<)
             out: dict[Any, Any] = {}
