@@ -196,3 +196,15 @@ def test_third_party_plugin_installs_builds_and_trains(tmp_path):
     # without the plugin installed the lock cannot be rebuilt: a clear error naming the missing part
     p = cli("stylegan-run", out, "generate", check=3)
     assert "example.residual_mapping" in p.stderr
+
+
+def test_conditional_preset_generates_a_class(tmp_path):
+    out = tmp_path / "cond"
+    p = cli("stylegan-build", REPO / "specs" / "stylegan2-digits-cond.yaml", "-o", out, *FAST)
+    assert "c_dim 10" in p.stdout
+    lock = (out / "spec.lock.yaml").read_text()
+    assert "use_labels: true" in lock and "c_dim: 10" in lock
+    p = cli("stylegan-run", out, "generate", "--seeds", "1,2")  # run.class_idx of the preset: 7
+    assert "model.safetensors" in p.stdout and (out / "generate" / "seed0002.png").is_file()
+    p = cli("stylegan-run", out, "generate", "--seeds", "1", "--class", "12", check=2)
+    assert "out of range" in p.stderr and "10 classes" in p.stderr
