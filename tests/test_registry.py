@@ -158,3 +158,22 @@ def test_catalogue_matches_live_registry(monkeypatch):
             assert name in builtin, f"built-in plugin {name!r} missing from registry.yaml"
     for preset, path in cat["presets"].items():
         assert (REPO / path).is_file(), f"preset {preset}: {path} does not exist"
+
+
+def test_register_with_explicit_params_model():
+    class Params(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        depth: int = pydantic.Field(2, ge=1, le=8)
+
+    def factory(depth: int = 2, w_dim: int = 4):
+        return (depth, w_dim)
+
+    reg = Registry()
+    info = PluginRegistrar("p", reg).register("mapping", "explicit", factory, params=Params, doc="Explicit.")
+    p = info.params.model_validate({"type": "p.explicit", "depth": 3})
+    assert info.build(p, w_dim=9) == (3, 9)
+    with pytest.raises(pydantic.ValidationError):
+        info.params.model_validate({"type": "p.explicit", "depth": 9})
+    with pytest.raises(pydantic.ValidationError):
+        info.params.model_validate({"type": "p.other"})
+    assert info.params.model_json_schema()["properties"]["depth"]["maximum"] == 8
