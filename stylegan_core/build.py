@@ -188,6 +188,15 @@ def load_model_state(built: BuiltModel, path: Path) -> None:
         module.load_state_dict(sub, strict=True)
 
 
+MODEL_KEYS = ("generator", "discriminator", "loss", "regularizers", "augment", "data")
+
+
+def model_fingerprint(spec: LoadedSpec) -> str:
+    """Hash of what defines the model and its data (not the schedule): snapshots must match it to resume."""
+    d = spec.to_lock_dict()
+    return hashlib.sha256(dump_yaml({k: d.get(k) for k in MODEL_KEYS}).encode()).hexdigest()[:16]
+
+
 def lock_dict(built: BuiltModel, plugin_versions: dict[str, str]) -> dict[str, Any]:
     data = built.spec.to_lock_dict()
     for path, values in built.wired.items():  # the lock records what was actually wired

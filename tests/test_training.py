@@ -69,12 +69,17 @@ def test_non_finite_loss_stops_with_clear_error(tmp_path, registry):
     tr = Trainer(make(registry), tmp_path, kimg=0.064, progress=False, log=lambda s: None)
     tr.run()
     tr2 = Trainer(make(registry), tmp_path, kimg=0.128, progress=False, log=lambda s: None)
-    with torch.no_grad():
-        for p in tr2.D.parameters():
-            p.fill_(float("nan"))
-    tr2.resume = False
-    with pytest.raises(TrainingError, match="non-finite .* last good snapshot is .*snapshot-000000064"):
+    real_loss = tr2.loss
+
+    class Poisoned:
+        def accumulate(self, phase, ctx):
+            terms = real_loss.accumulate(phase, ctx)
+            return {k: v * float("nan") for k, v in terms.items()}
+
+    tr2.loss = Poisoned()
+    with pytest.raises(TrainingError, match="non-finite loss/G .* last good snapshot is .*snapshot-000000064"):
         tr2.run()
+    assert ckpt.latest_snapshot(tmp_path)[0] == 64  # nothing written after the failure
 
 
 def test_stats_and_grid(tmp_path, registry):
@@ -101,3 +106,22 @@ def test_every_preset_builds_and_trains_a_step(tmp_path, registry):
         tr = Trainer(built, tmp_path / name, kimg=0.008, progress=False, log=lambda s: None)
         tr.run()
         assert tr.cur_nimg == 8, name
+
+
+def test_resume_refuses_a_different_model_and_no_resume_sets_aside(tmp_path, registry):
+    Trainer(make(registry), tmp_path, kimg=0.032, progress=False, log=lambda s: None).run()
+    other = Trainer(make(registry, "generator.synthesis.channel_max=16"), tmp_path, kimg=0.064, progress=False,
+                    log=lambda s: None)
+    with pytest.raises(TrainingError, match="different model or dataset"):
+        other.run()
+    logs = []
+    fresh = Trainer(make(registry, "generator.synthesis.channel_max=16"), tmp_path, kimg=0.032, resume=False,
+                    progress=False, log=logs.append)
+    res = fresh.run()
+    assert not res["resumed"] and fresh.cur_nimg == 32
+    kept = list(tmp_path.glob("previous-*/snapshots/snapshot-000000032.json"))
+    assert len(kept) == 1 and "previous run" in logs[0]
+    # a longer schedule for the same model resumes as usual
+    longer = Trainer(make(registry, "generator.synthesis.channel_max=16", "train.g_lr=0.001"), tmp_path, kimg=0.064,
+                     progress=False, log=lambda s: None)
+    assert longer.run()["resumed"]

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dir", nargs="?", default="build", help="build folder (default: build/)")
     ap.add_argument("task", nargs="?", choices=TASKS, help="task (default: the spec's run.task)")
     ap.add_argument("--kimg", type=float, help="train: total length in thousands of images (default: train.kimg)")
-    ap.add_argument("--no-resume", action="store_true", help="train: start over even if snapshots exist")
+    ap.add_argument("--no-resume", action="store_true",
+                    help="train: start over; the previous snapshots and logs move to DIR/previous-<date>")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     ap.add_argument("--seeds", help="generate: seeds, e.g. 0-7 or 1,5,9 (default: run.seeds)")
     ap.add_argument("--trunc", type=float, help="generate: truncation psi (default: run.truncation_psi)")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..build import BuiltModel
+from ..build import BuiltModel, model_fingerprint
 from ..interfaces import Regularizer, StepContext
 from . import checkpoint as ckpt
 
@@ -105,6 +105,7 @@ class Trainer:
         self.G = built.G.to(self.device).train()
         self.D = built.D.to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.fingerprint = model_fingerprint(built.spec)
         self.augment = built.augment.to(self.device) if built.augment is not None else None
         self.dataset = built.dataset
         self.regs = list(built.regularizers)
@@ -244,7 +245,8 @@ class Trainer:
         for prefix, m in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
             t.update({f"{prefix}.{k}": v for k, v in m.state_dict().items()})
         meta: dict[str, Any] = {"cur_nimg": self.cur_nimg, "cur_tick": self.cur_tick, "batch_idx": self.batch_idx,
-                                "total_nimg": self.total_nimg, "timestamp": time.time(), "optimizers": {}}
+                                "total_nimg": self.total_nimg, "timestamp": time.time(), "optimizers": {},
+                                "model_fingerprint": self.fingerprint}
         for ph in self.phases:
             ot, om = ckpt.flatten_optimizer(f"opt_{ph.name}", ph.opt)
             t.update(ot)
@@ -291,9 +293,25 @@ class Trainer:
             return False
         nimg, st, js = last
         t, meta = ckpt.load_snapshot(st, js)
+        if meta.get("model_fingerprint", self.fingerprint) != self.fingerprint:
+            raise TrainingError(f"{st} was written for a different model or dataset than {self.run_dir}'s spec; "
+                                "start over with --no-resume (the old snapshots are kept aside) or build into a "
+                                "new folder")
         self.load_state(t, meta)
         self.log(f"Resuming from {st} at {self.cur_nimg / 1000:.1f} kimg (tick {self.cur_tick})")
         return True
+
+    def _set_aside_previous_run(self) -> None:
+        """Starting over keeps the previous run's snapshots and logs in a dated folder (nothing is lost)."""
+        old = [p for p in (self.run_dir / ckpt.SNAPSHOT_DIR, self.run_dir / "stats.jsonl") if p.exists()]
+        old += sorted(self.run_dir.glob("metric-*.jsonl"))
+        if not old:
+            return
+        dest = self.run_dir / time.strftime("previous-%Y%m%d-%H%M%S")
+        dest.mkdir(exist_ok=True)
+        for p in old:
+            p.rename(dest / p.name)
+        self.log(f"Starting over: the previous run's snapshots and logs are in {dest}")
 
     # -- outputs -----------------------------------------------------------
     @torch.no_grad()
@@ -335,6 +353,8 @@ class Trainer:
         from tqdm import tqdm
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.resume:
+            self._set_aside_previous_run()
         resumed = self.try_resume() if self.resume else False
         if not resumed:
             self.write_reals()
