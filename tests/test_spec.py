@@ -152,6 +152,8 @@ def test_extends_missing_and_cycles(tmp_path, reg):
     p = write(tmp_path, "e.yaml", "name: x\nextends: nowhere.yaml\n")
     e = errors(p, reg)
     assert f"{p}:2:1: extends: file not found: nowhere.yaml" in str(e)
+    p = write(tmp_path, "long.yaml", "extends: " + "x" * 5000 + "\n")
+    assert f"{p}:1:1: extends: cannot use" in str(errors(p, reg))
     write(tmp_path, "x.yaml", "extends: y.yaml\n")
     y = write(tmp_path, "y.yaml", "extends: x.yaml\n")
     assert "circular extends" in str(errors(y, reg))
@@ -189,6 +191,8 @@ def test_billion_laughs_is_refused_fast(tmp_path, reg):
 def test_deep_nesting_is_refused(tmp_path, reg):
     p = write(tmp_path, "deep.yaml", "a: " + "[" * 200 + "]" * 200 + "\n")
     assert "nesting deeper than" in str(errors(p, reg))
+    p = write(tmp_path, "deeper.yaml", "a: " + "[" * 5000 + "]" * 5000 + "\n")  # beyond PyYAML's own recursion
+    assert "nested too deeply" in str(errors(p, reg))
 
 
 def test_json_schema_lists_parts(reg):

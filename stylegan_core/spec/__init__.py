@@ -101,13 +101,16 @@ def _load_tree(path: Path, shown: str, chain: tuple[Path, ...]) -> tuple[dict[st
     where = locs.get(("extends",), (shown, 1, 1))
     if not isinstance(ext, str) or not ext:
         raise SpecError([SpecIssue(*where, "extends", "expected the path of another spec file")])
-    base_path = (path.parent / ext) if not Path(ext).is_absolute() else Path(ext)
-    base_path = base_path.resolve()
+    try:
+        base_path = ((path.parent / ext) if not Path(ext).is_absolute() else Path(ext)).resolve()
+        found = base_path.is_file()
+    except (OSError, ValueError) as e:  # e.g. a name too long for the file system, a NUL byte
+        raise SpecError([SpecIssue(*where, "extends", f"cannot use {ext[:80]!r} as a spec path: {e}")]) from None
     if base_path in chain or base_path == path.resolve():
         raise SpecError([SpecIssue(*where, "extends", f"circular extends: {ext} is already being loaded")])
     if len(chain) >= MAX_EXTENDS_DEPTH:
         raise SpecError([SpecIssue(*where, "extends", f"extends nested more than {MAX_EXTENDS_DEPTH} deep")])
-    if not base_path.is_file():
+    if not found:
         raise SpecError([SpecIssue(*where, "extends", f"file not found: {ext} (looked for {base_path})")])
     bdata, blocs, bsources = _load_tree(base_path, str(base_path), chain + (path.resolve(),))
     merged = _merge(bdata, data, blocs, locs, ())
@@ -272,8 +275,12 @@ def load_spec(path: Union[str, Path, None], overrides: Iterable[str] = (), regis
         raise TypeError("load_spec needs the registry of loaded plugins (stylegan_core.plugins.load_plugins())")
     p = Path(path) if path is not None else DEFAULT_SPEC
     shown = str(path) if path is not None else str(DEFAULT_SPEC)
-    if not p.is_file():
-        raise SpecError([SpecIssue(shown, 1, 1, "", "spec file not found" if not p.exists() else "not a file")])
+    try:
+        is_file, exists = p.is_file(), p.exists()
+    except (OSError, ValueError) as e:
+        raise SpecError([SpecIssue(shown[:200], 1, 1, "", f"cannot use this path: {e}")]) from None
+    if not is_file:
+        raise SpecError([SpecIssue(shown, 1, 1, "", "spec file not found" if not exists else "not a file")])
     data, locs, sources = _load_tree(p, shown, ())
     for o in overrides:
         _apply_override(data, locs, o)

@@ -56,6 +56,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, Loc]]:
         raise SpecError([_issue(file, mark, (), f"invalid YAML: {e.problem or e}")]) from None
     except yaml.YAMLError as e:
         raise SpecError([SpecIssue(file, 1, 1, "", f"invalid YAML: {e}")]) from None
+    except RecursionError:  # PyYAML composes nodes recursively
+        raise SpecError([SpecIssue(file, 1, 1, "", f"document nested too deeply (more than {MAX_DEPTH} levels "
+                                                   "are refused)")]) from None
     finally:
         if loader is not None:
             loader.dispose()
