@@ -1,0 +1,155 @@
+"""Configuration of the compiled ops extension ``stylegan_core._C`` (imported by setup.py).
+
+``get_ext_modules_and_cmdclass() -> (ext_modules, cmdclass)``:
+
+* the C++ CPU kernels (OpenMP, AVX2/FMA chosen at run time) are always built;
+* the CUDA kernels are added when nvcc and a CUDA build of torch are present
+  (``STYLEGAN_CUDA=1`` forces them, ``STYLEGAN_CUDA=0`` skips them; default: auto-detect);
+* ``STYLEGAN_NO_EXT=1`` installs without any extension (the ops then use their ``ref``
+  implementations, with one warning);
+* a failed compile fails the install with a message that names ``STYLEGAN_NO_EXT=1``.
+
+Environment handled for the CUDA build on machines without a GPU (measured on torch 2.14.1):
+``TORCH_CUDA_ARCH_LIST`` defaults to ``STYLEGAN_DEFAULT_CUDA_ARCHS`` (else "8.0;9.0+PTX")
+when no GPU is visible (otherwise torch's arch detection fails with an IndexError);
+``CUDA_HOME`` defaults to the directory of nvcc's parent ``/usr/local/cuda`` layout
+(torch's guess ``/usr/local`` has no CUDA headers); and the headers the pip CUDA wheels
+ship in ``site-packages/nvidia/cu13/include`` (e.g. cusparse.h) are added to the include
+path. ``MAX_JOBS`` defaults to 2. Compiler flags: ``-O3 -fopenmp -g0``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import site
+import sys
+import sysconfig
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join("stylegan_core", "csrc")
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+
+
+def _log(msg: str) -> None:
+    print(f"[stylegan_core._C] {msg}", file=sys.stderr, flush=True)
+
+
+def _find_nvcc() -> str | None:
+    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if cuda_home and os.path.isfile(os.path.join(cuda_home, "bin", "nvcc")):
+        return os.path.join(cuda_home, "bin", "nvcc")
+    for cand in (shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"):
+        if cand and os.path.isfile(cand):
+            return os.path.realpath(cand)
+    return None
+
+
+def _nvidia_include_dirs() -> list[str]:
+    """Header folders of the pip CUDA wheels (``site-packages/nvidia/cu*/include``, ``nvidia/*/include``)."""
+    roots = []
+    for getter in (lambda: [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]],
+                   site.getsitepackages):
+        try:
+            roots.extend(getter())
+        except Exception:
+            pass
+    out: list[str] = []
+    for root in dict.fromkeys(roots):
+        for pattern in ("nvidia/cu*/include", "nvidia/*/include"):
+            for d in sorted(glob.glob(os.path.join(root, pattern))):
+                if os.path.isfile(os.path.join(d, "cusparse.h")) and d not in out:
+                    out.append(d)
+    return out
+
+
+def want_cuda() -> bool:
+    """Whether to build the CUDA kernels (STYLEGAN_CUDA=1 forces, =0 skips, else auto-detect)."""
+    flag = os.environ.get("STYLEGAN_CUDA", "").strip().lower()
+    if flag in ("0", "false", "no", "off"):
+        return False
+    import torch
+
+    has_torch_cuda = torch.version.cuda is not None
+    nvcc = _find_nvcc()
+    if flag in ("1", "true", "yes", "on"):
+        if not has_torch_cuda or nvcc is None:
+            raise RuntimeError(
+                "STYLEGAN_CUDA=1 but " + ("torch is a CPU-only build" if not has_torch_cuda else "nvcc was not found")
+                + "; unset STYLEGAN_CUDA (or set STYLEGAN_CUDA=0) to build the CPU kernels only, or "
+                "STYLEGAN_NO_EXT=1 to install without compiled ops.")
+        return True
+    return has_torch_cuda and nvcc is not None
+
+
+def _prepare_cuda_env() -> None:
+    nvcc = _find_nvcc()
+    if not os.environ.get("CUDA_HOME") and nvcc:
+        os.environ["CUDA_HOME"] = os.path.dirname(os.path.dirname(nvcc))  # e.g. /usr/local/cuda
+    import torch
+
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+            pass  # torch compiles for the visible GPUs
+        else:
+            archs = os.environ.get("STYLEGAN_DEFAULT_CUDA_ARCHS", DEFAULT_CUDA_ARCHS)
+            os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+            _log(f"no GPU visible: TORCH_CUDA_ARCH_LIST={archs} (set TORCH_CUDA_ARCH_LIST to choose)")
+
+
+class _FailClearly:
+    """Mixin for BuildExtension: a compile error ends the install with a clear message."""
+
+    def build_extensions(self):  # noqa: D401
+        try:
+            super().build_extensions()
+        except BaseException as e:  # compile errors surface as CompileError/RuntimeError/SystemExit
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            msg = ("\n\n*** Building stylegan_core's compiled ops (stylegan_core._C) failed: "
+                   f"{type(e).__name__}: {e}\n"
+                   "*** To install without them (the ops then run their pure-PyTorch reference "
+                   "implementations), set STYLEGAN_NO_EXT=1, e.g.\n"
+                   "***     STYLEGAN_NO_EXT=1 pip install --no-build-isolation -e .\n"
+                   "*** To skip only the CUDA kernels, set STYLEGAN_CUDA=0.\n")
+            _log(msg)
+            raise RuntimeError(msg) from e
+
+
+def get_ext_modules_and_cmdclass():
+    """(ext_modules, cmdclass) for setup(); both empty when STYLEGAN_NO_EXT=1."""
+    if os.environ.get("STYLEGAN_NO_EXT", "0").strip() == "1":
+        _log("STYLEGAN_NO_EXT=1: installing without compiled ops")
+        return [], {}
+    os.environ.setdefault("MAX_JOBS", "2")
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+    except ImportError as e:  # torch missing at build time (e.g. build isolation)
+        raise RuntimeError("building stylegan_core._C needs torch importable at build time: install with "
+                           "`pip install --no-build-isolation`, or set STYLEGAN_NO_EXT=1 to skip the "
+                           "compiled ops") from e
+
+    sources = [os.path.join(CSRC, "bindings.cpp"), os.path.join(CSRC, "cpu", "ops_generic.cpp"),
+               os.path.join(CSRC, "cpu", "ops_avx2.cpp")]
+    cxx = ["-O3", "-fopenmp", "-g0", "-ffp-contract=fast", "-fno-trapping-math", "-fno-math-errno", "-fno-wrapv"]
+    extra = dict(extra_link_args=["-fopenmp"], py_limited_api=True)
+    cuda = want_cuda()
+    if cuda:
+        _prepare_cuda_env()
+        sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
+        inc = _nvidia_include_dirs()
+        ext = CUDAExtension("stylegan_core._C", sources, include_dirs=inc, define_macros=[("WITH_CUDA", None)],
+                            extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]}, **extra)
+        _log(f"building CPU + CUDA kernels (CUDA_HOME={os.environ.get('CUDA_HOME')}, "
+             f"TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(visible GPUs)')}, extra includes={inc})")
+    else:
+        ext = CppExtension("stylegan_core._C", sources, extra_compile_args={"cxx": cxx}, **extra)
+        _log("building CPU kernels only (no CUDA: "
+             + ("STYLEGAN_CUDA=0" if os.environ.get("STYLEGAN_CUDA", "").strip() == "0"
+                else "nvcc or a CUDA build of torch not found") + ")")
+
+    class BuildExt(_FailClearly, BuildExtension.with_options(use_ninja=True)):
+        pass
+
+    # Python adds "-g" via sysconfig CFLAGS; -g0 in our flags (last) wins for the C++ compiler.
+    return [ext], {"build_ext": BuildExt}

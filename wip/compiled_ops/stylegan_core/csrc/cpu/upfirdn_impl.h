@@ -1,0 +1,586 @@
+// upfirdn2d and filtered_lrelu CPU kernels (included into an ISA-specific namespace by ops_*.cpp).
+//
+// Design
+// ------
+// Everything is built from one streaming "row engine" that computes one upfirdn2d stage
+// output row at a time for one image plane:
+//   * x direction: every input row is "prepared" once (bias added, zero padding, and
+//     for downsampling split into `down` phases) and filtered polyphase-wise, so no
+//     multiply ever touches an inserted zero. Inner loops run over blocks of 32 (float) /
+//     16 (double) outputs with the accumulators in registers (auto-vectorised).
+//   * y direction: an output row is a weighted sum of the few x-filtered input rows its
+//     taps hit (again skipping inserted zeros). Those rows live in a small ring buffer
+//     (ceil(taps / up) + 1 rows), so each input row is x-filtered exactly once.
+//   * separable filters (1-D, or 2-D of rank one) are filtered x then y; a genuinely
+//     2-D filter applies one x pass per filter row.
+// filtered_lrelu chains two engines: the second engine pulls its input rows from the
+// first (upsample -> lrelu/clamp row -> downsample), so the upsampled tensor is never
+// materialised: per plane only a few rows of it exist at any time. Only the 2-bit
+// sign/clamp codes of the upsampled tensor are stored, for the backward pass, which is
+// the same chain with the transposed stages and the codes' factors.
+// Parallelism: OpenMP over (plane, band of output rows) work items.
+
+namespace detail_up {
+
+static inline int ceil_div(int a, int b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+static inline int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+static inline int pmod(int a, int b) { int r = a % b; return r < 0 ? r + b : r; }
+static inline int round_up(int a, int b) { return ceil_div(a, b) * b; }
+
+template <typename T>
+struct Blk {
+  static constexpr int MAIN = 128 / sizeof(T);  // 32 floats / 16 doubles: four vectors
+  static constexpr int TAIL = 32 / sizeof(T);   // 8 floats / 4 doubles: one vector
+};
+
+// 32-byte vectors through the GCC/Clang vector extension: 8 floats or 4 doubles. In the
+// AVX2 build they are ymm registers; in the generic build the compiler splits them.
+#define SGC_INLINE inline __attribute__((always_inline))
+template <typename T>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef float V __attribute__((vector_size(32)));
+  typedef int32_t I __attribute__((vector_size(32)));
+  static constexpr int L = 8;
+};
+template <>
+struct Vec<double> {
+  typedef double V __attribute__((vector_size(32)));
+  typedef int64_t I __attribute__((vector_size(32)));
+  static constexpr int L = 4;
+};
+template <typename T>
+static SGC_INLINE typename Vec<T>::V vload(const T* p) {
+  typename Vec<T>::V r;
+  std::memcpy(&r, p, sizeof(r));
+  return r;
+}
+template <typename T>
+static SGC_INLINE void vstore(T* p, typename Vec<T>::V v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <typename T>
+static SGC_INLINE typename Vec<T>::V vsplat(T x) {
+  typename Vec<T>::V r = {};
+  return r + x;
+}
+template <typename T>
+static SGC_INLINE typename Vec<T>::V vzero() {
+  typename Vec<T>::V r = {};
+  return r;
+}
+// (a0 b0 a1 b1 ...): lo gets the first half, hi the second.
+template <typename T>
+static SGC_INLINE void zip2(typename Vec<T>::V a, typename Vec<T>::V b, typename Vec<T>::V& lo,
+                            typename Vec<T>::V& hi) {
+  if constexpr (sizeof(T) == 4) {
+    lo = __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11);
+    hi = __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15);
+  } else {
+    lo = __builtin_shufflevector(a, b, 0, 4, 1, 5);
+    hi = __builtin_shufflevector(a, b, 2, 6, 3, 7);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// x direction: one 1-D upfirdn along a row. out[o] = sum_k w[k] * U[o*d + k - p0], o < Wo.
+// ---------------------------------------------------------------------------------------
+template <typename T>
+struct XPlan {
+  int W = 0, Wo = 0, u = 1, d = 1, p0 = 0, K = 1;
+  bool polyup = false;  // d == 1 and u > 1: polyphase upsampling; otherwise "dense" mode
+  int prep_len = 0;     // prepared-row buffer length
+  int out_len = 0;      // output scratch length (>= Wo, padded for the block loops)
+  // dense mode: Z[s] = zero-inserted (by zi) input; phase r buffer ph_r[n] = Z[n*d + r - L]
+  int zi = 1, L = 0, N = 0;
+  std::vector<int> koff;  // per tap: r_k * N + q_k
+  // polyup mode: inp[i] = x[i - Lin]; phase f: taps k0[f] + u*j, j < nj[f], offset c[f] + j
+  int Lin = 0, Nin = 0, M = 0, Mp = 0;
+  std::vector<int> k0, c, nj;
+
+  void init(int W_, int Wo_, int u_, int d_, int p0_, int K_) {
+    W = W_; Wo = Wo_; u = u_; d = d_; p0 = p0_; K = K_;
+    polyup = (d == 1 && u > 1);
+    const int TAIL = Blk<T>::TAIL;
+    if (!polyup) {
+      zi = u;
+      L = d * ceil_div(std::max(p0, 0), d);
+      const int Wop = round_up(Wo, TAIL);
+      koff.resize(K);
+      int qmax = 0;
+      for (int k = 0; k < K; k++) qmax = std::max(qmax, (k - p0 + L) / d);
+      N = Wop + qmax + 1;
+      for (int k = 0; k < K; k++) {
+        const int r = (k - p0 + L) % d, q = (k - p0 + L) / d;
+        koff[k] = r * N + q;
+      }
+      prep_len = d * N;
+      out_len = Wop;
+    } else {
+      L = u * ceil_div(std::max(p0, 0), u);
+      Lin = L / u;
+      M = ceil_div(Wo, u);
+      Mp = round_up(M, TAIL);
+      k0.assign(u, 0); c.assign(u, 0); nj.assign(u, 0);
+      int need = 0;
+      for (int f = 0; f < u; f++) {
+        k0[f] = pmod(p0 - f, u);
+        c[f] = (f + k0[f] - p0 + L) / u;
+        nj[f] = k0[f] < K ? ceil_div(K - k0[f], u) : 0;
+        need = std::max(need, c[f] + nj[f]);
+      }
+      Nin = Mp + need + 1;
+      prep_len = Nin;
+      out_len = u * Mp;
+    }
+  }
+
+  // Copy an input row (length W) plus `bias` into the prepared layout.
+  void prepare(const T* __restrict in, T bias, T* __restrict buf) const {
+    if (polyup) {
+      const int lo = std::min(Lin, Nin), hi = std::min(Nin, Lin + W);
+      for (int i = 0; i < lo; i++) buf[i] = T(0);
+      for (int i = lo; i < hi; i++) buf[i] = in[i - Lin] + bias;
+      for (int i = std::max(hi, lo); i < Nin; i++) buf[i] = T(0);
+      return;
+    }
+    for (int r = 0; r < d; r++) {
+      T* __restrict ph = buf + r * N;
+      if (zi == 1) {
+        // s = n*d + r - L in [0, W)
+        const int lo = std::min(N, std::max(0, ceil_div(L - r, d)));
+        const int hi = std::max(lo, std::min(N, floor_div(W - 1 + L - r, d) + 1));
+        for (int n = 0; n < lo; n++) ph[n] = T(0);
+        if (d == 1) {
+          const T* src = in + (r - L);
+          for (int n = lo; n < hi; n++) ph[n] = src[n] + bias;
+        } else if (d == 2) {
+          const T* src = in + (r - L);
+          for (int n = lo; n < hi; n++) ph[n] = src[2 * n] + bias;
+        } else {
+          for (int n = lo; n < hi; n++) ph[n] = in[n * d + r - L] + bias;
+        }
+        for (int n = hi; n < N; n++) ph[n] = T(0);
+      } else {
+        for (int n = 0; n < N; n++) {
+          const int s = n * d + r - L;
+          ph[n] = (s >= 0 && s % zi == 0 && s / zi < W) ? in[s / zi] + bias : T(0);
+        }
+      }
+    }
+  }
+
+  template <int NV, bool ACC>
+  static SGC_INLINE void dense_block(const T* __restrict buf, const int* __restrict koff, const T* __restrict w,
+                                     int K, T* __restrict out) {
+    constexpr int LN = Vec<T>::L;
+    typename Vec<T>::V a[NV];
+    for (int v = 0; v < NV; v++) a[v] = ACC ? vload(out + v * LN) : vzero<T>();
+    for (int k = 0; k < K; k++) {
+      const T* __restrict p = buf + koff[k];
+      const auto wk = vsplat(w[k]);
+      for (int v = 0; v < NV; v++) a[v] += wk * vload(p + v * LN);
+    }
+    for (int v = 0; v < NV; v++) vstore(out + v * LN, a[v]);
+  }
+
+  template <int NV, int U, bool ACC>
+  SGC_INLINE void up_block(const T* __restrict buf, const T* __restrict w, int m0, T* __restrict out) const {
+    constexpr int LN = Vec<T>::L;
+    using VV = typename Vec<T>::V;
+    if constexpr (U == 2) {
+      VV a0[NV], a1[NV];
+      for (int v = 0; v < NV; v++) { a0[v] = vzero<T>(); a1[v] = vzero<T>(); }
+      {
+        const T* __restrict p = buf + m0 + c[0];
+        const int n = nj[0], kk = k0[0];
+        for (int j = 0; j < n; j++) {
+          const auto wk = vsplat(w[kk + 2 * j]);
+          for (int v = 0; v < NV; v++) a0[v] += wk * vload(p + j + v * LN);
+        }
+      }
+      {
+        const T* __restrict p = buf + m0 + c[1];
+        const int n = nj[1], kk = k0[1];
+        for (int j = 0; j < n; j++) {
+          const auto wk = vsplat(w[kk + 2 * j]);
+          for (int v = 0; v < NV; v++) a1[v] += wk * vload(p + j + v * LN);
+        }
+      }
+      T* __restrict o = out + 2 * m0;
+      for (int v = 0; v < NV; v++) {
+        VV lo, hi;
+        zip2<T>(a0[v], a1[v], lo, hi);
+        if (ACC) { lo += vload(o + 2 * v * LN); hi += vload(o + 2 * v * LN + LN); }
+        vstore(o + 2 * v * LN, lo);
+        vstore(o + 2 * v * LN + LN, hi);
+      }
+    } else {
+      const int uu = u;
+      for (int f = 0; f < uu; f++) {
+        VV a[NV];
+        for (int v = 0; v < NV; v++) a[v] = vzero<T>();
+        const T* __restrict p = buf + m0 + c[f];
+        for (int j = 0; j < nj[f]; j++) {
+          const auto wk = vsplat(w[k0[f] + uu * j]);
+          for (int v = 0; v < NV; v++) a[v] += wk * vload(p + j + v * LN);
+        }
+        T tmp[NV * LN];
+        for (int v = 0; v < NV; v++) vstore(tmp + v * LN, a[v]);
+        T* __restrict o = out + uu * m0 + f;
+        for (int b = 0; b < NV * LN; b++) {
+          if (ACC) o[uu * b] += tmp[b];
+          else o[uu * b] = tmp[b];
+        }
+      }
+    }
+  }
+
+  template <int U, bool ACC>
+  inline void up_apply(const T* buf, const T* w, T* out) const {
+    constexpr int MAIN = Blk<T>::MAIN, TAIL = Blk<T>::TAIL;
+    int m0 = 0;
+    for (; m0 + MAIN <= M; m0 += MAIN) up_block<MAIN / TAIL, U, ACC>(buf, w, m0, out);
+    for (; m0 < M; m0 += TAIL) up_block<1, U, ACC>(buf, w, m0, out);
+  }
+
+  // out[0..Wo) (=|+=) filtered prepared row; taps w in correlation order (K of them).
+  template <bool ACC>
+  void apply(const T* buf, const T* w, T* out) const {
+    constexpr int MAIN = Blk<T>::MAIN, TAIL = Blk<T>::TAIL;
+    if (polyup) {
+      if (u == 2) up_apply<2, ACC>(buf, w, out);
+      else up_apply<0, ACC>(buf, w, out);
+      return;
+    }
+    int o0 = 0;
+    const int* ko = koff.data();
+    for (; o0 + MAIN <= Wo; o0 += MAIN) dense_block<MAIN / TAIL, ACC>(buf + o0, ko, w, K, out + o0);
+    for (; o0 < Wo; o0 += TAIL) dense_block<1, ACC>(buf + o0, ko, w, K, out + o0);
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// One stage: plan (shared by all threads) and per-thread engine.
+// ---------------------------------------------------------------------------------------
+template <typename T>
+struct StagePlan {
+  StageDesc s;
+  XPlan<T> xp;
+  bool separable = true;
+  int kw = 1, kh = 1;
+  std::vector<T> tx;  // separable: kw; 2-D: kh*kw
+  std::vector<T> ty;  // separable: kh
+  int R = 1;          // ring rows
+  int row_len = 0;    // ring row length
+
+  void init(const StageDesc& d) {
+    s = d;
+    separable = d.separable;
+    kw = d.kw; kh = d.kh;
+    if (separable) {
+      tx.assign(d.tx, d.tx + kw);
+      ty.assign(d.ty, d.ty + kh);
+    } else {
+      tx.assign(d.tx, d.tx + (size_t)kw * kh);
+    }
+    xp.init(d.W, d.Wo, d.upx, d.downx, d.px0, kw);
+    R = ceil_div(kh, d.upy) + 1;
+    row_len = separable ? xp.out_len : xp.prep_len;
+  }
+  // rows [r_lo, r_hi] of the input that output row oy reads (may be empty: r_lo > r_hi)
+  void rows_for(int oy, int& r_lo, int& r_hi) const {
+    const int t0 = oy * s.downy - s.py0, t1 = t0 + kh - 1;
+    r_lo = std::max(0, ceil_div(t0, s.upy));
+    r_hi = std::min(s.H - 1, floor_div(t1, s.upy));
+  }
+};
+
+template <typename T>
+struct Engine {
+  const StagePlan<T>* P = nullptr;
+  std::vector<T> ring;      // R rows of row_len
+  std::vector<int> ring_id;
+  std::vector<T> prep;      // separable: one prepared row
+  std::vector<T> out;       // output scratch
+  std::vector<const T*> rp; // per output row: ring rows
+  std::vector<T> rw;        // per output row: y weights
+
+  void setup(const StagePlan<T>* p) {
+    P = p;
+    ring.assign((size_t)p->R * p->row_len + 64, T(0));
+    ring_id.assign(p->R, INT32_MIN);
+    prep.assign((size_t)p->xp.prep_len + 64, T(0));
+    out.assign((size_t)p->xp.out_len + 64, T(0));
+    rp.resize(p->kh);
+    rw.resize(p->kh);
+  }
+  void reset() { std::fill(ring_id.begin(), ring_id.end(), INT32_MIN); }
+
+  // Ensure input row iy is in ring slot `slot` (= iy % R). prov(iy, const T*& row, T& bias) gives the raw row.
+  template <typename Prov>
+  inline const T* fetch(int iy, int slot, Prov& prov) {
+    T* dst = ring.data() + (size_t)slot * P->row_len;
+    if (ring_id[slot] != iy) {
+      const T* src;
+      T bias;
+      prov(iy, src, bias);
+      if (P->separable) {
+        P->xp.prepare(src, bias, prep.data());
+        P->xp.template apply<false>(prep.data(), P->tx.data(), dst);
+      } else {
+        P->xp.prepare(src, bias, dst);
+      }
+      ring_id[slot] = iy;
+    }
+    return dst;
+  }
+
+  // Compute output row oy into `out` (Wo valid values); returns out.data().
+  // The taps ky that hit a real input row are ky0, ky0 + upy, ... (one division per row).
+  template <typename Prov>
+  T* row(int oy, Prov& prov) {
+    const StagePlan<T>& p = *P;
+    const StageDesc& s = p.s;
+    T* o = out.data();
+    const int t0 = oy * s.downy - s.py0;
+    // first tap with t = t0 + ky >= 0 and t % upy == 0 (for t0 < 0 that is t = 0)
+    int ky = t0 >= 0 ? pmod(-t0, s.upy) : -t0;
+    int iy = (t0 + ky) / s.upy;
+    int slot = iy % p.R;
+    const int R = p.R;
+    if (p.separable) {
+      int n = 0;
+      for (; ky < p.kh && iy < s.H; ky += s.upy, iy++) {
+        rp[n] = fetch(iy, slot, prov);
+        rw[n] = p.ty[ky];
+        n++;
+        if (++slot == R) slot = 0;
+      }
+      vcombine(n, o);
+    } else {
+      bool first = true;
+      for (; ky < p.kh && iy < s.H; ky += s.upy, iy++) {
+        const T* buf = fetch(iy, slot, prov);
+        if (++slot == R) slot = 0;
+        if (first) p.xp.template apply<false>(buf, p.tx.data() + (size_t)ky * p.kw, o);
+        else p.xp.template apply<true>(buf, p.tx.data() + (size_t)ky * p.kw, o);
+        first = false;
+      }
+      if (first) std::fill(o, o + p.xp.out_len, T(0));
+    }
+    return o;
+  }
+
+  template <int NV>
+  static SGC_INLINE void vblock(int n, const T* const* __restrict rows, const T* __restrict w, int o0,
+                                T* __restrict o) {
+    constexpr int LN = Vec<T>::L;
+    typename Vec<T>::V a[NV];
+    for (int v = 0; v < NV; v++) a[v] = vzero<T>();
+    for (int i = 0; i < n; i++) {
+      const T* __restrict r = rows[i] + o0;
+      const auto wi = vsplat(w[i]);
+      for (int v = 0; v < NV; v++) a[v] += wi * vload(r + v * LN);
+    }
+    for (int v = 0; v < NV; v++) vstore(o + o0 + v * LN, a[v]);
+  }
+
+  inline void vcombine(int n, T* o) {
+    constexpr int MAIN = Blk<T>::MAIN, TAIL = Blk<T>::TAIL;
+    const int Wo = P->s.Wo;
+    int o0 = 0;
+    for (; o0 + MAIN <= Wo; o0 += MAIN) vblock<MAIN / TAIL>(n, rp.data(), rw.data(), o0, o);
+    for (; o0 < Wo; o0 += TAIL) vblock<1>(n, rp.data(), rw.data(), o0, o);
+  }
+};
+
+// Number of row bands per plane so that there are enough work items for the threads.
+static inline int choose_bands(int64_t planes, int Ho, int threads) {
+  if (threads <= 1) return 1;
+  const int64_t want = 4 * (int64_t)threads;
+  if (planes >= want) return 1;
+  int bands = (int)((want + planes - 1) / planes);
+  bands = std::min(bands, std::max(1, Ho / 8));
+  return std::max(1, bands);
+}
+
+}  // namespace detail_up
+
+template <typename T>
+void upfirdn2d(const StageDesc& s, int64_t planes, const T* x, T* y, int threads) {
+  using namespace detail_up;
+  StagePlan<T> plan;
+  plan.init(s);
+  const int bands = choose_bands(planes, s.Ho, threads);
+  const int64_t items = planes * bands;
+  const int band_rows = ceil_div(s.Ho, bands);
+  const int nt = std::max(1, (int)std::min<int64_t>(threads, items));
+  const size_t in_plane = (size_t)s.H * s.W, out_plane = (size_t)s.Ho * s.Wo;
+#pragma omp parallel num_threads(nt)
+  {
+    Engine<T> eng;
+    eng.setup(&plan);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t it = 0; it < items; it++) {
+      const int64_t pl = it / bands;
+      const int band = (int)(it % bands);
+      const int oy0 = band * band_rows, oy1 = std::min(s.Ho, oy0 + band_rows);
+      const T* xin = x + pl * in_plane;
+      T* yout = y + pl * out_plane;
+      auto prov = [&](int iy, const T*& row, T& bias) { row = xin + (size_t)iy * s.W; bias = T(0); };
+      eng.reset();
+      for (int oy = oy0; oy < oy1; oy++) {
+        const T* r = eng.row(oy, prov);
+        std::memcpy(yout + (size_t)oy * s.Wo, r, sizeof(T) * s.Wo);
+      }
+    }
+  }
+}
+
+namespace detail_up {
+
+// Chain: engine 1 (plan p1) -> pointwise -> engine 2 (plan p2), over `planes` planes.
+// Pointwise: pw(plane, row r of stage-1 output, T* vals, write_ok) transforms vals[0..W1) in place.
+// Bias: bias_of(plane) is added to the input samples of stage 1.
+template <typename T, typename PW, typename BiasOf>
+static void run_chain(const StageDesc& s1, const StageDesc& s2, int64_t planes, const T* x, T* y, int threads, PW& pw,
+                      BiasOf& bias_of) {
+  StagePlan<T> p1, p2;
+  p1.init(s1);
+  p2.init(s2);
+  const int bands = choose_bands(planes, s2.Ho, threads);
+  const int64_t items = planes * bands;
+  const int band_rows = ceil_div(s2.Ho, bands);
+  const int nt = std::max(1, (int)std::min<int64_t>(threads, items));
+  const size_t in_plane = (size_t)s1.H * s1.W, out_plane = (size_t)s2.Ho * s2.Wo;
+#pragma omp parallel num_threads(nt)
+  {
+    Engine<T> e1, e2;
+    e1.setup(&p1);
+    e2.setup(&p2);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t it = 0; it < items; it++) {
+      const int64_t pl = it / bands;
+      const int band = (int)(it % bands);
+      const int oy0 = band * band_rows, oy1 = std::min(s2.Ho, oy0 + band_rows);
+      // stage-1 rows this band owns for side outputs (codes): those the next band does not read
+      int own_hi = s1.Ho;
+      if (oy1 < s2.Ho) {
+        int lo, hi;
+        p2.rows_for(oy1, lo, hi);
+        own_hi = lo;
+      }
+      const T* xin = x + pl * in_plane;
+      T* yout = y + pl * out_plane;
+      const T bias = bias_of(pl);
+      auto prov1 = [&](int iy, const T*& row, T& b) { row = xin + (size_t)iy * s1.W; b = bias; };
+      auto prov2 = [&](int r, const T*& row, T& b) {
+        T* v = e1.row(r, prov1);
+        pw(pl, r, v, r < own_hi);
+        row = v;
+        b = T(0);
+      };
+      e1.reset();
+      e2.reset();
+      for (int oy = oy0; oy < oy1; oy++) {
+        const T* r = e2.row(oy, prov2);
+        std::memcpy(yout + (size_t)oy * s2.Wo, r, sizeof(T) * s2.Wo);
+      }
+    }
+  }
+}
+
+}  // namespace detail_up
+
+template <typename T>
+void flrelu_fwd(const FLreluDesc& d, int64_t planes, const T* x, const T* b, T* y, uint8_t* codes) {
+  using namespace detail_up;
+  using VV = typename Vec<T>::V;
+  using VI = typename Vec<T>::I;
+  constexpr int LN = Vec<T>::L;
+  const int W1 = d.s1.Wo, H1 = d.s1.Ho;
+  const int cbytes = (W1 + 3) / 4;
+  const T gain = T(d.gain), slope = T(d.slope), clampv = T(d.clamp);
+  const bool do_clamp = d.clamp >= 0;
+  const int64_t C = d.C;
+  auto bias_of = [b, C](int64_t pl) { return b ? b[pl % C] : T(0); };
+  // In place on one stage-1 row (the scratch is padded to whole vectors, so no tail loop).
+  auto pw = [=](int64_t pl, int r, T* __restrict v, bool write) {
+    const VV g = vsplat(gain), sl = vsplat(slope), cp = vsplat(clampv), cn = vsplat(-clampv), z = vzero<T>();
+    uint8_t* __restrict crow = (codes && write) ? codes + ((size_t)pl * H1 + r) * cbytes : nullptr;
+    uint8_t tc[64 + 8];
+    for (int j0 = 0; j0 < W1; j0 += 256) {
+      const int n = std::min(256, W1 - j0);
+      for (int j = 0; j < n; j += LN) {
+        VV xv = vload(v + j0 + j);
+        const VI neg = xv <= z;
+        VV yv = (neg ? xv * sl : xv) * g;
+        VI code = neg & 1;
+        if (do_clamp) {
+          const VI hi = yv > cp, lo = yv < cn;
+          code |= (hi | lo) & 2;
+          yv = hi ? cp : (lo ? cn : yv);
+        }
+        vstore(v + j0 + j, yv);
+        if (crow) {
+          // lane i's code goes to bits 2 * (i % 4) of byte i / 4: shift, then OR groups of four lanes
+          if constexpr (LN == 8) {
+            const VI shv = {0, 2, 4, 6, 0, 2, 4, 6};
+            VI t = code << shv;
+            t |= __builtin_shufflevector(t, t, 1, 0, 3, 2, 5, 4, 7, 6);
+            t |= __builtin_shufflevector(t, t, 2, 3, 0, 1, 6, 7, 4, 5);
+            tc[j / 4] = (uint8_t)t[0];
+            tc[j / 4 + 1] = (uint8_t)t[4];
+          } else {
+            const VI shv = {0, 2, 4, 6};
+            VI t = code << shv;
+            t |= __builtin_shufflevector(t, t, 1, 0, 3, 2);
+            t |= __builtin_shufflevector(t, t, 2, 3, 0, 1);
+            tc[j / 4] = (uint8_t)t[0];
+          }
+        }
+      }
+      if (crow) std::memcpy(crow + j0 / 4, tc, (n + 3) / 4);
+    }
+  };
+  run_chain<T>(d.s1, d.s2, planes, x, y, d.threads, pw, bias_of);
+}
+
+template <typename T>
+void flrelu_bwd(const FLreluDesc& d, int64_t planes, const T* dy, const uint8_t* codes, T* dx) {
+  using namespace detail_up;
+  using VV = typename Vec<T>::V;
+  using VI = typename Vec<T>::I;
+  constexpr int LN = Vec<T>::L;
+  typedef uint8_t U8 __attribute__((vector_size(LN)));
+  const int W1 = d.s1.Wo, H1 = d.s1.Ho;
+  const int cbytes = (W1 + 3) / 4;
+  const T gain = T(d.gain), gs = T(d.gain * d.slope);
+  auto bias_of = [](int64_t) { return T(0); };
+  auto pw = [=](int64_t pl, int r, T* __restrict v, bool) {
+    const VV g = vsplat(gain), gsl = vsplat(gs), z = vzero<T>();
+    const VI zi = {};
+    const uint8_t* __restrict crow = codes + ((size_t)pl * H1 + r) * cbytes;
+    alignas(32) uint8_t tc[256 + 32];
+    std::memset(tc, 0, sizeof(tc));
+    for (int j0 = 0; j0 < W1; j0 += 256) {
+      const int n = std::min(256, W1 - j0);
+      const int nb = (n + 3) / 4;
+      for (int q = 0; q < nb; q++) {
+        const uint32_t w = crow[j0 / 4 + q];
+        const uint32_t e = (w | (w << 6) | (w << 12) | (w << 18)) & 0x03030303u;
+        std::memcpy(tc + 4 * q, &e, 4);
+      }
+      for (int j = 0; j < n; j += LN) {
+        U8 cu;
+        std::memcpy(&cu, tc + j, LN);
+        const VI c = __builtin_convertvector(cu, VI);
+        const VV f = ((c & 2) != zi) ? z : (((c & 1) != zi) ? gsl : g);
+        vstore(v + j0 + j, vload(v + j0 + j) * f);
+      }
+    }
+  };
+  run_chain<T>(d.s1, d.s2, planes, dy, dx, d.threads, pw, bias_of);
+}
