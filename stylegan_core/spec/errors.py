@@ -1,8 +1,16 @@
-"""Spec errors: every issue names the file, line, column and key path."""
+"""Spec errors: every issue names the file, line, column and key path.
+
+``str(SpecError)`` prints one line per issue::
+
+    file:line:col: key.path: message (did you mean X, Y?)
+
+Lines and columns are 1-based. ``exit_code`` is 3 when an issue is an unknown
+plugin or part ``type`` (install or load a plugin, or fix the name), else 2.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 EXIT_INVALID = 2
 EXIT_UNKNOWN = 3
@@ -10,13 +18,25 @@ EXIT_UNKNOWN = 3
 
 @dataclass
 class SpecIssue:
+    """One problem: ``(file, line, col, path, message, suggestion)``; ``path`` is the dotted key path."""
+
     file: str
     line: int
     col: int
     path: str
     message: str
-    suggestion: Optional[str] = None
+    suggestion: Optional[Union[str, Sequence[str]]] = None
     unknown_part: bool = False  # an unknown plugin or part name (exit code 3)
+
+    def __post_init__(self) -> None:
+        if self.suggestion is not None and not isinstance(self.suggestion, str):
+            self.suggestion = ", ".join(map(str, self.suggestion)) or None
+        self.line = max(1, int(self.line))
+        self.col = max(1, int(self.col))
+
+    @property
+    def key_path(self) -> str:
+        return self.path
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}"
@@ -26,12 +46,21 @@ class SpecIssue:
 
 
 class SpecError(Exception):
-    """One or more problems in a spec; ``exit_code`` is 3 for unknown parts, else 2."""
+    """One or more problems in a spec; ``exit_code`` is 3 for unknown plugins or parts, else 2."""
 
-    def __init__(self, issues: list[SpecIssue]):
+    def __init__(self, issues: Sequence[SpecIssue]):
         self.issues = list(issues)
         super().__init__("\n".join(map(str, self.issues)))
+
+    def __reduce__(self):  # picklable (multiprocessing, torchrun workers)
+        return (type(self), (self.issues,))
 
     @property
     def exit_code(self) -> int:
         return EXIT_UNKNOWN if any(i.unknown_part for i in self.issues) else EXIT_INVALID
+
+
+def spec_error(file: str, line: int, col: int, path: str, message: str, suggestion: Optional[str] = None,
+               unknown_part: bool = False) -> SpecError:
+    """A :class:`SpecError` of a single issue."""
+    return SpecError([SpecIssue(file, line, col, path, message, suggestion, unknown_part)])

@@ -1,16 +1,21 @@
 """The top-level spec model, built after plugins load.
 
 Each part slot is a union of the parameter models the registry holds for that
-kind, discriminated on ``type``; the run's own settings (``train``, ``run``) are
-core's models below.
+kind, discriminated on ``type`` (also when one model is registered, so the tag is
+always checked and always required); the run's own settings (``train``, ``run``)
+are core's models below.
 """
 from __future__ import annotations
 
+import types
+import typing
+import weakref
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
-from ..registry import Registry
+from ..registry import Registry, RegistryError
 
 
 class TrainConfig(BaseModel):
@@ -19,10 +24,10 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch_size: int = Field(32, ge=1, description="images per step (global)")
     kimg: float = Field(50, gt=0, description="training length in thousands of real images shown")
-    g_lr: float = Field(0.0025, gt=0)
-    d_lr: float = Field(0.0025, gt=0)
-    betas: tuple[float, float] = (0.0, 0.99)
-    eps: float = 1e-8
+    g_lr: float = Field(0.0025, gt=0, description="generator learning rate")
+    d_lr: float = Field(0.0025, gt=0, description="discriminator learning rate")
+    betas: tuple[float, float] = Field((0.0, 0.99), description="Adam betas")
+    eps: float = Field(1e-8, description="Adam epsilon")
     ema_kimg: float = Field(10.0, ge=0, description="half-life of the generator EMA in kimg")
     ema_rampup: Optional[float] = Field(0.05, description="EMA half-life ramp-up as a fraction of images shown (None: off)")
     seed: int = 0
@@ -40,7 +45,7 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     task: Literal["train", "generate"] = "train"
-    seeds: Union[str, list[int]] = "0-15"
+    seeds: Union[str, list[int]] = Field("0-15", description="e.g. '0-15', '1,5,9' or a list of integers")
     truncation_psi: float = 1.0
     truncation_cutoff: Optional[int] = Field(None, ge=0)
     noise_mode: Literal["const", "random", "none"] = "const"
@@ -48,29 +53,93 @@ class RunConfig(BaseModel):
     grid: bool = True
 
 
-def _slot(registry: Registry, kind: str) -> Any:
-    models = registry.params_models(kind)
-    if not models:
-        def _none(v: Any) -> Any:
-            raise ValueError(f"no loaded plugin provides a {kind} part")
-        from pydantic import BeforeValidator
+#: spec slot -> registry kind (list slots hold items of that kind)
+SLOTS: dict[tuple, str] = {("generator", "mapping"): "mapping", ("generator", "synthesis"): "synthesis",
+                           ("discriminator",): "discriminator", ("loss",): "loss", ("regularizers",): "regularizer",
+                           ("augment",): "augment", ("data",): "dataset", ("metrics",): "metric"}
+LIST_SLOTS = {("regularizers",), ("metrics",)}
+SPEC_KINDS = tuple(sorted(set(SLOTS.values())))
 
-        return Annotated[Any, BeforeValidator(_none)]
-    if len(models) == 1:
-        return models[0]
+
+def slot_kind(path: tuple) -> Optional[str]:
+    """The part kind of the node at ``path`` (list slots: ``regularizers.0`` -> regularizer)."""
+    path = tuple(path)
+    if path in SLOTS and path not in LIST_SLOTS:
+        return SLOTS[path]
+    if len(path) == 2 and isinstance(path[1], int) and (path[0],) in LIST_SLOTS:
+        return SLOTS[(path[0],)]
+    return None
+
+
+def type_tag(model: type[BaseModel]) -> Optional[str]:
+    """The ``type`` literal of a part's params model."""
+    f = model.model_fields.get("type")
+    if f is None:
+        return None
+    args = typing.get_args(f.annotation)
+    return args[0] if typing.get_origin(f.annotation) is Literal and len(args) == 1 else None
+
+
+def _no_provider(kind: str) -> Any:
+    def refuse(value: Any) -> Any:
+        raise PydanticCustomError("no_provider", "no loaded plugin provides a {kind} part", {"kind": kind})
+
+    return Annotated[Any, BeforeValidator(refuse),
+                     Field(json_schema_extra={"description": f"no loaded plugin provides a {kind} part"})]
+
+
+_STRICT: "weakref.WeakKeyDictionary[type[BaseModel], type[BaseModel]]" = weakref.WeakKeyDictionary()
+
+
+def strict(model: type[BaseModel]) -> type[BaseModel]:
+    """``model`` itself if it forbids unknown keys, else a cached subclass that does.
+
+    Derived params models forbid them already; a plugin's own model may not (and
+    ``Registry.with_type_field`` keeps the plugin's config), and a misspelt key must
+    not be dropped silently.
+    """
+    if model.model_config.get("extra") == "forbid":
+        return model
+    sub = _STRICT.get(model)
+    if sub is None:
+        sub = type(model.__name__, (model,), {"model_config": ConfigDict(**{**model.model_config, "extra": "forbid"}),
+                                              "__module__": model.__module__, "__doc__": model.__doc__})
+        _STRICT[model] = sub
+    return sub
+
+
+def _slot(registry: Registry, kind: str) -> Any:
+    models = [strict(m) for m in registry.params_models(kind)]
+    if not models:
+        return _no_provider(kind)
+    for m in models:
+        if type_tag(m) is None:
+            info = next(i for i in registry.list(kind) if i.params is m or strict(i.params) is m)
+            raise RegistryError(f"part {info.name!r} of plugin {info.plugin!r}: its params model needs a field "
+                                f"type: Literal[{info.name!r}]")
+    # one model too: pydantic wraps it in a one-member union, so 'type' is required and checked
     return Annotated[Union[tuple(models)], Field(discriminator="type")]
 
 
-_CACHE: dict[int, tuple[Registry, type[BaseModel]]] = {}
+def _signature(registry: Registry) -> tuple:
+    return tuple((k, tuple((m, type_tag(m)) for m in registry.params_models(k))) for k in SPEC_KINDS)
+
+
+_CACHE: "weakref.WeakKeyDictionary[Registry, tuple[tuple, type[BaseModel]]]" = weakref.WeakKeyDictionary()
 
 
 def build_spec_model(registry: Registry) -> type[BaseModel]:
-    """The pydantic model of a whole spec for the parts this registry holds (cached per registry)."""
-    hit = _CACHE.get(id(registry))
-    if hit is not None and hit[0] is registry:
+    """The pydantic model of a whole spec for the parts this registry holds.
+
+    Cached per registry object; rebuilt when parts were registered since.
+    """
+    sig = _signature(registry)
+    hit = _CACHE.get(registry)
+    if hit is not None and hit[0] == sig:
         return hit[1]
     cfg = ConfigDict(extra="forbid", protected_namespaces=())
     GeneratorSpec = create_model("GeneratorSpec", __config__=cfg,
+                                 __doc__="The generator: a mapping network and a synthesis network.",
                                  mapping=(_slot(registry, "mapping"), ...),
                                  synthesis=(_slot(registry, "synthesis"), ...))
     Spec = create_model(
@@ -83,41 +152,69 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
         generator=(GeneratorSpec, ...),
         discriminator=(_slot(registry, "discriminator"), ...),
         loss=(_slot(registry, "loss"), ...),
-        regularizers=(list[_slot(registry, "regularizer")], []),
+        regularizers=(list[_slot(registry, "regularizer")], []),  # type: ignore[misc]
         augment=(Optional[_slot(registry, "augment")], None),
         data=(_slot(registry, "dataset"), ...),
-        metrics=(list[_slot(registry, "metric")], []),
-        train=(TrainConfig, TrainConfig()),
-        run=(RunConfig, RunConfig()),
-        lock=(Optional[dict[str, Any]], None),
+        metrics=(list[_slot(registry, "metric")], []),  # type: ignore[misc]
+        train=(TrainConfig, Field(default_factory=TrainConfig)),
+        run=(RunConfig, Field(default_factory=RunConfig)),
+        # written by stylegan-build into spec.lock.yaml (versions); ignored when building
+        lock=(Optional[dict[str, Any]], Field(None, description="written by stylegan-build: versions built with")),
     )
-    _CACHE[id(registry)] = (registry, Spec)
+    _CACHE[registry] = (sig, Spec)
     return Spec
 
 
-def core_fields(path: tuple) -> Optional[list[str]]:
-    """Field names of core's own models at a key path (for 'did you mean')."""
-    if path == ():
-        return ["spec_version", "name", "description", "extends", "generator", "discriminator", "loss",
-                "regularizers", "augment", "data", "metrics", "train", "run"]
-    if path == ("generator",):
-        return ["mapping", "synthesis"]
-    if path == ("train",):
-        return list(TrainConfig.model_fields)
-    if path == ("run",):
-        return list(RunConfig.model_fields)
+# -- walking a model along a data path (for "did you mean" on keys) --------------------------
+def _unwrap(ann: Any, node: Any) -> Any:
+    """Strip Annotated/Optional; pick the union member a node's ``type`` selects."""
+    for _ in range(16):
+        origin = typing.get_origin(ann)
+        if origin is Annotated:
+            ann = typing.get_args(ann)[0]
+            continue
+        if origin is Union or (hasattr(types, "UnionType") and isinstance(ann, types.UnionType)):
+            members = [a for a in typing.get_args(ann) if a is not type(None)]
+            tag = node.get("type") if isinstance(node, dict) else None
+            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+            pick = [m for m in models if tag is not None and type_tag(m) == tag]
+            if pick:
+                ann = pick[0]
+            elif len(members) == 1:
+                ann = members[0]
+            elif len(models) == 1 and not isinstance(node, (list, str, int, float)):
+                ann = models[0]
+            else:
+                return None
+            continue
+        return ann
     return None
 
 
-SLOT_KINDS = {("generator", "mapping"): "mapping", ("generator", "synthesis"): "synthesis",
-              ("discriminator",): "discriminator", ("loss",): "loss", ("regularizers",): "regularizer",
-              ("augment",): "augment", ("data",): "dataset", ("metrics",): "metric"}
-
-
-def slot_kind(path: tuple) -> Optional[str]:
-    """The part kind of the node at ``path`` (list slots: ``regularizers.0`` -> regularizer)."""
-    if path in SLOT_KINDS and path not in (("regularizers",), ("metrics",)):
-        return SLOT_KINDS[path]
-    if len(path) == 2 and isinstance(path[1], int) and (path[0],) in SLOT_KINDS:
-        return SLOT_KINDS[(path[0],)]
-    return None
+def model_at(root: type[BaseModel], data: Any, path: tuple) -> Optional[type[BaseModel]]:
+    """The pydantic model that validates the mapping at ``path`` of ``data`` (None if unknown)."""
+    ann: Any = root
+    node = data
+    for seg in path:
+        ann = _unwrap(ann, node)
+        if ann is None:
+            return None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            f = ann.model_fields.get(seg) if isinstance(seg, str) else None
+            if f is None:
+                return None
+            ann = f.annotation
+        else:
+            origin, args = typing.get_origin(ann), typing.get_args(ann)
+            if origin in (list, tuple, typing.Sequence) and isinstance(seg, int) and args:
+                ann = args[0]
+            elif origin is dict and len(args) == 2:
+                ann = args[1]
+            else:
+                return None
+        try:
+            node = node[seg]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    ann = _unwrap(ann, node)
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
