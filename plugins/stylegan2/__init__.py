@@ -6,21 +6,29 @@ group ``stylegan_core.plugins``, exactly as a third-party plugin is.
 from stylegan_core import hookimpl
 
 from .loss import R1, NonSaturatingLogistic, PathLength, StyleMixing
-from .networks import Discriminator, Generator, MappingNetwork, SynthesisNetwork
+from .networks import Discriminator, Generator, MappingNetwork, SynthesisNetwork, build_from_official
 
 STYLEGAN_CORE_API = 1
 
 
 @hookimpl
 def register(registry):
-    registry.register("mapping", "mapping", MappingNetwork)
-    registry.register("synthesis", "synthesis", SynthesisNetwork)
-    registry.register("discriminator", "discriminator", Discriminator)
-    registry.register("loss", "logistic", NonSaturatingLogistic)
-    registry.register("regularizer", "r1", R1)
-    registry.register("regularizer", "path_length", PathLength)
-    registry.register("regularizer", "style_mixing", StyleMixing)
+    registry.register("mapping", "mapping", MappingNetwork,
+                      doc="StyleGAN2 mapping network: normalised z (+ embedded c) through equalized-lr FCs; "
+                          "truncation with cutoff.")
+    registry.register("synthesis", "synthesis", SynthesisNetwork,
+                      doc="StyleGAN2 synthesis: learned constant, modulated convs with noise; orig/skip/resnet.")
+    registry.register("discriminator", "discriminator", Discriminator,
+                      doc="StyleGAN2 discriminator (orig/skip/resnet), minibatch std, projection conditioning.")
+    registry.register("loss", "logistic", NonSaturatingLogistic,
+                      doc="Non-saturating logistic loss: G softplus(-D(G(z))), D softplus(D(G(z))) + softplus(-D(x)).")
+    registry.register("regularizer", "r1", R1,
+                      doc="Lazy R1 penalty gamma/2 |grad_x D(x)|^2 on (augmented) real images.")
+    registry.register("regularizer", "path_length", PathLength,
+                      doc="Lazy path-length regularization of G towards the running mean length.")
+    registry.register("regularizer", "style_mixing", StyleMixing,
+                      doc="Style mixing: with probability prob, ws after a random cutoff come from another z.")
 
 
-__all__ = ["MappingNetwork", "SynthesisNetwork", "Discriminator", "Generator", "NonSaturatingLogistic", "R1",
-           "PathLength", "StyleMixing", "register"]
+__all__ = ["MappingNetwork", "SynthesisNetwork", "Discriminator", "Generator", "build_from_official",
+           "NonSaturatingLogistic", "R1", "PathLength", "StyleMixing", "register", "STYLEGAN_CORE_API"]

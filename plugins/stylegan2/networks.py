@@ -1,40 +1,94 @@
 """StyleGAN2 networks: mapping, synthesis (orig / skip / resnet) and discriminator (orig / skip / resnet).
 
-Module and parameter names follow the official code, so its weights load with
-``strict=True`` (tests compare with ../shared/fixtures/nvlabs/nets). On the CPU
-everything runs in float32 (``num_fp16_res`` only applies on CUDA).
+Written from the documented semantics of the official StyleGAN2 (NVlabs/stylegan3,
+``training/networks_stylegan2.py``); module, parameter and buffer names are the
+official ones, so official weights load with ``strict=True`` (the fixture tests in
+``tests/test_stylegan2_fixtures.py`` reproduce the official outputs and gradients).
+
+Mixed precision: blocks at the top ``num_fp16_res`` resolutions run in float16 on
+CUDA only (see :mod:`stylegan_core.layers.precision`); on the CPU everything is
+float32, as in the official code (float64 inputs stay float64, for gradient checks).
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from stylegan_core import ops
+from stylegan_core.generator import Generator as ComposedGenerator
 from stylegan_core.interfaces import Discriminator as DiscriminatorBase
 from stylegan_core.interfaces import MappingNetwork as MappingBase
 from stylegan_core.interfaces import SynthesisNetwork as SynthesisBase
-from stylegan_core.layers import (Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer, ModulatedConvLayer, ToRGBLayer,
-                                  normalize_2nd_moment)
+from stylegan_core.layers import (RESAMPLE_FILTER, Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer,
+                                  ModulatedConvLayer, ToRGBLayer, block_dtype, check_noise_mode, compute_dtype,
+                                  fp16_resolution, normalize_2nd_moment)
 
 Architecture = Literal["orig", "skip", "resnet"]
-RESAMPLE = (1, 3, 3, 1)
+Activation = Literal["linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "swish"]
+FusedModconv = Union[bool, Literal["inference_only"]]
+ARCHITECTURES = ("orig", "skip", "resnet")
+SQRT_HALF = float(np.sqrt(0.5))
+
+
+def _check_resolution(img_resolution: int) -> int:
+    r = int(img_resolution)
+    if r < 4 or r & (r - 1):
+        raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
+    return r
+
+
+def _check_architecture(architecture: str) -> str:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
+    return architecture
+
+
+def _check_2d(t: Optional[torch.Tensor], dim: int, name: str) -> torch.Tensor:
+    if t is None or t.ndim != 2 or t.shape[1] != dim:
+        got = "None" if t is None else str(tuple(t.shape))
+        raise ValueError(f"{name} must be [N, {dim}], got {got}")
+    return t
+
+
+def channels_per_resolution(channel_base: int, channel_max: int, resolutions: list[int]) -> dict[int, int]:
+    """StyleGAN2's channel schedule: ``min(channel_base // res, channel_max)``."""
+    ch = {res: min(int(channel_base) // res, int(channel_max)) for res in resolutions}
+    bad = [res for res, c in ch.items() if c < 1]
+    if bad:
+        raise ValueError(f"channel_base={channel_base} leaves no channels at resolution {max(bad)}; "
+                         f"it must be at least {max(bad)}")
+    return ch
+
+
+# ----------------------------------------------------------------------------
+# Mapping
 
 
 class MappingNetwork(MappingBase):
-    """StyleGAN2 mapping: 2nd-moment-normalised z (and embedded c) through ``num_layers`` equalized-lr FCs.
+    """StyleGAN2 mapping network: z (and an embedding of the label c) to ws ``[N, num_ws, w_dim]``.
 
-    Keeps ``w_avg`` (EMA of w) for truncation toward the mean.
+    z and the embedded c are each normalised to unit second moment, concatenated and passed
+    through ``num_layers`` equalized-lr fully connected layers (learning rate x
+    ``lr_multiplier``). Keeps ``w_avg``, an EMA of w (rate ``1 - w_avg_beta``, updated when
+    ``update_emas``), for truncation: ``w_avg + psi * (w - w_avg)`` on the first
+    ``truncation_cutoff`` ws (all when None). ``num_ws=None`` returns ``[N, w_dim]``.
     """
 
     def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, num_ws: Optional[int] = 14,
                  num_layers: int = 8, embed_features: Optional[int] = None, layer_features: Optional[int] = None,
-                 activation: str = "lrelu", lr_multiplier: float = 0.01, w_avg_beta: Optional[float] = 0.998):
+                 activation: Activation = "lrelu", lr_multiplier: float = 0.01, w_avg_beta: Optional[float] = 0.998):
         super().__init__()
-        self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
-        self.num_layers, self.w_avg_beta = num_layers, w_avg_beta
+        if z_dim < 0 or c_dim < 0 or z_dim + c_dim == 0:
+            raise ValueError(f"the mapping network needs z_dim > 0 or c_dim > 0 (got z_dim={z_dim}, c_dim={c_dim})")
+        if w_dim < 1 or num_layers < 1 or (num_ws is not None and num_ws < 1):
+            raise ValueError(f"w_dim, num_layers and num_ws must be >= 1 (got {w_dim}, {num_layers}, {num_ws})")
+        self.z_dim, self.c_dim, self.w_dim = int(z_dim), int(c_dim), int(w_dim)
+        self.num_ws = None if num_ws is None else int(num_ws)
+        self.num_layers = int(num_layers)
+        self.w_avg_beta = w_avg_beta
         if embed_features is None:
             embed_features = w_dim
         if c_dim == 0:
@@ -45,47 +99,78 @@ class MappingNetwork(MappingBase):
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         for i in range(num_layers):
-            setattr(self, f"fc{i}", FullyConnectedLayer(features[i], features[i + 1], activation=activation,
-                                                        lr_multiplier=lr_multiplier))
+            self.add_module(f"fc{i}", FullyConnectedLayer(features[i], features[i + 1], activation=activation,
+                                                          lr_multiplier=lr_multiplier))
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer("w_avg", torch.zeros([w_dim]))
 
     def forward(self, z: Optional[torch.Tensor], c: Optional[torch.Tensor], truncation_psi: float = 1,
                 truncation_cutoff: Optional[int] = None, update_emas: bool = False) -> torch.Tensor:
         x = None
+        src = z if self.z_dim > 0 else c
+        dtype = compute_dtype(src) if src is not None else torch.float32  # float32 (float64 stays float64)
         if self.z_dim > 0:
-            x = normalize_2nd_moment(z.to(torch.float32))
+            x = normalize_2nd_moment(_check_2d(z, self.z_dim, "z").to(dtype))
         if self.c_dim > 0:
-            y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
+            y = normalize_2nd_moment(self.embed(_check_2d(c, self.c_dim, "c").to(dtype)))
+            if x is not None and x.shape[0] != y.shape[0]:
+                raise ValueError(f"z and c have different batch sizes ({x.shape[0]} and {y.shape[0]})")
             x = torch.cat([x, y], dim=1) if x is not None else y
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
-        if update_emas and self.w_avg_beta is not None:
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+
+        if update_emas and hasattr(self, "w_avg"):
+            with torch.no_grad():
+                self.w_avg.copy_(x.detach().mean(dim=0).to(self.w_avg.dtype).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is not None:
             x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
         if truncation_psi != 1:
+            if not hasattr(self, "w_avg"):
+                raise ValueError("truncation needs w_avg: this mapping network keeps none "
+                                 "(num_ws or w_avg_beta is None)")
+            w_avg = self.w_avg.to(x.dtype)
             if self.num_ws is None or truncation_cutoff is None:
-                x = self.w_avg.lerp(x, truncation_psi)
+                x = w_avg.lerp(x, truncation_psi)
             else:
-                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
+                cut = int(truncation_cutoff)
+                x = torch.cat([w_avg.lerp(x[:, :cut], truncation_psi), x[:, cut:]], dim=1)
         return x
+
+    def extra_repr(self) -> str:
+        return f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}"
+
+
+# ----------------------------------------------------------------------------
+# Synthesis
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution of the synthesis network: (upsampling conv), conv, to-RGB per architecture."""
+    """One resolution of the synthesis network.
+
+    ``forward(x, img, ws) -> (x, img)``: ``x`` ``[N, in_channels, res/2, res/2]`` (None for
+    the first block, which starts from the learned ``const`` ``[out_channels, 4, 4]``),
+    ``img`` the running image (``skip``) or None, ``ws`` ``[N, num_ws, w_dim]`` with
+    ``num_ws = num_conv + num_torgb``. Layers: ``conv0`` (2x upsampling, absent in the
+    first block), ``conv1``, ``torgb`` (every block for ``skip``, else the last only),
+    ``skip`` (1x1 upsampling shortcut for ``resnet``, both paths scaled by sqrt(1/2)).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 is_last: bool, architecture: Architecture = "skip", resample_filter=RESAMPLE,
-                 conv_clamp: Optional[float] = None, fused_modconv_default: Any = True, **layer_kwargs: Any):
+                 is_last: bool, architecture: Architecture = "skip", resample_filter=RESAMPLE_FILTER,
+                 conv_clamp: Optional[float] = None, use_fp16: bool = False, fused_modconv_default: FusedModconv = True,
+                 **layer_kwargs: Any):
         super().__init__()
-        self.in_channels, self.w_dim, self.resolution = in_channels, w_dim, resolution
-        self.img_channels, self.is_last, self.architecture = img_channels, is_last, architecture
+        self.in_channels, self.out_channels, self.w_dim = int(in_channels), int(out_channels), int(w_dim)
+        self.resolution, self.img_channels, self.is_last = int(resolution), int(img_channels), bool(is_last)
+        self.architecture = _check_architecture(architecture)
+        self.use_fp16 = bool(use_fp16)
         self.fused_modconv_default = fused_modconv_default
+        self.in_res = self.resolution // 2 if self.in_channels else 0
+        self.out_res = self.resolution
         self.register_buffer("resample_filter", ops.setup_filter(list(resample_filter)))
         self.num_conv = 0
         self.num_torgb = 0
-        if in_channels == 0:
+        if self.in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
             self.conv0 = ModulatedConvLayer(in_channels, out_channels, w_dim, resolution, up=2,
@@ -97,124 +182,181 @@ class SynthesisBlock(nn.Module):
         if is_last or architecture == "skip":
             self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
             self.num_torgb += 1
-        if in_channels != 0 and architecture == "resnet":
+        if self.in_channels != 0 and architecture == "resnet":
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
                                     resample_filter=resample_filter)
+        self.num_ws = self.num_conv + self.num_torgb
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor,
-                fused_modconv: Optional[bool] = None, noise_mode: str = "random", **_: Any):
+                noise_mode: str = "random", fused_modconv: Optional[bool] = None, force_fp32: bool = False,
+                **_: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        check_noise_mode(noise_mode)
+        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
+            raise ValueError(f"block b{self.resolution}: ws must be [N, {self.num_ws}, {self.w_dim}], "
+                             f"got {tuple(ws.shape)}")
         w_iter = iter(ws.unbind(dim=1))
+        img_dtype = compute_dtype(ws)  # float32 (float64 for float64 ws)
+        dtype = block_dtype(self.use_fp16, ws.device, force_fp32, base=img_dtype)
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
-            if fused_modconv == "inference_only":
-                fused_modconv = not self.training
+        if fused_modconv == "inference_only":
+            fused_modconv = not self.training
+        fused_modconv = bool(fused_modconv)
+        layer_kw = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
+
         if self.in_channels == 0:
-            x = self.const.to(torch.float32).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, noise_mode=noise_mode)
-        elif self.architecture == "resnet":
-            y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, noise_mode=noise_mode)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, noise_mode=noise_mode, gain=np.sqrt(0.5))
-            x = y + x
+            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.conv1(x, next(w_iter), **layer_kw)
         else:
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, noise_mode=noise_mode)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, noise_mode=noise_mode)
+            if x is None or tuple(x.shape[1:]) != (self.in_channels, self.in_res, self.in_res):
+                raise ValueError(f"block b{self.resolution}: x must be [N, {self.in_channels}, {self.in_res}, "
+                                 f"{self.in_res}], got {None if x is None else tuple(x.shape)}")
+            x = x.to(dtype)
+            if self.architecture == "resnet":
+                y = self.skip(x, gain=SQRT_HALF)
+                x = self.conv0(x, next(w_iter), **layer_kw)
+                x = self.conv1(x, next(w_iter), gain=SQRT_HALF, **layer_kw)
+                x = y + x
+            else:
+                x = self.conv0(x, next(w_iter), **layer_kw)
+                x = self.conv1(x, next(w_iter), **layer_kw)
+
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == "skip":
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(torch.float32)
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv).to(img_dtype)
             img = img + y if img is not None else y
         return x, img
 
+    def extra_repr(self) -> str:
+        return (f"resolution={self.resolution}, in_channels={self.in_channels}, out_channels={self.out_channels}, "
+                f"architecture={self.architecture}, use_fp16={self.use_fp16}")
+
 
 class SynthesisNetwork(SynthesisBase):
-    """StyleGAN2 synthesis: a learned 4x4 constant and one block per resolution up to ``img_resolution``.
+    """StyleGAN2 synthesis network: ws ``[N, num_ws, w_dim]`` to images ``[N, img_channels, R, R]``.
 
-    Channels per resolution: ``min(channel_base // res, channel_max)``.
+    A learned 4x4 constant, then one block per resolution 4, 8, ..., ``img_resolution``
+    with ``min(channel_base // res, channel_max)`` channels; each block has two modulated
+    3x3 convolutions with per-pixel noise (one in the 4x4 block). ``architecture``:
+    ``skip`` sums upsampled to-RGB outputs of every block, ``orig`` has a to-RGB on the
+    last block only, ``resnet`` adds 1x1 shortcuts. ``num_ws = 2 log2(R) - 2``.
+    ``forward(ws, noise_mode='random'|'const'|'none', fused_modconv=None, force_fp32=False)``;
+    ``fused_modconv_default='inference_only'`` fuses only in eval mode.
     """
 
     def __init__(self, w_dim: int = 512, img_resolution: int = 256, img_channels: int = 3,
                  channel_base: int = 32768, channel_max: int = 512, architecture: Architecture = "skip",
-                 num_fp16_res: int = 0, conv_clamp: Optional[float] = None, fused_modconv_default: bool = True):
+                 num_fp16_res: int = 0, conv_clamp: Optional[float] = None,
+                 fused_modconv_default: FusedModconv = True):
         super().__init__()
-        if img_resolution < 4 or img_resolution & (img_resolution - 1):
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
-        self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
-        self.num_fp16_res = num_fp16_res  # fp16 is a CUDA feature; the CPU always runs fp32
-        log2 = int(np.log2(img_resolution))
-        self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
-        ch = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        self.w_dim = int(w_dim)
+        self.img_resolution = _check_resolution(img_resolution)
+        self.img_channels = int(img_channels)
+        self.architecture = _check_architecture(architecture)
+        self.num_fp16_res = int(num_fp16_res)
+        self.img_resolution_log2 = int(np.log2(self.img_resolution))
+        self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
+        ch = channels_per_resolution(channel_base, channel_max, self.block_resolutions)
+        fp16_res = fp16_resolution(self.img_resolution, self.num_fp16_res)
         self.num_ws = 0
         for res in self.block_resolutions:
-            block = SynthesisBlock(ch[res // 2] if res > 4 else 0, ch[res], w_dim, res, img_channels,
-                                   is_last=(res == img_resolution), architecture=architecture,
-                                   conv_clamp=conv_clamp, fused_modconv_default=fused_modconv_default)
+            is_last = res == self.img_resolution
+            block = SynthesisBlock(ch[res // 2] if res > 4 else 0, ch[res], self.w_dim, res, self.img_channels,
+                                   is_last=is_last, architecture=architecture, conv_clamp=conv_clamp,
+                                   use_fp16=res >= fp16_res, fused_modconv_default=fused_modconv_default)
             self.num_ws += block.num_conv
-            if res == img_resolution:
+            if is_last:
                 self.num_ws += block.num_torgb
-            setattr(self, f"b{res}", block)
+            self.add_module(f"b{res}", block)
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random", fused_modconv: Optional[bool] = None,
-                **_: Any) -> torch.Tensor:
+                force_fp32: bool = False, update_emas: bool = False, **kwargs: Any) -> torch.Tensor:
+        check_noise_mode(noise_mode)
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
-        ws = ws.to(torch.float32)
+        ws = ws.to(compute_dtype(ws))
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
-            cur = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
-            w_idx += block.num_conv
-            x, img = block(x, img, cur, fused_modconv=fused_modconv, noise_mode=noise_mode)
+            block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+            w_idx += block.num_conv  # a block's to-RGB shares its w with the next block's first conv
+            x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused_modconv,
+                           force_fp32=force_fp32)
         return img
 
+    def extra_repr(self) -> str:
+        return (f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}, "
+                f"img_channels={self.img_channels}, architecture={self.architecture}, "
+                f"num_fp16_res={self.num_fp16_res}")
 
-class Generator(nn.Module):
-    """The official StyleGAN2 generator layout (``mapping`` + ``synthesis``), used to import official weights."""
+
+class Generator(ComposedGenerator):
+    """The official generator layout: ``mapping`` (:class:`MappingNetwork`) + ``synthesis`` (:class:`SynthesisNetwork`).
+
+    Takes the official constructor arguments, so an official ``init_kwargs`` builds it
+    and the official ``state_dict`` loads strictly; ``forward(z, c, truncation_psi=1,
+    truncation_cutoff=None, update_emas=False, **synthesis_kwargs) -> img``.
+    """
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
-                 mapping_kwargs: Optional[dict] = None, **synthesis_kwargs: Any):
-        super().__init__()
-        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
-        self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          **synthesis_kwargs)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws,
-                                      **(mapping_kwargs or {}))
+                 mapping_kwargs: Optional[dict[str, Any]] = None, **synthesis_kwargs: Any):
+        synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
+                                     **synthesis_kwargs)
+        mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=synthesis.num_ws,
+                                 **(mapping_kwargs or {}))
+        super().__init__(mapping, synthesis)
 
-    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **synthesis_kwargs):
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                          update_emas=update_emas)
-        return self.synthesis(ws, **synthesis_kwargs)
+
+# ----------------------------------------------------------------------------
+# Discriminator
 
 
 class DiscriminatorBlock(nn.Module):
+    """One resolution of the discriminator: (from-RGB), conv 3x3, conv 3x3 with 2x downsampling.
+
+    ``forward(x, img) -> (x, img)`` with ``x`` ``[N, in_channels, res, res]`` (None in the
+    first block) and ``img`` at this resolution (``skip``: every block reads it through
+    ``fromrgb`` and passes it on downsampled; otherwise only the first block reads it).
+    ``resnet`` adds a 1x1 downsampling shortcut, both paths scaled by sqrt(1/2).
+    """
+
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
-                 architecture: Architecture = "resnet", activation: str = "lrelu", resample_filter=RESAMPLE,
-                 conv_clamp: Optional[float] = None):
+                 architecture: Architecture = "resnet", activation: Activation = "lrelu",
+                 resample_filter=RESAMPLE_FILTER, conv_clamp: Optional[float] = None, use_fp16: bool = False):
         super().__init__()
-        self.in_channels, self.resolution, self.architecture = in_channels, resolution, architecture
+        self.in_channels, self.tmp_channels, self.out_channels = int(in_channels), int(tmp_channels), int(out_channels)
+        self.resolution, self.img_channels = int(resolution), int(img_channels)
+        self.architecture = _check_architecture(architecture)
+        self.use_fp16 = bool(use_fp16)
         self.register_buffer("resample_filter", ops.setup_filter(list(resample_filter)))
-        if in_channels == 0 or architecture == "skip":
+        if self.in_channels == 0 or architecture == "skip":
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, activation=activation,
                                        conv_clamp=conv_clamp)
-        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, activation=activation, conv_clamp=conv_clamp)
+        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, activation=activation,
+                                 conv_clamp=conv_clamp)
         self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, activation=activation, down=2,
                                  resample_filter=resample_filter, conv_clamp=conv_clamp)
         if architecture == "resnet":
             self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2,
                                     resample_filter=resample_filter)
 
-    def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor]):
+    def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], force_fp32: bool = False,
+                **_: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        ref = img if img is not None else x
+        dtype = block_dtype(self.use_fp16, ref.device, force_fp32, base=compute_dtype(ref))
+        if x is not None:
+            x = x.to(dtype)
         if self.in_channels == 0 or self.architecture == "skip":
-            y = self.fromrgb(img.to(torch.float32))
+            img = img.to(dtype)
+            y = self.fromrgb(img)
             x = x + y if x is not None else y
             img = ops.downsample2d(img, self.resample_filter) if self.architecture == "skip" else None
         if self.architecture == "resnet":
-            y = self.skip(x, gain=np.sqrt(0.5))
+            y = self.skip(x, gain=SQRT_HALF)
             x = self.conv0(x)
-            x = self.conv1(x, gain=np.sqrt(0.5))
+            x = self.conv1(x, gain=SQRT_HALF)
             x = y + x
         else:
             x = self.conv0(x)
@@ -223,11 +365,20 @@ class DiscriminatorBlock(nn.Module):
 
 
 class DiscriminatorEpilogue(nn.Module):
+    """The 4x4 end of the discriminator (always full precision): (from-RGB for ``skip``), mbstd, conv, fc, out.
+
+    Unconditional: ``out`` gives one logit. Conditional (``cmap_dim > 0``): ``out`` gives a
+    ``cmap_dim`` vector whose projection on the embedded label, ``(x . cmap) / sqrt(cmap_dim)``,
+    is the logit.
+    """
+
     def __init__(self, in_channels: int, cmap_dim: int, resolution: int, img_channels: int,
                  architecture: Architecture = "resnet", mbstd_group_size: Optional[int] = 4,
-                 mbstd_num_channels: int = 1, activation: str = "lrelu", conv_clamp: Optional[float] = None):
+                 mbstd_num_channels: int = 1, activation: Activation = "lrelu", conv_clamp: Optional[float] = None):
         super().__init__()
-        self.cmap_dim, self.architecture = cmap_dim, architecture
+        self.in_channels, self.cmap_dim, self.resolution = int(in_channels), int(cmap_dim), int(resolution)
+        self.img_channels = int(img_channels)
+        self.architecture = _check_architecture(architecture)
         if architecture == "skip":
             self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
@@ -236,9 +387,11 @@ class DiscriminatorEpilogue(nn.Module):
         self.fc = FullyConnectedLayer(in_channels * resolution ** 2, in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
-    def forward(self, x: torch.Tensor, img: Optional[torch.Tensor], cmap: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, img: Optional[torch.Tensor], cmap: Optional[torch.Tensor],
+                **_: Any) -> torch.Tensor:
+        x = x.to(compute_dtype(x))
         if self.architecture == "skip":
-            x = x + self.fromrgb(img.to(torch.float32))
+            x = x + self.fromrgb(img.to(x.dtype))
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)
@@ -250,54 +403,106 @@ class DiscriminatorEpilogue(nn.Module):
 
 
 class Discriminator(DiscriminatorBase):
-    """StyleGAN2 discriminator; conditional by projection onto an embedding of c (``cmap``). Returns ``[N, 1]``."""
+    """StyleGAN2 discriminator: images ``[N, img_channels, R, R]`` (and labels c) to logits ``[N, 1]``.
+
+    Blocks from R down to 8 with ``min(channel_base // res, channel_max)`` channels, then a
+    4x4 epilogue with minibatch standard deviation (``mbstd_group_size``,
+    ``mbstd_num_channels``). ``architecture``: ``resnet`` (official default), ``skip``
+    (the image is fed to every block), ``orig``. Conditional when ``c_dim > 0``: a mapping
+    network (``mapping_layers`` layers) embeds c into ``cmap_dim`` features (default: the
+    4x4 channel count) and the logit is the projection of the epilogue's output on it.
+    """
 
     def __init__(self, c_dim: int = 0, img_resolution: int = 256, img_channels: int = 3,
                  architecture: Architecture = "resnet", channel_base: int = 32768, channel_max: int = 512,
                  num_fp16_res: int = 0, conv_clamp: Optional[float] = None, cmap_dim: Optional[int] = None,
                  mbstd_group_size: Optional[int] = 4, mbstd_num_channels: int = 1, mapping_layers: int = 8):
         super().__init__()
-        if img_resolution < 4 or img_resolution & (img_resolution - 1):
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
-        self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
-        self.num_fp16_res = num_fp16_res
-        log2 = int(np.log2(img_resolution))
-        self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]
-        ch = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
+        if c_dim < 0:
+            raise ValueError(f"c_dim must be >= 0, got {c_dim}")
+        self.c_dim = int(c_dim)
+        self.img_resolution = _check_resolution(img_resolution)
+        self.img_channels = int(img_channels)
+        self.architecture = _check_architecture(architecture)
+        self.num_fp16_res = int(num_fp16_res)
+        self.img_resolution_log2 = int(np.log2(self.img_resolution))
+        self.block_resolutions = [2 ** i for i in range(self.img_resolution_log2, 2, -1)]
+        ch = channels_per_resolution(channel_base, channel_max, self.block_resolutions + [4])
         if cmap_dim is None:
             cmap_dim = ch[4]
-        if c_dim == 0:
+        if self.c_dim == 0:
             cmap_dim = 0
-        self.cmap_dim = cmap_dim
+        self.cmap_dim = int(cmap_dim)
+        fp16_res = fp16_resolution(self.img_resolution, self.num_fp16_res)
         for res in self.block_resolutions:
-            block = DiscriminatorBlock(ch[res] if res < img_resolution else 0, ch[res], ch[res // 2], res,
-                                       img_channels, architecture=architecture, conv_clamp=conv_clamp)
-            setattr(self, f"b{res}", block)
-        if c_dim > 0:
-            self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
-                                          num_layers=mapping_layers)
-        self.b4 = DiscriminatorEpilogue(ch[4], cmap_dim=cmap_dim, resolution=4, img_channels=img_channels,
+            in_channels = ch[res] if res < self.img_resolution else 0
+            block = DiscriminatorBlock(in_channels, ch[res], ch[res // 2], res, self.img_channels,
+                                       architecture=architecture, conv_clamp=conv_clamp, use_fp16=res >= fp16_res)
+            self.add_module(f"b{res}", block)
+        if self.c_dim > 0:
+            self.mapping = MappingNetwork(z_dim=0, c_dim=self.c_dim, w_dim=self.cmap_dim, num_ws=None,
+                                          w_avg_beta=None, num_layers=mapping_layers)
+        self.b4 = DiscriminatorEpilogue(ch[4], cmap_dim=self.cmap_dim, resolution=4, img_channels=self.img_channels,
                                         architecture=architecture, mbstd_group_size=mbstd_group_size,
                                         mbstd_num_channels=mbstd_num_channels, conv_clamp=conv_clamp)
 
-    def forward(self, img: torch.Tensor, c: torch.Tensor, update_emas: bool = False, **_: Any) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, c: Optional[torch.Tensor] = None, update_emas: bool = False,
+                force_fp32: bool = False, **kwargs: Any) -> torch.Tensor:
+        r = self.img_resolution
+        if img.ndim != 4 or tuple(img.shape[1:]) != (self.img_channels, r, r):
+            raise ValueError(f"the discriminator expects images [N, {self.img_channels}, {r}, {r}], "
+                             f"got {tuple(img.shape)}")
         x = None
         for res in self.block_resolutions:
-            x, img = getattr(self, f"b{res}")(x, img)
+            x, img = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
         return self.b4(x, img, cmap)
 
+    @classmethod
+    def from_official_kwargs(cls, **kw: Any) -> "Discriminator":
+        """Build from the official ``Discriminator`` constructor arguments (nested ``*_kwargs`` flattened)."""
+        kw = dict(kw)
+        block = dict(kw.pop("block_kwargs", None) or {})
+        mapping = dict(kw.pop("mapping_kwargs", None) or {})
+        epilogue = dict(kw.pop("epilogue_kwargs", None) or {})
+        block.pop("fp16_channels_last", None)  # memory layout only
+        if block.get("freeze_layers", 0) == 0:
+            block.pop("freeze_layers", None)
+        unsupported = [f"block_kwargs.{k}" for k in block]
+        unsupported += [f"mapping_kwargs.{k}" for k in mapping if k != "num_layers"]
+        unsupported += [f"epilogue_kwargs.{k}" for k in epilogue if k not in ("mbstd_group_size", "mbstd_num_channels")]
+        if unsupported:
+            raise ValueError(f"official discriminator arguments not supported: {', '.join(sorted(unsupported))}")
+        if "num_layers" in mapping:
+            kw["mapping_layers"] = mapping["num_layers"]
+        return cls(**kw, **epilogue)
+
 
 def discriminator_from_official_kwargs(**kw: Any) -> Discriminator:
-    """Build from the official ``Discriminator`` constructor arguments (nested kwargs flattened)."""
-    kw = dict(kw)
-    epi = kw.pop("epilogue_kwargs", None) or {}
-    mapk = kw.pop("mapping_kwargs", None) or {}
-    blk = kw.pop("block_kwargs", None) or {}
-    if blk:
-        raise ValueError(f"unsupported block_kwargs: {sorted(blk)}")
-    if set(mapk) - {"num_layers"}:
-        raise ValueError(f"unsupported mapping_kwargs: {sorted(set(mapk) - {'num_layers'})}")
-    if set(epi) - {"mbstd_group_size", "mbstd_num_channels"}:
-        raise ValueError(f"unsupported epilogue_kwargs: {sorted(set(epi) - {'mbstd_group_size', 'mbstd_num_channels'})}")
-    return Discriminator(**kw, **epi, **({"mapping_layers": mapk["num_layers"]} if "num_layers" in mapk else {}))
+    """Same as :meth:`Discriminator.from_official_kwargs`."""
+    return Discriminator.from_official_kwargs(**kw)
+
+
+def build_from_official(class_name: str, init_kwargs: dict[str, Any]) -> nn.Module:
+    """Our module for an official StyleGAN2 network class (``...networks_stylegan2.Generator`` or
+    ``training.networks.Generator`` of ADA, ``Discriminator``, ``MappingNetwork``,
+    ``SynthesisNetwork``) built from its recorded ``init_kwargs``."""
+    kind = class_name.rsplit(".", 1)[-1]
+    kw = dict(init_kwargs)
+    if kind == "Generator":
+        kw.update(kw.pop("synthesis_kwargs", None) or {})  # ADA nests the synthesis arguments
+        kw.pop("fp16_channels_last", None)
+        return Generator(**kw)
+    if kind == "Discriminator":
+        return Discriminator.from_official_kwargs(**kw)
+    if kind == "MappingNetwork":
+        return MappingNetwork(**kw)
+    if kind == "SynthesisNetwork":
+        kw.pop("fp16_channels_last", None)
+        return SynthesisNetwork(**kw)
+    raise ValueError(f"no StyleGAN2 network for the official class {class_name!r}")
+
+
+__all__ = ["MappingNetwork", "SynthesisBlock", "SynthesisNetwork", "Generator", "DiscriminatorBlock",
+           "DiscriminatorEpilogue", "Discriminator", "discriminator_from_official_kwargs", "build_from_official",
+           "channels_per_resolution"]
