@@ -85,10 +85,28 @@ static inline void segment(int64_t n, const T* x, T bias, const T* dy, const T* 
 }
 
 template <int A, int MODE, bool CLAMP, typename T>
-static void run(const BiasActDesc& d, const T* x, const T* b, const T* dy, bool dy_scalar, const T* ddx, T* out) {
+static void run(const BiasActDesc& d, const T* x, const T* b, const T* dy, bool dy_scalar, const T* ddx, T* out,
+                double* rowsum) {
   const int64_t total = d.outer * d.C * d.inner;
-  const int64_t inner = d.inner, C = d.C;
+  const int64_t inner = d.inner, C = d.C, rows = d.outer * d.C;
   const T alpha = T(d.alpha), gain = T(d.gain), clamp = T(d.clamp);
+  auto seg = [&](int64_t e, int64_t n, T bias) {
+    if (dy_scalar)
+      segment<A, MODE, CLAMP, true, T>(n, x + e, bias, dy, ddx ? ddx + e : nullptr, out + e, alpha, gain, clamp);
+    else
+      segment<A, MODE, CLAMP, false, T>(n, x + e, bias, dy ? dy + e : nullptr, ddx ? ddx + e : nullptr, out + e,
+                                        alpha, gain, clamp);
+  };
+  if (rowsum) {
+    // one row per iteration, so that each row's sum is taken by one thread
+    const int nt = (rows > 1 && d.threads > 1) ? d.threads : 1;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t row = 0; row < rows; row++) {
+      seg(row * inner, inner, b ? b[row % C] : T(0));
+      rowsum[row] = vsum(out + row * inner, inner);
+    }
+    return;
+  }
   const int64_t chunk = 16384;
   const int64_t nchunks = (total + chunk - 1) / chunk;
   const int nt = (nchunks > 1 && d.threads > 1) ? d.threads : 1;
@@ -99,30 +117,25 @@ static void run(const BiasActDesc& d, const T* x, const T* b, const T* dy, bool 
     while (e < e1) {
       const int64_t row = e / inner;
       const int64_t seg_end = std::min(e1, (row + 1) * inner);
-      const T bias = b ? b[row % C] : T(0);
-      if (dy_scalar)
-        segment<A, MODE, CLAMP, true, T>(seg_end - e, x + e, bias, dy, ddx ? ddx + e : nullptr, out + e, alpha,
-                                         gain, clamp);
-      else
-        segment<A, MODE, CLAMP, false, T>(seg_end - e, x + e, bias, dy ? dy + e : nullptr, ddx ? ddx + e : nullptr,
-                                          out + e, alpha, gain, clamp);
+      seg(e, seg_end - e, b ? b[row % C] : T(0));
       e = seg_end;
     }
   }
 }
 
 template <int MODE, bool CLAMP, typename T>
-static void run_act(const BiasActDesc& d, const T* x, const T* b, const T* dy, bool s, const T* ddx, T* out) {
+static void run_act(const BiasActDesc& d, const T* x, const T* b, const T* dy, bool s, const T* ddx, T* out,
+                    double* rs) {
   switch (d.act) {
-    case ACT_LINEAR: return run<ACT_LINEAR, MODE, CLAMP>(d, x, b, dy, s, ddx, out);
-    case ACT_RELU: return run<ACT_RELU, MODE, CLAMP>(d, x, b, dy, s, ddx, out);
-    case ACT_LRELU: return run<ACT_LRELU, MODE, CLAMP>(d, x, b, dy, s, ddx, out);
-    case ACT_TANH: return run<ACT_TANH, MODE, CLAMP>(d, x, b, dy, s, ddx, out);
-    case ACT_SIGMOID: return run<ACT_SIGMOID, MODE, CLAMP>(d, x, b, dy, s, ddx, out);
-    case ACT_ELU: return run<ACT_ELU, MODE, CLAMP>(d, x, b, dy, s, ddx, out);
-    case ACT_SELU: return run<ACT_SELU, MODE, CLAMP>(d, x, b, dy, s, ddx, out);
-    case ACT_SOFTPLUS: return run<ACT_SOFTPLUS, MODE, CLAMP>(d, x, b, dy, s, ddx, out);
-    case ACT_SWISH: return run<ACT_SWISH, MODE, CLAMP>(d, x, b, dy, s, ddx, out);
+    case ACT_LINEAR: return run<ACT_LINEAR, MODE, CLAMP>(d, x, b, dy, s, ddx, out, rs);
+    case ACT_RELU: return run<ACT_RELU, MODE, CLAMP>(d, x, b, dy, s, ddx, out, rs);
+    case ACT_LRELU: return run<ACT_LRELU, MODE, CLAMP>(d, x, b, dy, s, ddx, out, rs);
+    case ACT_TANH: return run<ACT_TANH, MODE, CLAMP>(d, x, b, dy, s, ddx, out, rs);
+    case ACT_SIGMOID: return run<ACT_SIGMOID, MODE, CLAMP>(d, x, b, dy, s, ddx, out, rs);
+    case ACT_ELU: return run<ACT_ELU, MODE, CLAMP>(d, x, b, dy, s, ddx, out, rs);
+    case ACT_SELU: return run<ACT_SELU, MODE, CLAMP>(d, x, b, dy, s, ddx, out, rs);
+    case ACT_SOFTPLUS: return run<ACT_SOFTPLUS, MODE, CLAMP>(d, x, b, dy, s, ddx, out, rs);
+    case ACT_SWISH: return run<ACT_SWISH, MODE, CLAMP>(d, x, b, dy, s, ddx, out, rs);
     default: return;
   }
 }
@@ -131,10 +144,17 @@ static void run_act(const BiasActDesc& d, const T* x, const T* b, const T* dy, b
 
 template <typename T>
 void bias_act(const BiasActDesc& d, int mode, const T* x, const T* b, const T* dy, bool dy_scalar, const T* ddx,
-              T* out) {
+              T* out, double* rowsum) {
   using namespace detail_ba;
   const bool c = d.clamp >= 0;
-  if (mode == 0) return c ? run_act<0, true>(d, x, b, dy, dy_scalar, ddx, out) : run_act<0, false>(d, x, b, dy, dy_scalar, ddx, out);
-  if (mode == 1) return c ? run_act<1, true>(d, x, b, dy, dy_scalar, ddx, out) : run_act<1, false>(d, x, b, dy, dy_scalar, ddx, out);
-  return c ? run_act<2, true>(d, x, b, dy, dy_scalar, ddx, out) : run_act<2, false>(d, x, b, dy, dy_scalar, ddx, out);
+  if (mode == 0) {
+    if (c) return run_act<0, true>(d, x, b, dy, dy_scalar, ddx, out, nullptr);
+    return run_act<0, false>(d, x, b, dy, dy_scalar, ddx, out, nullptr);
+  }
+  if (mode == 1) {
+    if (c) return run_act<1, true>(d, x, b, dy, dy_scalar, ddx, out, rowsum);
+    return run_act<1, false>(d, x, b, dy, dy_scalar, ddx, out, rowsum);
+  }
+  if (c) return run_act<2, true>(d, x, b, dy, dy_scalar, ddx, out, rowsum);
+  return run_act<2, false>(d, x, b, dy, dy_scalar, ddx, out, rowsum);
 }

@@ -50,13 +50,16 @@ struct FLreluDesc {
   int64_t C;  // channels: the plane index modulo C selects the bias
   double gain, slope, clamp;
   int threads;
+  // input strides in elements (plane, row); 0, 0 reads one row for everything (a broadcast
+  // gradient such as the one of .sum()). Defaults: dense [planes, s1.H, s1.W].
+  int64_t in_plane_stride = -1, in_row_stride = -1;
 };
 
 #define SGC_DECLARE_KERNELS(NS)                                                                         \
   namespace NS {                                                                                        \
   template <typename T>                                                                                 \
   void bias_act(const BiasActDesc& d, int mode, const T* x, const T* b, const T* dy, bool dy_scalar,    \
-                const T* ddx, T* out);                                                                  \
+                const T* ddx, T* out, double* rowsum);                                                  \
   template <typename T>                                                                                 \
   void upfirdn2d(const StageDesc& s, int64_t planes, const T* x, T* y, int threads);                     \
   template <typename T>                                                                                 \
@@ -68,6 +71,8 @@ struct FLreluDesc {
 // mode for bias_act: 0 forward y = clamp(act(x + b) * gain);
 //                    1 first derivative  out = dy * d y / d x;
 //                    2 second derivative out = ddx * dy * d^2 y / d x^2.
+// rowsum (nullable): also write the sum of each row of `out` ([outer * C] values), from
+// which the bias gradient is a sum over `outer`.
 SGC_DECLARE_KERNELS(generic)
 SGC_DECLARE_KERNELS(avx2)
 

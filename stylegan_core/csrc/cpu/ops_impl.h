@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.h"
@@ -16,11 +17,12 @@
 namespace sgc {
 namespace SGC_ISA {
 
+#include "simd_impl.h"
 #include "bias_act_impl.h"
 #include "upfirdn_impl.h"
 
 #define SGC_INSTANTIATE(T)                                                                                \
-  template void bias_act<T>(const BiasActDesc&, int, const T*, const T*, const T*, bool, const T*, T*); \
+  template void bias_act<T>(const BiasActDesc&, int, const T*, const T*, const T*, bool, const T*, T*, double*); \
   template void upfirdn2d<T>(const StageDesc&, int64_t, const T*, T*, int);                            \
   template void flrelu_fwd<T>(const FLreluDesc&, int64_t, const T*, const T*, T*, uint8_t*);           \
   template void flrelu_bwd<T>(const FLreluDesc&, int64_t, const T*, const uint8_t*, T*);

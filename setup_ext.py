@@ -35,13 +35,39 @@ def _log(msg: str) -> None:
     print(f"[stylegan_core._C] {msg}", file=sys.stderr, flush=True)
 
 
-def _find_nvcc() -> str | None:
-    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if cuda_home and os.path.isfile(os.path.join(cuda_home, "bin", "nvcc")):
-        return os.path.join(cuda_home, "bin", "nvcc")
-    for cand in (shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"):
-        if cand and os.path.isfile(cand):
-            return os.path.realpath(cand)
+def _is_cuda_home(d: str | None) -> bool:
+    return bool(d) and os.path.isfile(os.path.join(d, "bin", "nvcc")) and \
+        os.path.isfile(os.path.join(d, "include", "cuda_runtime.h"))
+
+
+def _find_cuda_home() -> str | None:
+    """A CUDA toolkit folder (with bin/nvcc and include/cuda_runtime.h).
+
+    Order: $CUDA_HOME / $CUDA_PATH, /usr/local/cuda, then the toolkit of the nvcc on PATH
+    (which may be a wrapper script, e.g. /usr/local/bin/nvcc -> /usr/local/cuda-13.0; torch
+    would guess /usr/local from it, which has no CUDA headers).
+    """
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        if _is_cuda_home(os.environ.get(env)):
+            return os.environ[env]
+    if _is_cuda_home("/usr/local/cuda"):
+        return "/usr/local/cuda"
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        cand = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+        if _is_cuda_home(cand):
+            return cand
+        try:  # a wrapper script that execs the real nvcc
+            with open(nvcc, "rb") as fh:
+                text = fh.read(4096).decode("utf-8", "replace")
+            for tok in text.split():
+                if tok.endswith("/bin/nvcc") and _is_cuda_home(os.path.dirname(os.path.dirname(tok))):
+                    return os.path.dirname(os.path.dirname(tok))
+        except OSError:
+            pass
+    for cand in sorted(glob.glob("/usr/local/cuda-*"), reverse=True):
+        if _is_cuda_home(cand):
+            return cand
     return None
 
 
@@ -71,7 +97,7 @@ def want_cuda() -> bool:
     import torch
 
     has_torch_cuda = torch.version.cuda is not None
-    nvcc = _find_nvcc()
+    nvcc = _find_cuda_home()
     if flag in ("1", "true", "yes", "on"):
         if not has_torch_cuda or nvcc is None:
             raise RuntimeError(
@@ -83,11 +109,15 @@ def want_cuda() -> bool:
 
 
 def _prepare_cuda_env() -> None:
-    nvcc = _find_nvcc()
-    if not os.environ.get("CUDA_HOME") and nvcc:
-        os.environ["CUDA_HOME"] = os.path.dirname(os.path.dirname(nvcc))  # e.g. /usr/local/cuda
+    """CUDA_HOME, TORCH_CUDA_ARCH_LIST for a build on a machine that may have no GPU."""
+    home = _find_cuda_home()
+    os.environ["CUDA_HOME"] = home
     import torch
+    import torch.utils.cpp_extension as cpp_ext
 
+    # torch reads CUDA_HOME when cpp_extension is first imported (possibly before us)
+    if getattr(cpp_ext, "CUDA_HOME", None) != home:
+        cpp_ext.CUDA_HOME = home
     if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         if torch.cuda.is_available() and torch.cuda.device_count() > 0:
             pass  # torch compiles for the visible GPUs
@@ -122,6 +152,9 @@ def get_ext_modules_and_cmdclass():
         _log("STYLEGAN_NO_EXT=1: installing without compiled ops")
         return [], {}
     os.environ.setdefault("MAX_JOBS", "2")
+    cuda = want_cuda()
+    if cuda:
+        _prepare_cuda_env()
     try:
         from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
     except ImportError as e:  # torch missing at build time (e.g. build isolation)
@@ -133,15 +166,13 @@ def get_ext_modules_and_cmdclass():
                os.path.join(CSRC, "cpu", "ops_avx2.cpp")]
     cxx = ["-O3", "-fopenmp", "-g0", "-ffp-contract=fast", "-fno-trapping-math", "-fno-math-errno", "-fno-wrapv"]
     extra = dict(extra_link_args=["-fopenmp"], py_limited_api=True)
-    cuda = want_cuda()
     if cuda:
-        _prepare_cuda_env()
         sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
         inc = _nvidia_include_dirs()
-        ext = CUDAExtension("stylegan_core._C", sources, include_dirs=inc, define_macros=[("WITH_CUDA", None)],
-                            extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]}, **extra)
         _log(f"building CPU + CUDA kernels (CUDA_HOME={os.environ.get('CUDA_HOME')}, "
              f"TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(visible GPUs)')}, extra includes={inc})")
+        ext = CUDAExtension("stylegan_core._C", sources, include_dirs=list(inc), define_macros=[("WITH_CUDA", None)],
+                            extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]}, **extra)
     else:
         ext = CppExtension("stylegan_core._C", sources, extra_compile_args={"cxx": cxx}, **extra)
         _log("building CPU kernels only (no CUDA: "

@@ -17,6 +17,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/ones.h>
+#include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -84,7 +85,7 @@ BiasActDesc bias_act_desc(const at::Tensor& x, const std::optional<at::Tensor>& 
   d.alpha = alpha;
   d.gain = gain;
   d.clamp = clamp;
-  d.threads = at::get_num_threads();
+  d.threads = x.numel() < 65536 ? 1 : at::get_num_threads();
   return d;
 }
 
@@ -203,6 +204,14 @@ at::Tensor cuda_filter(const std::optional<at::Tensor>& f, const at::Tensor& x) 
 }
 #endif
 
+// Threads for a kernel call: one for small work (an OpenMP region costs more than it saves
+// there, and gradcheck makes thousands of tiny calls), else torch's setting.
+int threads_for(double work) { return work < 2e5 ? 1 : at::get_num_threads(); }
+
+double stage_work(int64_t planes, const StageDesc& s) {
+  return (double)planes * s.Ho * s.Wo * (s.separable ? (s.kw + s.kh) : (s.kw * s.kh)) / (s.upx * s.upy);
+}
+
 double rank1_tol_for(const at::Tensor& x) { return x.scalar_type() == at::kDouble ? 1e-13 : 2e-7; }
 
 // ------------------------------------------------------------------------------------------------
@@ -210,7 +219,7 @@ double rank1_tol_for(const at::Tensor& x) { return x.scalar_type() == at::kDoubl
 // ------------------------------------------------------------------------------------------------
 at::Tensor bias_act_impl(int mode, const at::Tensor* ddx_, const at::Tensor* dy_, const at::Tensor& x_,
                          const std::optional<at::Tensor>& b_, int64_t dim, c10::string_view act, double alpha,
-                         double gain, double clamp) {
+                         double gain, double clamp, at::Tensor* db_out = nullptr) {
   check_float(x_, "bias_act", "x");
   at::Tensor x = x_.contiguous();
   std::optional<at::Tensor> b;
@@ -238,19 +247,30 @@ at::Tensor bias_act_impl(int mode, const at::Tensor* ddx_, const at::Tensor* dy_
     cuda::bias_act(x.scalar_type() == at::kDouble ? 1 : 0, d, mode, x.data_ptr(), b ? b->data_ptr() : nullptr,
                    dy_ ? dy.data_ptr() : nullptr, dy_scalar, ddx_ ? ddx.data_ptr() : nullptr, out.data_ptr(),
                    c10::cuda::getCurrentCUDAStream().stream());
+    if (db_out) {
+      std::vector<int64_t> dims;
+      for (int64_t i = 0; i < x.dim(); i++)
+        if (i != dim) dims.push_back(i);
+      *db_out = dims.empty() ? out.clone() : at::sum(out, dims);
+    }
     return out;
   }
 #endif
   TORCH_CHECK(x.device().is_cpu(), "stylegan_core::bias_act: unsupported device ", x.device());
+  at::Tensor rowsum;
+  if (db_out) rowsum = at::empty({d.outer, d.C}, x.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "stylegan_core::bias_act", [&] {
     const scalar_t* bp = b ? b->data_ptr<scalar_t>() : nullptr;
     const scalar_t* dyp = dy_ ? dy.data_ptr<scalar_t>() : nullptr;
     const scalar_t* ddxp = ddx_ ? ddx.data_ptr<scalar_t>() : nullptr;
+    double* rs = db_out ? rowsum.data_ptr<double>() : nullptr;
     if (cpu_has_avx2())
-      avx2::bias_act<scalar_t>(d, mode, x.data_ptr<scalar_t>(), bp, dyp, dy_scalar, ddxp, out.data_ptr<scalar_t>());
+      avx2::bias_act<scalar_t>(d, mode, x.data_ptr<scalar_t>(), bp, dyp, dy_scalar, ddxp, out.data_ptr<scalar_t>(), rs);
     else
-      generic::bias_act<scalar_t>(d, mode, x.data_ptr<scalar_t>(), bp, dyp, dy_scalar, ddxp, out.data_ptr<scalar_t>());
+      generic::bias_act<scalar_t>(d, mode, x.data_ptr<scalar_t>(), bp, dyp, dy_scalar, ddxp, out.data_ptr<scalar_t>(),
+                                  rs);
   });
+  if (db_out) *db_out = at::sum(rowsum, {0}).to(x.scalar_type());
   return out;
 }
 
@@ -261,6 +281,15 @@ at::Tensor bias_act(const at::Tensor& x, const std::optional<at::Tensor>& b, int
 at::Tensor bias_act_grad(const at::Tensor& dy, const at::Tensor& x, const std::optional<at::Tensor>& b, int64_t dim,
                          c10::string_view act, double alpha, double gain, double clamp) {
   return bias_act_impl(1, nullptr, &dy, x, b, dim, act, alpha, gain, clamp);
+}
+// First-order backward in one pass: (dx, db). Not differentiable (used when no graph is built).
+std::tuple<at::Tensor, at::Tensor> bias_act_grad_db(const at::Tensor& dy, const at::Tensor& x,
+                                                    const std::optional<at::Tensor>& b, int64_t dim,
+                                                    c10::string_view act, double alpha, double gain, double clamp) {
+  at::Tensor db;
+  at::Tensor dx = bias_act_impl(1, nullptr, &dy, x, b, dim, act, alpha, gain, clamp, &db);
+  if (!db.defined()) db = at::zeros({x.dim() ? x.size(dim) : 1}, x.options());  // empty x
+  return {dx, db};
 }
 at::Tensor bias_act_grad2(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
                           const std::optional<at::Tensor>& b, int64_t dim, c10::string_view act, double alpha,
@@ -305,7 +334,7 @@ at::Tensor upfirdn2d(const at::Tensor& x_, const at::Tensor& f, int64_t upx, int
                       "upfirdn2d");
   at::Tensor y = at::empty({N, C, s.Ho, s.Wo}, x.options());
   if (y.numel() == 0) return y;
-  const int threads = at::get_num_threads();
+  const int threads = threads_for(stage_work((int64_t)N * C, s));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "stylegan_core::upfirdn2d", [&] {
     if (cpu_has_avx2())
       avx2::upfirdn2d<scalar_t>(s, (int64_t)N * C, x.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), threads);
@@ -351,6 +380,7 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu(const at::Tensor& x_, const st
   }
   FLPlan p = fl_plan(fu, fd, H, W, up, down, px0, px1, py0, py1, flip, rank1_tol_for(x));
   at::Tensor y = at::empty({N, C, p.s2.Ho, p.s2.Wo}, x.options());
+  // zero-filled: rows of codes that no output reads are never written (their gradient is zero)
   at::Tensor codes = write_signs ? at::zeros({N, C, p.s1.Ho, (p.s1.Wo + 3) / 4}, x.options().dtype(at::kByte))
                                  : at::empty({0}, x.options().dtype(at::kByte));
   if (y.numel() == 0) return {y, codes};
@@ -375,7 +405,8 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu(const at::Tensor& x_, const st
   }
 #endif
   TORCH_CHECK(x.device().is_cpu(), "stylegan_core::filtered_lrelu: unsupported device ", x.device());
-  FLreluDesc d{p.s1, p.s2, C, gain, slope, clamp, at::get_num_threads()};
+  FLreluDesc d{p.s1, p.s2, C, gain, slope, clamp,
+               threads_for(stage_work((int64_t)N * C, p.s1) + stage_work((int64_t)N * C, p.s2))};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "stylegan_core::filtered_lrelu", [&] {
     const scalar_t* bp = b ? b->data_ptr<scalar_t>() : nullptr;
     uint8_t* cp = write_signs ? codes.data_ptr<uint8_t>() : nullptr;
@@ -392,7 +423,12 @@ at::Tensor filtered_lrelu_grad(const at::Tensor& dy_, const at::Tensor& codes, c
                                int64_t px1, int64_t py0, int64_t py1, double gain, double slope, bool flip,
                                int64_t in_h, int64_t in_w) {
   check_image(dy_, "filtered_lrelu_grad");
-  at::Tensor dy = dy_.contiguous();
+  // A gradient that is one value broadcast everywhere (that of .sum()) is read as one row.
+  const bool bcast = dy_.device().is_cpu() && dy_.numel() > 1 && dy_.stride(0) == 0 && dy_.stride(1) == 0 &&
+                     dy_.stride(2) == 0 && dy_.stride(3) == 0;
+  at::Tensor dy = bcast ? dy_ : dy_.contiguous();
+  at::Tensor dy_row;
+  if (bcast) dy_row = dy_.as_strided({dy_.size(3)}, {0}).contiguous();
   const int N = (int)dy.size(0), C = (int)dy.size(1);
   FLPlan p = fl_plan(fu, fd, (int)in_h, (int)in_w, up, down, px0, px1, py0, py1, flip, rank1_tol_for(dy));
   TORCH_CHECK(dy.size(2) == p.s2.Ho && dy.size(3) == p.s2.Wo, "stylegan_core::filtered_lrelu_grad: dy has shape ",
@@ -427,14 +463,15 @@ at::Tensor filtered_lrelu_grad(const at::Tensor& dy_, const at::Tensor& codes, c
 #endif
   TORCH_CHECK(dy.device().is_cpu(), "stylegan_core::filtered_lrelu_grad: unsupported device ", dy.device());
   Taps rd = reversed(p.td), ru = reversed(p.tu);
-  FLreluDesc d{transpose_stage(p.s2, rd), transpose_stage(p.s1, ru), C, gain, slope, -1.0, at::get_num_threads()};
+  FLreluDesc d{transpose_stage(p.s2, rd), transpose_stage(p.s1, ru), C, gain, slope, -1.0,
+               threads_for(stage_work((int64_t)N * C, p.s1) + stage_work((int64_t)N * C, p.s2))};
+  if (bcast) d.in_plane_stride = d.in_row_stride = 0;
   AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "stylegan_core::filtered_lrelu_grad", [&] {
+    const scalar_t* dyp = bcast ? dy_row.data_ptr<scalar_t>() : dy.data_ptr<scalar_t>();
     if (cpu_has_avx2())
-      avx2::flrelu_bwd<scalar_t>(d, (int64_t)N * C, dy.data_ptr<scalar_t>(), cc.data_ptr<uint8_t>(),
-                                 dx.data_ptr<scalar_t>());
+      avx2::flrelu_bwd<scalar_t>(d, (int64_t)N * C, dyp, cc.data_ptr<uint8_t>(), dx.data_ptr<scalar_t>());
     else
-      generic::flrelu_bwd<scalar_t>(d, (int64_t)N * C, dy.data_ptr<scalar_t>(), cc.data_ptr<uint8_t>(),
-                                    dx.data_ptr<scalar_t>());
+      generic::flrelu_bwd<scalar_t>(d, (int64_t)N * C, dyp, cc.data_ptr<uint8_t>(), dx.data_ptr<scalar_t>());
   });
   return dx;
 }
@@ -454,6 +491,8 @@ TORCH_LIBRARY(stylegan_core, m) {
   m.def("bias_act(Tensor x, Tensor? b, int dim, str act, float alpha, float gain, float clamp) -> Tensor");
   m.def("bias_act_grad(Tensor dy, Tensor x, Tensor? b, int dim, str act, float alpha, float gain, float clamp) "
         "-> Tensor");
+  m.def("bias_act_grad_db(Tensor dy, Tensor x, Tensor? b, int dim, str act, float alpha, float gain, "
+        "float clamp) -> (Tensor, Tensor)");
   m.def("bias_act_grad2(Tensor ddx, Tensor dy, Tensor x, Tensor? b, int dim, str act, float alpha, float gain, "
         "float clamp) -> Tensor");
   m.def("upfirdn2d(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0, int padx1, int pady0, "
@@ -469,6 +508,7 @@ TORCH_LIBRARY(stylegan_core, m) {
 TORCH_LIBRARY_IMPL(stylegan_core, CPU, m) {
   m.impl("bias_act", &sgc::bias_act);
   m.impl("bias_act_grad", &sgc::bias_act_grad);
+  m.impl("bias_act_grad_db", &sgc::bias_act_grad_db);
   m.impl("bias_act_grad2", &sgc::bias_act_grad2);
   m.impl("upfirdn2d", &sgc::upfirdn2d);
   m.impl("filtered_lrelu", &sgc::filtered_lrelu);
@@ -479,6 +519,7 @@ TORCH_LIBRARY_IMPL(stylegan_core, CPU, m) {
 TORCH_LIBRARY_IMPL(stylegan_core, CUDA, m) {
   m.impl("bias_act", &sgc::bias_act);
   m.impl("bias_act_grad", &sgc::bias_act_grad);
+  m.impl("bias_act_grad_db", &sgc::bias_act_grad_db);
   m.impl("bias_act_grad2", &sgc::bias_act_grad2);
   m.impl("upfirdn2d", &sgc::upfirdn2d);
   m.impl("filtered_lrelu", &sgc::filtered_lrelu);

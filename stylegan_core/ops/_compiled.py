@@ -94,6 +94,11 @@ if _C is not None:
     def _bias_act_grad_fake(dy, x, b, dim, act, alpha, gain, clamp):
         return torch.empty_like(x, memory_format=torch.contiguous_format)
 
+    @torch.library.register_fake(f"{_NS}::bias_act_grad_db")
+    def _bias_act_grad_db_fake(dy, x, b, dim, act, alpha, gain, clamp):
+        c = x.shape[dim] if x.dim() else 1
+        return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty((c,))
+
     @torch.library.register_fake(f"{_NS}::bias_act_grad2")
     def _bias_act_grad2_fake(ddx, dy, x, b, dim, act, alpha, gain, clamp):
         return torch.empty_like(x, memory_format=torch.contiguous_format)
@@ -138,11 +143,15 @@ if _C is not None:
         x, b = ctx.saved_tensors
         dim = ctx.params[0]
         dx = db = None
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+        want_db = b is not None and ctx.needs_input_grad[1]
+        if want_db and not torch.is_grad_enabled():
+            # no graph of the backward is being built: one pass gives dx and db
+            dx, db = _ops.bias_act_grad_db(dy, x, b, *ctx.params)
+        elif ctx.needs_input_grad[0] or want_db:
             dx = _ops.bias_act_grad(dy, x, b, *ctx.params)
-            if b is not None and ctx.needs_input_grad[1]:
+            if want_db:
                 db = dx.sum(_reduce_dims(x.dim(), dim)) if x.dim() > 1 else dx
-        return dx, db, None, None, None, None, None
+        return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None
 
     torch.library.register_autograd(f"{_NS}::bias_act", _ba_backward, setup_context=_ba_setup)
 

@@ -27,59 +27,59 @@ static inline int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 
 static inline int pmod(int a, int b) { int r = a % b; return r < 0 ? r + b : r; }
 static inline int round_up(int a, int b) { return ceil_div(a, b) * b; }
 
-template <typename T>
-struct Blk {
-  static constexpr int MAIN = 128 / sizeof(T);  // 32 floats / 16 doubles: four vectors
-  static constexpr int TAIL = 32 / sizeof(T);   // 8 floats / 4 doubles: one vector
-};
+// Run f.template operator()<NV>(first_vector) over `nvec` vectors in blocks of at most MAXV
+// vectors (the accumulators of one block stay in registers).
+template <int MAXV, typename F>
+static inline void for_blocks(int nvec, F&& f) {
+  int v0 = 0;
+  while (v0 < nvec) {
+    const int nv = std::min(MAXV, nvec - v0);
+    switch (nv) {
+      case 8: if constexpr (MAXV >= 8) f.template operator()<8>(v0); break;
+      case 7: if constexpr (MAXV >= 7) f.template operator()<7>(v0); break;
+      case 6: if constexpr (MAXV >= 6) f.template operator()<6>(v0); break;
+      case 5: if constexpr (MAXV >= 5) f.template operator()<5>(v0); break;
+      case 4: f.template operator()<4>(v0); break;
+      case 3: f.template operator()<3>(v0); break;
+      case 2: f.template operator()<2>(v0); break;
+      default: f.template operator()<1>(v0); break;
+    }
+    v0 += nv;
+  }
+}
 
-// 32-byte vectors through the GCC/Clang vector extension: 8 floats or 4 doubles. In the
-// AVX2 build they are ymm registers; in the generic build the compiler splits them.
-#define SGC_INLINE inline __attribute__((always_inline))
+// Even lanes of the concatenation (a, b).
 template <typename T>
-struct Vec;
-template <>
-struct Vec<float> {
-  typedef float V __attribute__((vector_size(32)));
-  typedef int32_t I __attribute__((vector_size(32)));
-  static constexpr int L = 8;
-};
-template <>
-struct Vec<double> {
-  typedef double V __attribute__((vector_size(32)));
-  typedef int64_t I __attribute__((vector_size(32)));
-  static constexpr int L = 4;
-};
-template <typename T>
-static SGC_INLINE typename Vec<T>::V vload(const T* p) {
-  typename Vec<T>::V r;
-  std::memcpy(&r, p, sizeof(r));
-  return r;
+static SGC_INLINE typename Vec<T>::V evens(typename Vec<T>::V a, typename Vec<T>::V b) {
+  constexpr int L = Vec<T>::L;
+  if constexpr (L == 16) return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  else if constexpr (L == 8) return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+  else return __builtin_shufflevector(a, b, 0, 2, 4, 6);
 }
+
+// Pack lane codes (0..3) into bytes: lane i -> bits 2 * (i % 4) of byte i / 4.
 template <typename T>
-static SGC_INLINE void vstore(T* p, typename Vec<T>::V v) {
-  std::memcpy(p, &v, sizeof(v));
-}
-template <typename T>
-static SGC_INLINE typename Vec<T>::V vsplat(T x) {
-  typename Vec<T>::V r = {};
-  return r + x;
-}
-template <typename T>
-static SGC_INLINE typename Vec<T>::V vzero() {
-  typename Vec<T>::V r = {};
-  return r;
-}
-// (a0 b0 a1 b1 ...): lo gets the first half, hi the second.
-template <typename T>
-static SGC_INLINE void zip2(typename Vec<T>::V a, typename Vec<T>::V b, typename Vec<T>::V& lo,
-                            typename Vec<T>::V& hi) {
-  if constexpr (sizeof(T) == 4) {
-    lo = __builtin_shufflevector(a, b, 0, 8, 1, 9, 2, 10, 3, 11);
-    hi = __builtin_shufflevector(a, b, 4, 12, 5, 13, 6, 14, 7, 15);
+static SGC_INLINE void pack_codes(typename Vec<T>::I code, uint8_t* dst) {
+  constexpr int L = Vec<T>::L;
+  using VI = typename Vec<T>::I;
+  if constexpr (L == 16) {
+    const VI shv = {0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6};
+    VI t = code << shv;
+    t |= __builtin_shufflevector(t, t, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+    t |= __builtin_shufflevector(t, t, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    dst[0] = (uint8_t)t[0]; dst[1] = (uint8_t)t[4]; dst[2] = (uint8_t)t[8]; dst[3] = (uint8_t)t[12];
+  } else if constexpr (L == 8) {
+    const VI shv = {0, 2, 4, 6, 0, 2, 4, 6};
+    VI t = code << shv;
+    t |= __builtin_shufflevector(t, t, 1, 0, 3, 2, 5, 4, 7, 6);
+    t |= __builtin_shufflevector(t, t, 2, 3, 0, 1, 6, 7, 4, 5);
+    dst[0] = (uint8_t)t[0]; dst[1] = (uint8_t)t[4];
   } else {
-    lo = __builtin_shufflevector(a, b, 0, 4, 1, 5);
-    hi = __builtin_shufflevector(a, b, 2, 6, 3, 7);
+    const VI shv = {0, 2, 4, 6};
+    VI t = code << shv;
+    t |= __builtin_shufflevector(t, t, 1, 0, 3, 2);
+    t |= __builtin_shufflevector(t, t, 2, 3, 0, 1);
+    dst[0] = (uint8_t)t[0];
   }
 }
 
@@ -102,7 +102,7 @@ struct XPlan {
   void init(int W_, int Wo_, int u_, int d_, int p0_, int K_) {
     W = W_; Wo = Wo_; u = u_; d = d_; p0 = p0_; K = K_;
     polyup = (d == 1 && u > 1);
-    const int TAIL = Blk<T>::TAIL;
+    const int TAIL = Vec<T>::L;  // rows are padded to whole vectors
     if (!polyup) {
       zi = u;
       L = d * ceil_div(std::max(p0, 0), d);
@@ -157,7 +157,13 @@ struct XPlan {
           for (int n = lo; n < hi; n++) ph[n] = src[n] + bias;
         } else if (d == 2) {
           const T* src = in + (r - L);
-          for (int n = lo; n < hi; n++) ph[n] = src[2 * n] + bias;
+          constexpr int LN = Vec<T>::L;
+          const auto bv = vsplat(bias);
+          int n = lo;
+          // whole vectors while every element read (up to src[2 n + 2 LN - 1]) lies inside the row
+          for (; n + LN <= hi && 2 * (n + LN) - 1 + (r - L) < W; n += LN)
+            vstore(ph + n, evens<T>(vload(src + 2 * n), vload(src + 2 * n + LN)) + bv);
+          for (; n < hi; n++) ph[n] = src[2 * n] + bias;
         } else {
           for (int n = lo; n < hi; n++) ph[n] = in[n * d + r - L] + bias;
         }
@@ -239,25 +245,24 @@ struct XPlan {
 
   template <int U, bool ACC>
   inline void up_apply(const T* buf, const T* w, T* out) const {
-    constexpr int MAIN = Blk<T>::MAIN, TAIL = Blk<T>::TAIL;
-    int m0 = 0;
-    for (; m0 + MAIN <= M; m0 += MAIN) up_block<MAIN / TAIL, U, ACC>(buf, w, m0, out);
-    for (; m0 < M; m0 += TAIL) up_block<1, U, ACC>(buf, w, m0, out);
+    constexpr int LN = Vec<T>::L;
+    for_blocks<4>(ceil_div(M, LN), [&]<int NV>(int v0) { up_block<NV, U, ACC>(buf, w, v0 * LN, out); });
   }
 
   // out[0..Wo) (=|+=) filtered prepared row; taps w in correlation order (K of them).
   template <bool ACC>
   void apply(const T* buf, const T* w, T* out) const {
-    constexpr int MAIN = Blk<T>::MAIN, TAIL = Blk<T>::TAIL;
     if (polyup) {
       if (u == 2) up_apply<2, ACC>(buf, w, out);
       else up_apply<0, ACC>(buf, w, out);
       return;
     }
-    int o0 = 0;
     const int* ko = koff.data();
-    for (; o0 + MAIN <= Wo; o0 += MAIN) dense_block<MAIN / TAIL, ACC>(buf + o0, ko, w, K, out + o0);
-    for (; o0 < Wo; o0 += TAIL) dense_block<1, ACC>(buf + o0, ko, w, K, out + o0);
+    constexpr int LN = Vec<T>::L;
+    const int KK = K;
+    for_blocks<8>(ceil_div(Wo, LN), [&]<int NV>(int v0) {
+      dense_block<NV, ACC>(buf + v0 * LN, ko, w, KK, out + v0 * LN);
+    });
   }
 };
 
@@ -272,8 +277,8 @@ struct StagePlan {
   int kw = 1, kh = 1;
   std::vector<T> tx;  // separable: kw; 2-D: kh*kw
   std::vector<T> ty;  // separable: kh
-  int R = 1;          // ring rows
-  int row_len = 0;    // ring row length
+  int R = 1;          // input rows one output row reads, at most (+1)
+  int row_len = 0;    // window row length
 
   void init(const StageDesc& d) {
     s = d;
@@ -299,46 +304,62 @@ struct StagePlan {
 
 template <typename T>
 struct Engine {
+  // Input rows (x-filtered for separable filters, prepared otherwise) live in a sliding
+  // window: row iy at win[(iy - base) * row_len]; rows are produced in increasing order,
+  // each once, and the last R - 1 rows move to the front when the window is full.
   const StagePlan<T>* P = nullptr;
-  std::vector<T> ring;      // R rows of row_len
-  std::vector<int> ring_id;
-  std::vector<T> prep;      // separable: one prepared row
-  std::vector<T> out;       // output scratch
-  std::vector<const T*> rp; // per output row: ring rows
-  std::vector<T> rw;        // per output row: y weights
+  std::vector<T> win;
+  std::vector<T> prep;  // separable: one prepared row
+  std::vector<T> out;   // output scratch
+  std::vector<T> wph;   // separable: y taps per phase, wph[ph * kh + j] = ty[ph + j * upy]
+  int cap = 0, base = 0, hi = -1;
 
   void setup(const StagePlan<T>* p) {
     P = p;
-    ring.assign((size_t)p->R * p->row_len + 64, T(0));
-    ring_id.assign(p->R, INT32_MIN);
+    cap = p->R + 16;
+    win.assign((size_t)cap * p->row_len + 64, T(0));
     prep.assign((size_t)p->xp.prep_len + 64, T(0));
     out.assign((size_t)p->xp.out_len + 64, T(0));
-    rp.resize(p->kh);
-    rw.resize(p->kh);
+    const int up = p->s.upy, kh = p->kh;
+    wph.assign((size_t)up * kh + 1, T(0));
+    if (p->separable)
+      for (int ph = 0; ph < up; ph++)
+        for (int j = 0; ph + j * up < kh; j++) wph[(size_t)ph * kh + j] = p->ty[ph + j * up];
   }
-  void reset() { std::fill(ring_id.begin(), ring_id.end(), INT32_MIN); }
+  void reset() { base = 0; hi = INT32_MIN; }
 
-  // Ensure input row iy is in ring slot `slot` (= iy % R). prov(iy, const T*& row, T& bias) gives the raw row.
+  // Make rows iy0..iy1 available (iy0 >= every row asked before); returns the row iy0.
   template <typename Prov>
-  inline const T* fetch(int iy, int slot, Prov& prov) {
-    T* dst = ring.data() + (size_t)slot * P->row_len;
-    if (ring_id[slot] != iy) {
+  inline const T* ensure(int iy0, int iy1, Prov& prov) {
+    const StagePlan<T>& p = *P;
+    const size_t rl = p.row_len;
+    if (hi < iy0 - 1 || hi == INT32_MIN) {  // nothing reusable: start the window at iy0
+      base = iy0;
+      hi = iy0 - 1;
+    }
+    if (iy1 - base >= cap) {  // slide: keep rows [iy0, hi]
+      const int keep = std::max(0, hi - iy0 + 1);
+      if (keep > 0) std::memmove(win.data(), win.data() + (size_t)(iy0 - base) * rl, sizeof(T) * keep * rl);
+      base = iy0;
+    }
+    for (int iy = hi + 1; iy <= iy1; iy++) {
       const T* src;
       T bias;
       prov(iy, src, bias);
-      if (P->separable) {
-        P->xp.prepare(src, bias, prep.data());
-        P->xp.template apply<false>(prep.data(), P->tx.data(), dst);
+      T* dst = win.data() + (size_t)(iy - base) * rl;
+      if (p.separable) {
+        p.xp.prepare(src, bias, prep.data());
+        p.xp.template apply<false>(prep.data(), p.tx.data(), dst);
       } else {
-        P->xp.prepare(src, bias, dst);
+        p.xp.prepare(src, bias, dst);
       }
-      ring_id[slot] = iy;
     }
-    return dst;
+    hi = std::max(hi, iy1);
+    return win.data() + (size_t)(iy0 - base) * rl;
   }
 
   // Compute output row oy into `out` (Wo valid values); returns out.data().
-  // The taps ky that hit a real input row are ky0, ky0 + upy, ... (one division per row).
+  // The taps ky that hit a real input row are ky0, ky0 + upy, ... on rows iy0, iy0 + 1, ...
   template <typename Prov>
   T* row(int oy, Prov& prov) {
     const StagePlan<T>& p = *P;
@@ -346,53 +367,45 @@ struct Engine {
     T* o = out.data();
     const int t0 = oy * s.downy - s.py0;
     // first tap with t = t0 + ky >= 0 and t % upy == 0 (for t0 < 0 that is t = 0)
-    int ky = t0 >= 0 ? pmod(-t0, s.upy) : -t0;
-    int iy = (t0 + ky) / s.upy;
-    int slot = iy % p.R;
-    const int R = p.R;
+    const int ky0 = t0 >= 0 ? pmod(-t0, s.upy) : -t0;
+    const int iy0 = (t0 + ky0) / s.upy;
+    int n = ky0 < p.kh ? ceil_div(p.kh - ky0, s.upy) : 0;
+    n = std::min(n, s.H - iy0);
+    if (n <= 0) {
+      std::fill(o, o + p.xp.out_len, T(0));
+      return o;
+    }
+    const T* rows = ensure(iy0, iy0 + n - 1, prov);
     if (p.separable) {
-      int n = 0;
-      for (; ky < p.kh && iy < s.H; ky += s.upy, iy++) {
-        rp[n] = fetch(iy, slot, prov);
-        rw[n] = p.ty[ky];
-        n++;
-        if (++slot == R) slot = 0;
-      }
-      vcombine(n, o);
+      const T* w = wph.data() + (size_t)(ky0 % s.upy) * p.kh + ky0 / s.upy;
+      vcombine(n, rows, p.row_len, w, o);
     } else {
-      bool first = true;
-      for (; ky < p.kh && iy < s.H; ky += s.upy, iy++) {
-        const T* buf = fetch(iy, slot, prov);
-        if (++slot == R) slot = 0;
-        if (first) p.xp.template apply<false>(buf, p.tx.data() + (size_t)ky * p.kw, o);
-        else p.xp.template apply<true>(buf, p.tx.data() + (size_t)ky * p.kw, o);
-        first = false;
+      for (int j = 0; j < n; j++) {
+        const T* tx = p.tx.data() + (size_t)(ky0 + j * s.upy) * p.kw;
+        if (j == 0) p.xp.template apply<false>(rows, tx, o);
+        else p.xp.template apply<true>(rows + (size_t)j * p.row_len, tx, o);
       }
-      if (first) std::fill(o, o + p.xp.out_len, T(0));
     }
     return o;
   }
 
   template <int NV>
-  static SGC_INLINE void vblock(int n, const T* const* __restrict rows, const T* __restrict w, int o0,
+  static SGC_INLINE void vblock(int n, const T* __restrict rows, size_t stride, const T* __restrict w, int o0,
                                 T* __restrict o) {
     constexpr int LN = Vec<T>::L;
     typename Vec<T>::V a[NV];
     for (int v = 0; v < NV; v++) a[v] = vzero<T>();
-    for (int i = 0; i < n; i++) {
-      const T* __restrict r = rows[i] + o0;
+    const T* __restrict r = rows + o0;
+    for (int i = 0; i < n; i++, r += stride) {
       const auto wi = vsplat(w[i]);
       for (int v = 0; v < NV; v++) a[v] += wi * vload(r + v * LN);
     }
     for (int v = 0; v < NV; v++) vstore(o + o0 + v * LN, a[v]);
   }
 
-  inline void vcombine(int n, T* o) {
-    constexpr int MAIN = Blk<T>::MAIN, TAIL = Blk<T>::TAIL;
-    const int Wo = P->s.Wo;
-    int o0 = 0;
-    for (; o0 + MAIN <= Wo; o0 += MAIN) vblock<MAIN / TAIL>(n, rp.data(), rw.data(), o0, o);
-    for (; o0 < Wo; o0 += TAIL) vblock<1>(n, rp.data(), rw.data(), o0, o);
+  inline void vcombine(int n, const T* rows, size_t stride, const T* w, T* o) {
+    constexpr int LN = Vec<T>::L;
+    for_blocks<8>(ceil_div(P->s.Wo, LN), [&]<int NV>(int v0) { vblock<NV>(n, rows, stride, w, v0 * LN, o); });
   }
 };
 
@@ -446,7 +459,7 @@ namespace detail_up {
 // Bias: bias_of(plane) is added to the input samples of stage 1.
 template <typename T, typename PW, typename BiasOf>
 static void run_chain(const StageDesc& s1, const StageDesc& s2, int64_t planes, const T* x, T* y, int threads, PW& pw,
-                      BiasOf& bias_of) {
+                      BiasOf& bias_of, int64_t in_plane_stride, int64_t in_row_stride) {
   StagePlan<T> p1, p2;
   p1.init(s1);
   p2.init(s2);
@@ -454,7 +467,9 @@ static void run_chain(const StageDesc& s1, const StageDesc& s2, int64_t planes, 
   const int64_t items = planes * bands;
   const int band_rows = ceil_div(s2.Ho, bands);
   const int nt = std::max(1, (int)std::min<int64_t>(threads, items));
-  const size_t in_plane = (size_t)s1.H * s1.W, out_plane = (size_t)s2.Ho * s2.Wo;
+  const size_t in_plane = in_plane_stride >= 0 ? (size_t)in_plane_stride : (size_t)s1.H * s1.W;
+  const size_t in_row = in_row_stride >= 0 ? (size_t)in_row_stride : (size_t)s1.W;
+  const size_t out_plane = (size_t)s2.Ho * s2.Wo;
 #pragma omp parallel num_threads(nt)
   {
     Engine<T> e1, e2;
@@ -475,7 +490,7 @@ static void run_chain(const StageDesc& s1, const StageDesc& s2, int64_t planes, 
       const T* xin = x + pl * in_plane;
       T* yout = y + pl * out_plane;
       const T bias = bias_of(pl);
-      auto prov1 = [&](int iy, const T*& row, T& b) { row = xin + (size_t)iy * s1.W; b = bias; };
+      auto prov1 = [&](int iy, const T*& row, T& b) { row = xin + (size_t)iy * in_row; b = bias; };
       auto prov2 = [&](int r, const T*& row, T& b) {
         T* v = e1.row(r, prov1);
         pw(pl, r, v, r < own_hi);
@@ -510,7 +525,7 @@ void flrelu_fwd(const FLreluDesc& d, int64_t planes, const T* x, const T* b, T* 
   auto pw = [=](int64_t pl, int r, T* __restrict v, bool write) {
     const VV g = vsplat(gain), sl = vsplat(slope), cp = vsplat(clampv), cn = vsplat(-clampv), z = vzero<T>();
     uint8_t* __restrict crow = (codes && write) ? codes + ((size_t)pl * H1 + r) * cbytes : nullptr;
-    uint8_t tc[64 + 8];
+    uint8_t tc[64 + 16];
     for (int j0 = 0; j0 < W1; j0 += 256) {
       const int n = std::min(256, W1 - j0);
       for (int j = 0; j < n; j += LN) {
@@ -525,27 +540,13 @@ void flrelu_fwd(const FLreluDesc& d, int64_t planes, const T* x, const T* b, T* 
         }
         vstore(v + j0 + j, yv);
         if (crow) {
-          // lane i's code goes to bits 2 * (i % 4) of byte i / 4: shift, then OR groups of four lanes
-          if constexpr (LN == 8) {
-            const VI shv = {0, 2, 4, 6, 0, 2, 4, 6};
-            VI t = code << shv;
-            t |= __builtin_shufflevector(t, t, 1, 0, 3, 2, 5, 4, 7, 6);
-            t |= __builtin_shufflevector(t, t, 2, 3, 0, 1, 6, 7, 4, 5);
-            tc[j / 4] = (uint8_t)t[0];
-            tc[j / 4 + 1] = (uint8_t)t[4];
-          } else {
-            const VI shv = {0, 2, 4, 6};
-            VI t = code << shv;
-            t |= __builtin_shufflevector(t, t, 1, 0, 3, 2);
-            t |= __builtin_shufflevector(t, t, 2, 3, 0, 1);
-            tc[j / 4] = (uint8_t)t[0];
-          }
+          pack_codes<T>(code, tc + j / 4);
         }
       }
       if (crow) std::memcpy(crow + j0 / 4, tc, (n + 3) / 4);
     }
   };
-  run_chain<T>(d.s1, d.s2, planes, x, y, d.threads, pw, bias_of);
+  run_chain<T>(d.s1, d.s2, planes, x, y, d.threads, pw, bias_of, d.in_plane_stride, d.in_row_stride);
 }
 
 template <typename T>
@@ -554,7 +555,6 @@ void flrelu_bwd(const FLreluDesc& d, int64_t planes, const T* dy, const uint8_t*
   using VV = typename Vec<T>::V;
   using VI = typename Vec<T>::I;
   constexpr int LN = Vec<T>::L;
-  typedef uint8_t U8 __attribute__((vector_size(LN)));
   const int W1 = d.s1.Wo, H1 = d.s1.Ho;
   const int cbytes = (W1 + 3) / 4;
   const T gain = T(d.gain), gs = T(d.gain * d.slope);
@@ -562,25 +562,24 @@ void flrelu_bwd(const FLreluDesc& d, int64_t planes, const T* dy, const uint8_t*
   auto pw = [=](int64_t pl, int r, T* __restrict v, bool) {
     const VV g = vsplat(gain), gsl = vsplat(gs), z = vzero<T>();
     const VI zi = {};
+    VI shv;
+    for (int l = 0; l < LN; l++) shv[l] = 2 * l;
     const uint8_t* __restrict crow = codes + ((size_t)pl * H1 + r) * cbytes;
-    alignas(32) uint8_t tc[256 + 32];
-    std::memset(tc, 0, sizeof(tc));
+    uint8_t tc[64 + 16];
     for (int j0 = 0; j0 < W1; j0 += 256) {
       const int n = std::min(256, W1 - j0);
       const int nb = (n + 3) / 4;
-      for (int q = 0; q < nb; q++) {
-        const uint32_t w = crow[j0 / 4 + q];
-        const uint32_t e = (w | (w << 6) | (w << 12) | (w << 18)) & 0x03030303u;
-        std::memcpy(tc + 4 * q, &e, 4);
-      }
+      std::memcpy(tc, crow + j0 / 4, nb);
+      std::memset(tc + nb, 0, 16);
       for (int j = 0; j < n; j += LN) {
-        U8 cu;
-        std::memcpy(&cu, tc + j, LN);
-        const VI c = __builtin_convertvector(cu, VI);
+        // the LN / 4 bytes of this vector's codes, broadcast, each lane shifted to its own code
+        uint32_t bits = 0;
+        std::memcpy(&bits, tc + j / 4, LN / 4);
+        const VI c = ((zi + (std::conditional_t<sizeof(T) == 4, int32_t, int64_t>)bits) >> shv) & 3;
         const VV f = ((c & 2) != zi) ? z : (((c & 1) != zi) ? gsl : g);
         vstore(v + j0 + j, vload(v + j0 + j) * f);
       }
     }
   };
-  run_chain<T>(d.s1, d.s2, planes, dy, dx, d.threads, pw, bias_of);
+  run_chain<T>(d.s1, d.s2, planes, dy, dx, d.threads, pw, bias_of, d.in_plane_stride, d.in_row_stride);
 }
