@@ -18,6 +18,9 @@ $(STAMP): $(SOURCES)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel ninja
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	MAX_JOBS=$${MAX_JOBS:-2} $(BIN)/python -m pip install --no-build-isolation -e '.[test]'
+	$(BIN)/python -c "from stylegan_core.ops import _compiled as C; print('stylegan_core._C:', \
+	  ('built, CUDA kernels ' + ('compiled in' if C.built_with_cuda() else 'not built')) if C.available() \
+	  else 'not built (%s)' % C.load_error())"
 	touch $@
 
 demo: setup

@@ -1,10 +1,13 @@
 """Compiled ops (stylegan_core._C, impl='cpp') against their ``ref`` twins, in one run.
 
-    .venv/bin/python bench/ops.py [--reps 7] [--threads N]
+    .venv/bin/python bench/ops.py [--reps 7] [--net-reps 3] [--res 64 128 256] [--threads N]
 
 Prints a table of median milliseconds for the reference and the compiled op, forward
-(under torch.no_grad) and forward+backward (``op(x, ...).sum().backward()`` with
-gradients for x and the bias), and the ratio ref / compiled. The two implementations are
+(under torch.no_grad) and forward+backward (``op(x, ...).backward(dy)`` with a fixed
+random ``dy``, gradients for x and the bias), and the ratio ref / compiled; then the
+StyleGAN2 generator (skip, channel_base 16384, channel_max 512, batch 4, the official
+CPU anchor's configuration) forward at each ``--res`` with every op on ``ref`` against
+every op on ``cpp`` (``ops.default_impl``). The two implementations are
 timed alternately, run after run, so that both see the same machine load (this machine is
 a shared VM whose speed drifts); the medians are over ``--reps`` runs after a warm-up.
 Shapes are those of docs' CPU performance anchor (nvlabs_cpu_performance.md).
@@ -53,10 +56,30 @@ def cases():
     ]
 
 
+def sg2_generator(res: int):
+    from stylegan_plugins.stylegan2.networks import Generator
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3,
+                  mapping_kwargs=dict(num_layers=8), channel_base=16384, channel_max=512, architecture="skip")
+    return G.eval().requires_grad_(False)
+
+
 def timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return (time.perf_counter() - t) * 1e3
+
+
+def alternate(runs: dict, reps: int) -> dict:
+    """Median ms per implementation, the implementations timed alternately after one warm-up each."""
+    for run in runs.values():
+        run()
+    times = {impl: [] for impl in runs}
+    for _ in range(reps):
+        for impl, run in runs.items():
+            times[impl].append(timed(run))
+    return {impl: statistics.median(t) for impl, t in times.items()}
 
 
 def measure(x, b, op, reps):
@@ -68,31 +91,47 @@ def measure(x, b, op, reps):
 
     xg = x.clone().requires_grad_(True)
     bg = None if b is None else b.clone().requires_grad_(True)
+    with torch.no_grad():
+        dy = torch.randn_like(op(x, b, "ref"))
 
     def fwdbwd(impl):
         def run():
             xg.grad = None
             if bg is not None:
                 bg.grad = None
-            op(xg, bg, impl).sum().backward()
+            op(xg, bg, impl).backward(dy)
         return run
 
-    out = {}
-    for kind, make in (("fwd", fwd), ("fwd+bwd", fwdbwd)):
-        runs = {impl: make(impl) for impl in ("ref", "cpp")}
-        for impl in runs:  # warm-up
-            runs[impl]()
-        times = {"ref": [], "cpp": []}
-        for _ in range(reps):
-            for impl in ("ref", "cpp"):
-                times[impl].append(timed(runs[impl]))
-        out[kind] = {impl: statistics.median(t) for impl, t in times.items()}
+    return {kind: alternate({impl: make(impl) for impl in ("ref", "cpp")}, reps)
+            for kind, make in (("fwd", fwd), ("fwd+bwd", fwdbwd))}
+
+
+def measure_generator(res: int, reps: int) -> dict:
+    G = sg2_generator(res)
+    z = torch.randn(4, 512, generator=torch.Generator().manual_seed(1))
+    c = torch.zeros(4, 0)
+
+    def run(impl):
+        def go():
+            with torch.no_grad(), ops.default_impl(impl):
+                G(z, c, noise_mode="const")
+        return go
+
+    with torch.no_grad():
+        with ops.default_impl("ref"):
+            y0 = G(z, c, noise_mode="const")
+        with ops.default_impl("cpp"):
+            y1 = G(z, c, noise_mode="const")
+    out = alternate({impl: run(impl) for impl in ("ref", "cpp")}, reps)
+    out["maxdiff"] = float((y0 - y1).abs().max())
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=7, help="timed runs per implementation (median)")
+    ap.add_argument("--net-reps", type=int, default=3, help="timed generator runs per implementation (median)")
+    ap.add_argument("--res", type=int, nargs="*", default=[64, 128, 256], help="generator resolutions")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: unchanged)")
     args = ap.parse_args(argv)
     if not _compiled.available():
@@ -110,6 +149,18 @@ def main(argv=None) -> int:
         f, fb = r["fwd"], r["fwd+bwd"]
         print(f"| {name} | {f['ref']:.1f} | {f['cpp']:.1f} | {f['ref'] / f['cpp']:.1f}x | {fb['ref']:.1f} | "
               f"{fb['cpp']:.1f} | {fb['ref'] / fb['cpp']:.1f}x |", flush=True)
+    if args.res:
+        print()
+        print(f"StyleGAN2 generator forward (skip, channel_base 16384, batch 4, noise const), median of "
+              f"{args.net_reps} alternating runs, ms")
+        print()
+        print("| resolution | ref | cpp | ratio | max abs diff |")
+        print("| ---: | ---: | ---: | ---: | ---: |")
+        for res in args.res:
+            r = measure_generator(res, args.net_reps)
+            print(f"| {res} | {r['ref']:.0f} | {r['cpp']:.0f} | {r['ref'] / r['cpp']:.2f}x | {r['maxdiff']:.1e} |",
+                  flush=True)
+        print("\n(StyleGAN3-T generator: not built yet; its plugin is a later issue.)")
     return 0
 
 

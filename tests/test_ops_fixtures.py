@@ -57,6 +57,22 @@ def _cases():
 
 
 CASES = _cases()
+
+
+def _impls() -> list:
+    """``ref`` always; the compiled kernels where they are built and can run (skipped with the reason otherwise)."""
+    from stylegan_core.ops import _compiled
+
+    cpp_ok = _compiled.available()
+    cuda_ok = _compiled.supports("cuda") and torch.cuda.is_available()
+    return [
+        pytest.param("ref", id="ref"),
+        pytest.param("cpp", id="cpp", marks=pytest.mark.skipif(
+            not cpp_ok, reason=f"stylegan_core._C is not built ({_compiled.load_error()})")),
+        pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+            not cuda_ok, reason="no GPU here: the CUDA kernels are compile-checked only"
+            if _compiled.built_with_cuda() else "stylegan_core._C was built without CUDA")]),
+    ]
 _LOADED: dict[str, dict[str, torch.Tensor]] = {}
 
 
@@ -72,7 +88,7 @@ def tensors(manifest_path: str) -> dict[str, torch.Tensor]:
 @pytest.mark.fixtures
 @pytest.mark.skipif(not CASES, reason=f"fixtures not found at {FIXTURES} (set STYLEGAN_FIXTURES)")
 @pytest.mark.parametrize("manifest_path,case", CASES)
-@pytest.mark.parametrize("impl", ["ref", "auto"])
+@pytest.mark.parametrize("impl", _impls())
 def test_op_matches_official(manifest_path, case, impl):
     fn_name = case["fn"]
     assert fn_name in FUNCS, f"no mapping for official function {fn_name}"
@@ -91,7 +107,8 @@ def test_op_matches_official(manifest_path, case, impl):
         torch.testing.assert_close(got, T[keys["f"]], atol=1e-7, rtol=1e-6)
         return
 
-    inputs = {name: T[key].clone() for name, key in keys.items() if name not in ("y", "r") and not
+    device = "cuda" if impl == "cuda" else "cpu"
+    inputs = {name: T[key].clone().to(device) for name, key in keys.items() if name not in ("y", "r") and not
               (name.startswith("d") and name[1:] in keys)}
     if "resample_filter" not in inputs and "f" in inputs and fn_name == "networks_stylegan2.modulated_conv2d":
         inputs["resample_filter"] = inputs.pop("f")
@@ -104,11 +121,11 @@ def test_op_matches_official(manifest_path, case, impl):
     if fn_name != "networks_stylegan3.modulated_conv2d":
         call_kwargs["impl"] = impl
     y = fn(*args, **call_kwargs)
-    torch.testing.assert_close(y, T[keys["y"]], atol=1e-5, rtol=0)
-    (y * T[keys["r"]]).sum().backward()
+    torch.testing.assert_close(y.cpu(), T[keys["y"]], atol=1e-5, rtol=0)
+    (y * T[keys["r"]].to(device)).sum().backward()
     all_inputs = dict(zip(POSITIONAL[fn_name], args))
     all_inputs.update(inputs)
     for name, expected in grads.items():
         got = all_inputs[name].grad
         assert got is not None, f"no gradient for {name}"
-        torch.testing.assert_close(got, expected, atol=1e-4, rtol=0, msg=lambda m: f"d{name}: {m}")
+        torch.testing.assert_close(got.cpu(), expected, atol=1e-4, rtol=0, msg=lambda m: f"d{name}: {m}")

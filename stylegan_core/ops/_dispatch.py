@@ -3,14 +3,45 @@
 ``impl='auto'`` uses the compiled kernel when the extension is built for the
 tensor's device and otherwise warns once and uses ``ref``; ``'cpp'``/``'cuda'``
 insist on the compiled kernel; ``'ref'`` always uses the reference.
+
+What ``'auto'`` means can be changed for a whole program (e.g. to compare a network on
+the reference ops with the same network on the kernels): the environment variable
+``STYLEGAN_OPS_IMPL`` or the context manager :func:`default_impl`.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 _warned = False
 IMPLS = ("auto", "cpp", "cuda", "ref")
+_default: Optional[str] = None  # set by default_impl(); None: STYLEGAN_OPS_IMPL or 'auto'
+
+
+def _check(impl: str, where: str) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"{where} must be one of {', '.join(IMPLS)}, got {impl!r}")
+    return impl
+
+
+def current_default() -> str:
+    """What ``impl='auto'`` resolves to now: ``default_impl``'s value, else ``$STYLEGAN_OPS_IMPL``, else 'auto'."""
+    if _default is not None:
+        return _default
+    return _check(os.environ.get("STYLEGAN_OPS_IMPL", "auto").strip() or "auto", "STYLEGAN_OPS_IMPL")
+
+
+@contextlib.contextmanager
+def default_impl(impl: str) -> Iterator[None]:
+    """Within the block, ops called with ``impl='auto'`` use ``impl`` instead (explicit choices are kept)."""
+    global _default
+    prev, _default = _default, _check(impl, "default_impl")
+    try:
+        yield
+    finally:
+        _default = prev
 
 
 def compiled_module() -> Optional[Any]:
@@ -24,8 +55,9 @@ def compiled_module() -> Optional[Any]:
 def use_compiled(impl: str, device_type: str) -> bool:
     """True when the compiled kernel should run for ``impl`` on ``device_type``."""
     global _warned
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    _check(impl, "impl")
+    if impl == "auto":
+        impl = current_default()
     if impl == "ref":
         return False
     mod = compiled_module()
