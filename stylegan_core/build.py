@@ -197,25 +197,33 @@ def model_fingerprint(spec: LoadedSpec) -> str:
     return hashlib.sha256(dump_yaml({k: d.get(k) for k in MODEL_KEYS}).encode()).hexdigest()[:16]
 
 
-def lock_dict(built: BuiltModel, plugin_versions: dict[str, str]) -> dict[str, Any]:
+def lock_dict(built: BuiltModel, plugin_versions: dict[str, str],
+              checkpoint: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     data = built.spec.to_lock_dict()
     for path, values in built.wired.items():  # the lock records what was actually wired
         node = _node(data, path)
         node.update(values)
     data["lock"] = {"stylegan_core": __version__, "torch": str(torch.__version__),
                     "plugins": {p: plugin_versions.get(p, "") for p in sorted({i.plugin for i in built.infos.values()})}}
+    if checkpoint:  # where imported weights came from (stylegan-build --from-checkpoint)
+        data["lock"]["checkpoint"] = checkpoint
     return data
 
 
-def write_artifact(built: BuiltModel, out_dir: Path, plugin_versions: dict[str, str]) -> dict[str, Path]:
+def write_artifact(built: BuiltModel, out_dir: Path, plugin_versions: dict[str, str],
+                   checkpoint: Optional[dict[str, Any]] = None) -> dict[str, Path]:
+    """Write ``spec.lock.yaml`` and ``model.safetensors``; ``checkpoint`` (path, sha256, ...) is recorded
+    in the lock when the weights were imported."""
     out_dir = Path(out_dir)
-    lock = lock_dict(built, plugin_versions)
+    lock = lock_dict(built, plugin_versions, checkpoint)
     text = dump_yaml(lock)
     spec_sha = hashlib.sha256(text.encode()).hexdigest()
     model_path = out_dir / MODEL_NAME
-    atomic_save_safetensors(model_state(built), model_path,
-                            metadata={"spec_sha256": spec_sha, "stylegan_core": __version__,
-                                      "parts": json.dumps({k: v.name for k, v in built.infos.items()})})
+    metadata = {"spec_sha256": spec_sha, "stylegan_core": __version__,
+                "parts": json.dumps({k: v.name for k, v in built.infos.items()})}
+    if checkpoint and checkpoint.get("sha256"):
+        metadata["checkpoint_sha256"] = str(checkpoint["sha256"])
+    atomic_save_safetensors(model_state(built), model_path, metadata=metadata)
     lock_path = out_dir / LOCK_NAME
     header = ("# Written by stylegan-build: the resolved spec (every default filled in) and the versions\n"
               "# it was built with. stylegan-run trusts this file; edit the source spec and rebuild instead.\n")

@@ -1,4 +1,4 @@
-"""The whole plugin API: one pluggy hook.
+"""The whole plugin API: the pluggy hooks.
 
 A plugin is a module (or object) with a function decorated by
 :data:`stylegan_core.hookimpl`::
@@ -11,6 +11,10 @@ A plugin is a module (or object) with a function decorated by
 
 and an entry point in the group ``stylegan_core.plugins`` whose name is the
 plugin's namespace (``my_plugin = "my_package.plugin"``).
+
+``register`` is the one hook every plugin implements. ``convert_official_network``
+is optional (plugin API 1 unchanged: a plugin without it loads as before); a
+generation whose official checkpoints can be imported implements it.
 """
 import pluggy
 
@@ -31,4 +35,26 @@ def register(registry):
     ``registry`` is a :class:`stylegan_core.registry.PluginRegistrar` bound to the
     plugin's namespace: names are bare (``"mapping"``) and become
     ``"<plugin>.mapping"``.
+    """
+
+
+@hookspec(firstresult=True)
+def convert_official_network(record):
+    """Convert one network of an official NVIDIA pickle into this plugin's parts, or return None.
+
+    ``record`` is a :class:`stylegan_core.tools.official_pickle.PersistentRecord`, read
+    without running any code of the pickle: ``record.key`` (``'G_ema'``, ``'D'``, ...),
+    ``record.class_name`` (bare, e.g. ``'Generator'``: the official module is not
+    recorded), ``record.init_args`` / ``record.init_kwargs`` (the recorded constructor
+    arguments, plain data), ``record.attributes`` and ``record.state_dict()`` (the
+    official weights by ``state_dict()`` name).
+
+    Return None unless the record is one of this plugin's official networks (tell
+    generations apart by the weights' names and the constructor arguments, not by the
+    class name alone: StyleGAN2 and StyleGAN3 both have a ``Generator``). Otherwise return
+    a :class:`stylegan_core.tools.import_official.OfficialConversion`: the role
+    (``generator`` or ``discriminator``), the spec sections that rebuild it from
+    registered parts, and the weights under the names of the module those sections build.
+    Raise (``ValueError``) for a network of this plugin that cannot be represented.
+    Core asks every plugin that implements the hook and refuses a record claimed twice.
     """

@@ -58,6 +58,20 @@ class PluginSet:
     failed: dict[str, PluginFailure]
     manager: pluggy.PluginManager
 
+    def implementers(self, hook: str) -> list[str]:
+        """Loaded plugins that implement the (optional) hook ``hook``, in loading order."""
+        caller = getattr(self.manager.hook, hook, None)
+        if caller is None:
+            return []
+        names = {impl.plugin_name for impl in caller.get_hookimpls()}
+        return [n for n in self.loaded if n in names]
+
+    def call_plugin(self, name: str, hook: str, **kwargs: Any) -> Any:
+        """Call one plugin's implementation of ``hook`` (None if it has none), so results and
+        errors can be attributed to the plugin."""
+        others = [p for n, p in self.manager.list_name_plugin() if n != name and p is not None]
+        return self.manager.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+
 
 def catalogue_path() -> Optional[Path]:
     """``registry.yaml``: shipped inside the package, or at the repository root in a source tree."""

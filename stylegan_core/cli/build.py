@@ -3,7 +3,16 @@
 With no SPEC the embedded default (a small StyleGAN2 on the bundled digits) is used.
 Writes ``DIR/spec.lock.yaml`` (every default filled in, versions of core and
 plugins) and ``DIR/model.safetensors`` and prints a table of the parts.
-Exit codes: 0 ok, 2 invalid spec, 3 unknown plugin or part, 1 anything else.
+
+``--from-checkpoint net.pkl``: start from an official NVIDIA network pickle, read
+without running any code in it. Its generator (G_ema) and discriminator (D) are
+rebuilt from registered parts with their recorded constructor arguments and get
+its weights; data, loss and training settings come from SPEC (or the embedded
+default, whose digits are resized to the network's data and whose task becomes
+generate). The lock file records the checkpoint's path and sha256.
+
+Exit codes: 0 ok, 2 invalid spec, 3 unknown plugin or part, 4 unsafe, unreadable
+or unconvertible checkpoint, 1 anything else.
 """
 from __future__ import annotations
 
@@ -34,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--schema", nargs="?", const="-", metavar="FILE",
                     help="write the JSON Schema of all registered parts (to FILE or stdout) and exit")
     ap.add_argument("--list", action="store_true", help="list plugins and parts and exit (= stylegan-plugins)")
+    ap.add_argument("--from-checkpoint", metavar="FILE.pkl",
+                    help="import an official NVIDIA network pickle (StyleGAN2-ADA / StyleGAN3 snapshot) safely: "
+                         "its networks replace the spec's generator and discriminator")
     args = ap.parse_args(argv)
 
     if args.list:
@@ -54,13 +66,28 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.schema).write_text(text + "\n", encoding="utf-8")
                 print(f"wrote {args.schema}")
             return 0
-        spec = load_spec(args.spec, args.overrides, ps.registry)
-        built = build_model(spec, ps.registry)
+        imported = None
+        if args.from_checkpoint:
+            from ..tools.import_official import build_from_checkpoint
+
+            built, imported = build_from_checkpoint(args.from_checkpoint, ps, args.spec, args.overrides)
+            spec = built.spec
+        else:
+            spec = load_spec(args.spec, args.overrides, ps.registry)
+            built = build_model(spec, ps.registry)
         rows = dry_run(built)
         versions = {name: p.version for name, p in ps.loaded.items()}
         versions["core"] = __import__("stylegan_core").__version__
-        paths = write_artifact(built, Path(args.out), versions)
-        print(f"spec: {args.spec or 'embedded default'} ({spec.model.name})")
+        paths = write_artifact(built, Path(args.out), versions,
+                               checkpoint=imported.provenance() if imported is not None else None)
+        if imported is not None:
+            print(f"checkpoint: {args.from_checkpoint} (sha256 {imported.pickle.sha256})")
+            for net in imported.networks():
+                print(f"  {net.key} -> {net.conversion.role} (plugin {net.plugin}): {net.conversion.summary}")
+            for note in imported.notes:
+                print(f"  note: {note}")
+        shown = args.spec or ("embedded default, adapted to the checkpoint" if imported else "embedded default")
+        print(f"spec: {shown} ({spec.model.name})")
         print(format_table(rows))
         print(f"dataset: {spec.data['data']['type']}: {len(built.dataset)} images, "
               f"{built.dataset.num_channels}x{built.dataset.resolution}x{built.dataset.resolution}, "

@@ -10,6 +10,7 @@ from ..registry import DuplicateComponentError, UnknownComponentError
 EXIT_SPEC = 2  # invalid spec
 EXIT_UNKNOWN = 3  # unknown plugin or part
 EXIT_RUNTIME = 1
+EXIT_CHECKPOINT = 4  # an official checkpoint that is unsafe, unreadable or cannot be converted
 
 
 def err(msg: str) -> None:
@@ -32,6 +33,7 @@ def load_plugins_reporting() -> PluginSet:
 def guarded(fn: Callable[[], int]) -> int:
     """Turn the library's errors into one clear line and the documented exit code."""
     from ..spec import SpecError
+    from ..tools.official_pickle import CheckpointError
 
     try:
         return fn()
@@ -44,6 +46,9 @@ def guarded(fn: Callable[[], int]) -> int:
     except DuplicateComponentError as e:
         err(f"error: {e}")
         return EXIT_UNKNOWN
+    except CheckpointError as e:  # the message names the file and what is wrong with it
+        err(f"error: {e}")
+        return EXIT_CHECKPOINT
     except KeyboardInterrupt:
         err("interrupted")
         return 130

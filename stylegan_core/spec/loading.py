@@ -1,6 +1,7 @@
 """Reading spec files: ``extends``, ``--set`` overrides, validation, locations."""
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +223,20 @@ def apply_override(data: dict[str, Any], keys: dict[tuple, Loc], values: dict[tu
 
 
 # -- the entry points ------------------------------------------------------------------------------------
-def _validate(tree: _Tree, overrides: Iterable[str], registry: Registry) -> LoadedSpec:
+def _replace_sections(tree: _Tree, sections: dict[str, Any], origins: dict[str, str]) -> None:
+    """Replace top-level sections whole (not merged); their location is ``origins[key]``."""
+    for key, value in sections.items():
+        tree.data[key] = copy.deepcopy(value)
+        for table in (tree.keys, tree.values):
+            _drop(table, (key,))
+            table.pop((key,), None)
+        tree.keys[(key,)] = (origins.get(key, "<replaced>"), 1, 1)
+
+
+def _validate(tree: _Tree, overrides: Iterable[str], registry: Registry,
+              sections: Optional[dict[str, Any]] = None, origins: Optional[dict[str, str]] = None) -> LoadedSpec:
+    if sections:
+        _replace_sections(tree, sections, origins or {})
     if isinstance(overrides, str):
         overrides = [overrides]
     for o in overrides:
@@ -243,10 +257,14 @@ def _need_registry(registry: Optional[Registry]) -> Registry:
 
 
 def load_spec(path: Union[str, Path, None], overrides: Iterable[str] = (),
-              registry: Optional[Registry] = None) -> LoadedSpec:
+              registry: Optional[Registry] = None, *, sections: Optional[dict[str, Any]] = None,
+              section_origins: Optional[dict[str, str]] = None) -> LoadedSpec:
     """Load a spec file, merge its ``extends`` chain, apply ``--set`` overrides and validate.
 
-    ``path=None`` is the embedded default spec. Raises :class:`SpecError`.
+    ``path=None`` is the embedded default spec. ``sections`` replace top-level sections
+    whole before the overrides are applied (``stylegan-build --from-checkpoint`` puts the
+    imported networks there); errors in them are located at ``section_origins[key]``.
+    Raises :class:`SpecError`.
     """
     registry = _need_registry(registry)
     p = Path(path) if path is not None else DEFAULT_SPEC
@@ -257,7 +275,7 @@ def load_spec(path: Union[str, Path, None], overrides: Iterable[str] = (),
         raise SpecError([SpecIssue(shown[:200], 1, 1, "", f"cannot use this path: {e}")]) from None
     if not is_file:
         raise SpecError([SpecIssue(shown, 1, 1, "", "spec file not found" if not exists else "not a file")])
-    return _validate(_load_file(p, shown, ()), overrides, registry)
+    return _validate(_load_file(p, shown, ()), overrides, registry, sections, section_origins)
 
 
 def load_spec_text(text: str, overrides: Iterable[str] = (), registry: Optional[Registry] = None,

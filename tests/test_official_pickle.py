@@ -1,0 +1,734 @@
+"""Official NVIDIA network pickles are imported safely and reproduce the official outputs.
+
+No official code is used: a small writer below emits pickles with the structure of an
+official training snapshot (fixture README, section C): ``dict(G, D, G_ema, augment_pipe,
+training_set_kwargs)`` whose networks pickle as
+``torch_utils.persistence._reconstruct_persistent_obj(meta)``, ``meta = dict(type='class',
+version=6, module_src=..., class_name=..., state=<the module __dict__>)``, nested kwargs as
+``dnnlib.util.EasyDict``, numpy float64 attributes and tensors as plain ``pickle`` writes them
+(``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter`` over
+``torch.storage._load_from_bytes``). Those two module names exist in ``sys.modules`` only while
+a pickle is written. Every ``module_src`` is Python that writes a canary file when executed:
+an import that ran it would leave the file behind.
+
+Network weights and constructor arguments come from the fixtures (``STYLEGAN_FIXTURES``,
+default ``<repo>/../shared/fixtures/nvlabs``; every ``nets/sg2_*`` case of its index.json);
+the safety tests use small networks of our own and need no fixtures.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import types
+from collections import OrderedDict
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pytest
+import torch
+
+from stylegan_core.plugins import load_plugins
+from stylegan_core.tools.import_official import (HOOK, ConversionError, OfficialConversion, build_from_checkpoint,
+                                                 import_checkpoint)
+from stylegan_core.tools.official_pickle import (CheckpointError, PersistentRecord, UnsafePickleError,
+                                                 load_official_pickle)
+from stylegan_plugins.stylegan2.networks import build_from_official
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("STYLEGAN_FIXTURES", REPO.parent / "shared" / "fixtures" / "nvlabs"))
+BIN = Path(sys.executable).parent
+TOL = 1e-4
+G_CLASS, D_CLASS = "training.networks_stylegan2.Generator", "training.networks_stylegan2.Discriminator"
+BUFFERS = {"resample_filter", "noise_const", "w_avg"}  # everything else in an SG2 state dict is a parameter
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A writer of official-layout pickles (no official code involved)
+
+
+def _reconstruct_persistent_obj(meta):  # stand-in, only ever named in the stream, never called
+    raise AssertionError("the official reconstructor must never run")
+
+
+_reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+_reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+
+
+class EasyDict(dict):
+    """A dict with attribute access, pickled under the official name dnnlib.util.EasyDict."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+
+EasyDict.__module__ = "dnnlib.util"
+
+
+@contextmanager
+def official_names():
+    """``torch_utils.persistence`` and ``dnnlib.util`` exist only while a pickle is written."""
+    mods = {"torch_utils": types.ModuleType("torch_utils"),
+            "torch_utils.persistence": types.ModuleType("torch_utils.persistence"),
+            "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": types.ModuleType("dnnlib.util")}
+    mods["torch_utils.persistence"]._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    mods["dnnlib.util"].EasyDict = EasyDict
+    saved = {n: sys.modules.get(n) for n in mods}
+    sys.modules.update(mods)
+    try:
+        yield
+    finally:
+        for n, m in saved.items():
+            if m is None:
+                sys.modules.pop(n, None)
+            else:
+                sys.modules[n] = m
+
+
+class Persistent:
+    """Pickles exactly as a torch_utils.persistence object: ``_reconstruct_persistent_obj(meta)``."""
+
+    def __init__(self, meta: dict):
+        self.meta = meta
+
+    def __reduce__(self):
+        return (_reconstruct_persistent_obj, (self.meta,), None)
+
+
+class Payload:
+    """A pickle payload: ``fn(*args)`` at load time."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return (self.fn, self.args)
+
+
+def canary_source(canary: Path, module: str) -> str:
+    """Stands for an official module's source: executing it writes the canary file."""
+    return (f'"""{module} (stand-in): executing this source writes a canary file."""\n'
+            f"import pathlib\npathlib.Path({str(canary)!r}).write_text('module_src was executed')\n"
+            "class Generator: pass\nclass Discriminator: pass\n")
+
+
+def _easy(v: Any) -> Any:
+    if isinstance(v, dict):
+        return EasyDict({k: _easy(x) for k, x in v.items()})
+    return v
+
+
+def _sub_class(role: str, path: str) -> str:
+    leaf = path.rsplit(".", 1)[-1]
+    if leaf in ("mapping", "synthesis"):
+        return {"mapping": "MappingNetwork", "synthesis": "SynthesisNetwork"}[leaf]
+    if leaf in ("affine", "embed", "fc", "out") or (leaf.startswith("fc") and leaf[2:].isdigit()):
+        return "FullyConnectedLayer"
+    if leaf.startswith("b") and leaf[1:].isdigit():
+        if role == "D":
+            return "DiscriminatorEpilogue" if leaf == "b4" else "DiscriminatorBlock"
+        return "SynthesisBlock"
+    if leaf == "torgb":
+        return "ToRGBLayer"
+    if leaf in ("conv0", "conv1") and role == "G":
+        return "SynthesisLayer"
+    return "Conv2dLayer"
+
+
+def network_meta(class_name: str, init_kwargs: dict, state: dict[str, torch.Tensor], src: str,
+                 extra_state: Optional[dict] = None) -> Persistent:
+    """The persistence record tree of an official network from its flat ``state_dict``."""
+    role = "D" if class_name.endswith("Discriminator") else "G"
+    tree: dict = {"": ({}, {})}  # module path -> (params, buffers)
+    for name, t in state.items():
+        path, _, leaf = name.rpartition(".")
+        parts = path.split(".") if path else []
+        for i in range(len(parts) + 1):
+            tree.setdefault(".".join(parts[:i]), ({}, {}))
+        tree[path][1 if leaf in BUFFERS else 0][leaf] = t
+    if role == "D" and "b4" in tree:
+        tree["b4.mbstd"] = ({}, {})  # a module without weights, as the official MinibatchStdLayer
+
+    def record(path: str) -> Persistent:
+        params, buffers = tree[path]
+        kids = sorted(p for p in tree if p and p.rpartition(".")[0] == path)
+        st: dict[str, Any] = {
+            "training": False,
+            "_parameters": OrderedDict((k, torch.nn.Parameter(v.clone(), requires_grad=False))
+                                       for k, v in params.items()),
+            "_buffers": OrderedDict((k, v.clone()) for k, v in buffers.items()),
+            "_non_persistent_buffers_set": set(),
+            "_backward_pre_hooks": OrderedDict(), "_backward_hooks": OrderedDict(), "_is_full_backward_hook": None,
+            "_forward_hooks": OrderedDict(), "_forward_hooks_with_kwargs": OrderedDict(),
+            "_forward_hooks_always_called": OrderedDict(), "_forward_pre_hooks": OrderedDict(),
+            "_forward_pre_hooks_with_kwargs": OrderedDict(), "_state_dict_hooks": OrderedDict(),
+            "_state_dict_pre_hooks": OrderedDict(), "_load_state_dict_pre_hooks": OrderedDict(),
+            "_load_state_dict_post_hooks": OrderedDict(),
+            "_modules": OrderedDict((k.rpartition(".")[2], record(k)) for k in kids),
+            "_init_args": (),
+            "_init_kwargs": _easy(init_kwargs) if not path else {},
+        }
+        w = params.get("weight")
+        if w is not None and w.ndim >= 2:  # numpy float64 attributes, as the official layers keep them
+            st["weight_gain"] = np.float64(1 / np.sqrt(w[0].numel()))
+            st["act_gain"] = np.float64(np.sqrt(2))
+        if not path:
+            st.update({k: v for k, v in init_kwargs.items() if not isinstance(v, dict)})
+            # torch skips None entries and non-persistent buffers in state_dict(): so must the importer
+            st["_parameters"]["unused_bias"] = None
+            st["_buffers"]["scratch"] = torch.ones(3)
+            st["_non_persistent_buffers_set"] = {"scratch"}
+            if role == "G":
+                st["block_sizes"] = np.array([4, 8, 16], dtype=np.int64)  # a numpy array attribute
+            st.update(extra_state or {})
+        return Persistent(dict(type="class", version=6, module_src=src, class_name=_sub_class(role, path)
+                               if path else class_name.rsplit(".", 1)[-1], state=st))
+
+    return record("")
+
+
+def snapshot_bytes(networks: dict[str, Any], canary: Path, extra: Optional[dict] = None) -> bytes:
+    """An official snapshot: ``networks`` maps G / D / G_ema to ``(class_name, init_kwargs, state)`` or a
+    ready object; training_set_kwargs is a plain dict as training_loop.py writes it."""
+    srcs = {"G": canary_source(canary, "training/networks_stylegan2.py")}
+    srcs["D"] = srcs["G"]  # one module source, memoised once in the stream like the official pickles
+    data: dict[str, Any] = {}
+    for key, net in networks.items():
+        if isinstance(net, tuple):
+            cls, kw, state = net
+            data[key] = network_meta(cls, kw, state, srcs["D" if key == "D" else "G"])
+        else:
+            data[key] = net
+    data.setdefault("augment_pipe", None)
+    data.setdefault("training_set_kwargs", dict(class_name="training.dataset.ImageFolderDataset",
+                                                path="/datasets/example.zip", use_labels=False, max_size=1797,
+                                                xflip=False, resolution=32, random_seed=0))
+    data.update(extra or {})
+    with official_names():
+        return pickle.dumps(data, protocol=4)  # training_loop.py: pickle.dump(snapshot_data, f), default protocol
+
+
+def write_snapshot(path: Path, networks: dict[str, Any], canary: Path, extra: Optional[dict] = None) -> Path:
+    path.write_bytes(snapshot_bytes(networks, canary, extra))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Networks: the fixtures, and small ones of our own
+
+
+def small_kwargs(role: str, c_dim: int = 0, res: int = 8, channels: int = 3) -> dict:
+    if role == "G":
+        return dict(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=res, img_channels=channels,
+                    mapping_kwargs={"num_layers": 1}, channel_base=64, channel_max=8, num_fp16_res=0,
+                    conv_clamp=None, architecture="skip")
+    return dict(c_dim=c_dim, img_resolution=res, img_channels=channels, architecture="resnet", channel_base=64,
+                channel_max=8, num_fp16_res=0, conv_clamp=None, epilogue_kwargs={"mbstd_group_size": 2})
+
+
+def small_network(role: str, seed: int = 0, **dims) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """``(class_name, init_kwargs, state)`` of a small official-layout network built with our classes."""
+    cls = G_CLASS if role == "G" else D_CLASS
+    kw = small_kwargs(role, **dims)
+    torch.manual_seed(seed)
+    net = build_from_official(cls, kw)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return cls, kw, {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _fixture_stems() -> list[str]:
+    index = FIXTURES / "index.json"
+    if not index.is_file():
+        return []
+    paths = [f["path"] for f in json.loads(index.read_text())["files"]]
+    return sorted({p.rsplit(".", 1)[0] for p in paths if p.startswith("nets/sg2_") and p.endswith(".json")})
+
+
+STEMS = _fixture_stems()
+FIXTURE_CASES = ([pytest.param(s, id=Path(s).name) for s in STEMS] if STEMS else
+                 [pytest.param(None, id="no-fixtures",
+                               marks=pytest.mark.skip(reason=f"no fixtures at {FIXTURES} (set STYLEGAN_FIXTURES)"))])
+
+
+@lru_cache(maxsize=None)
+def fixture(stem: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    manifest = json.loads((FIXTURES / f"{stem}.json").read_text())
+    tensors = {k: v.clone() for k, v in load_file(str(FIXTURES / f"{stem}.safetensors")).items()}
+    return manifest, tensors
+
+
+def fixture_network(stem: str) -> tuple[str, str, dict, dict[str, torch.Tensor]]:
+    """``(role, class_name, init_kwargs, state)`` of a fixture case."""
+    manifest, T = fixture(stem)
+    prefix = manifest.get("state_prefix", "state.")
+    state = {k[len(prefix):]: v for k, v in T.items() if k.startswith(prefix)}
+    role = "D" if manifest["class_name"].endswith("Discriminator") else "G"
+    return role, manifest["class_name"], manifest["init_kwargs"], state
+
+
+def dims_of(kw: dict) -> tuple[int, int, int]:
+    return int(kw["c_dim"]), int(kw["img_resolution"]), int(kw["img_channels"])
+
+
+def snapshot_for_case(stem: str) -> dict[str, Any]:
+    """The case's network under its official key; the partner is a fixture of the same dims, else a small one."""
+    role, cls, kw, state = fixture_network(stem)
+    c_dim, res, ch = dims_of(kw)
+    partner = None
+    for other in STEMS:
+        o_role, o_cls, o_kw, o_state = fixture_network(other)
+        if o_role != role and dims_of(o_kw) == dims_of(kw):
+            partner = (o_cls, o_kw, o_state)
+            break
+    if partner is None:
+        partner = small_network("D" if role == "G" else "G", c_dim=c_dim, res=res, channels=ch)
+    G, D = ((cls, kw, state), partner) if role == "G" else (partner, (cls, kw, state))
+    G_raw = (G[0], G[1], {k: v + 1 for k, v in G[2].items()})  # raw G differs from G_ema: must not be imported
+    return {"G": G_raw, "D": D, "G_ema": G}
+
+
+def digits_can_stand_in(c_dim: int, res: int, channels: int) -> bool:
+    return channels in (1, 3) and c_dim in (0, 10) and 8 <= res <= 256
+
+
+def data_spec(tmp_path: Path, c_dim: int, res: int, channels: int) -> Optional[Path]:
+    """None when the embedded digits can stand in for the data; else a spec with an image folder that matches."""
+    if digits_can_stand_in(c_dim, res, channels):
+        return None
+    from PIL import Image
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    n = max(c_dim, 2)
+    labels = []
+    for i in range(n):
+        arr = np.full((res, res, channels), 40 * i % 255, dtype=np.uint8)
+        Image.fromarray(arr[:, :, 0] if channels == 1 else arr).save(folder / f"img{i}.png")
+        labels.append([f"img{i}.png", i % max(c_dim, 1)])
+    (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
+    spec = tmp_path / "data.yaml"
+    spec.write_text(f"extends: {REPO / 'stylegan_core' / 'spec' / 'default.yaml'}\n"
+                    f"data: {{type: core.image_folder, path: {folder}, use_labels: {str(c_dim > 0).lower()}}}\n"
+                    "metrics: []\n")
+    return spec
+
+
+def check(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    assert tuple(got.shape) == tuple(expected.shape), f"{what}: shape {tuple(got.shape)} != {tuple(expected.shape)}"
+    if expected.numel() == 0:
+        return
+    err = (got.detach().double() - expected.double()).abs().max().item()
+    scale = max(1.0, expected.abs().max().item())
+    assert err <= TOL * scale, f"{what}: max|diff| {err:.3g} > {TOL:g} * max(1, {scale:.3g})"
+
+
+def _psi(digits: str) -> float:
+    return float(f"0.{digits[1:]}") if digits.startswith("0") else float(digits)
+
+
+def generator_output(G, key: str, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Recompute a stored generator output ``out.{ws,img}_psi<P>[_cutoff<N>][_const|_none][_unfused]``."""
+    import re
+
+    m = re.match(r"^out\.(ws|img)_psi(\d+)(?:_cutoff(\d+))?(?:_(const|none))?(_unfused)?$", key)
+    assert m and (m[1] == "ws" or m[4]), f"no recipe for the stored output {key!r}: extend this test"
+    ws = G.mapping(z, c, truncation_psi=_psi(m[2]), truncation_cutoff=int(m[3]) if m[3] else None)
+    if m[1] == "ws":
+        return ws
+    return G.synthesis(ws, noise_mode=m[4], **({"fused_modconv": False} if m[5] else {}))
+
+
+@pytest.fixture(scope="module")
+def plugin_set():
+    ps = load_plugins()
+    assert "stylegan2" in ps.loaded, ps.failed
+    return ps
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fixture cases: import, rebuild, reproduce
+
+
+@pytest.mark.fixtures
+@pytest.mark.parametrize("stem", FIXTURE_CASES)
+def test_import_reproduces_official_outputs(stem, tmp_path, plugin_set):
+    canary = tmp_path / "canary.txt"
+    nets = snapshot_for_case(stem)
+    pkl = write_snapshot(tmp_path / "network-snapshot.pkl", nets, canary)
+    role, _, kw, state = fixture_network(stem)
+
+    # the reader: records with the official structure, flattened to exactly the fixture's state_dict
+    pk = load_official_pickle(pkl)
+    assert set(pk.networks) == {"G", "D", "G_ema"}
+    rec = pk.networks["G_ema" if role == "G" else "D"]
+    assert isinstance(rec, PersistentRecord) and rec.version == 6 and len(rec.module_src_sha256) == 64
+    assert rec.init_kwargs == kw  # EasyDicts come back as dicts
+    assert isinstance(rec.state["_init_kwargs"], dict)
+    flat = rec.state_dict()
+    assert set(flat) == set(state)  # None entries and non-persistent buffers skipped
+    for k, v in state.items():
+        assert torch.equal(flat[k], v), k
+    assert pk.training_set_kwargs["class_name"] == "training.dataset.ImageFolderDataset"  # data only
+
+    # the model, rebuilt from our parts via the stylegan2 plugin's hook, with the official weights
+    c_dim, res, ch = dims_of(kw)
+    built, imported = build_from_checkpoint(pkl, plugin_set, data_spec(tmp_path, c_dim, res, ch))
+    assert not canary.exists(), "the embedded module source was executed"
+    assert imported.generator.key == "G_ema" and imported.generator.plugin == "stylegan2"
+    assert imported.discriminator is not None and imported.discriminator.key == "D"
+    assert built.infos["generator.mapping"].name == "stylegan2.mapping"
+    assert built.infos["discriminator"].name == "stylegan2.discriminator"
+    manifest, T = fixture(stem)
+    net = built.G if role == "G" else built.D
+    own = net.state_dict()
+    assert set(own) == set(state)
+    for k, v in state.items():
+        assert torch.equal(own[k], v), k
+    net.eval()
+    with torch.no_grad():
+        outs = sorted(k for k in T if k.startswith("out."))
+        assert outs
+        if role == "G":
+            for key in outs:
+                check(generator_output(built.G, key, T["in.z"], T["in.c"]), T[key], key)
+            if "out.img_psi07_const" in T:
+                check(built.G(T["in.z"], T["in.c"], truncation_psi=0.7, noise_mode="const"),
+                      T["out.img_psi07_const"], "G(z, c, psi=0.7)")
+        else:
+            assert outs == ["out.logits"], f"no recipe for {outs}: extend this test"
+            check(built.D(T["in.img"], T["in.c"]), T["out.logits"], "out.logits")
+    assert not canary.exists()
+
+
+@pytest.mark.fixtures
+def test_cli_build_from_checkpoint_then_generate(tmp_path):
+    """stylegan-build --from-checkpoint + stylegan-run DIR generate on one small case (embedded default data)."""
+    from safetensors import safe_open
+    from PIL import Image
+
+    import yaml
+
+    g_stems = [s for s in STEMS
+               if fixture_network(s)[0] == "G" and digits_can_stand_in(*dims_of(fixture_network(s)[2]))]
+    if not g_stems:
+        pytest.skip(f"no StyleGAN2 generator fixture the embedded digits can stand in for at {FIXTURES}")
+    stem = g_stems[0]
+    canary = tmp_path / "canary.txt"
+    nets = snapshot_for_case(stem)
+    pkl = write_snapshot(tmp_path / "net.pkl", nets, canary)
+    out = tmp_path / "build"
+
+    p = subprocess.run([str(BIN / "stylegan-build"), "--from-checkpoint", str(pkl), "-o", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "G_ema -> generator (plugin stylegan2)" in p.stdout and "D -> discriminator" in p.stdout
+    lock = yaml.safe_load((out / "spec.lock.yaml").read_text())
+    ck = lock["lock"]["checkpoint"]
+    import hashlib
+
+    assert ck["sha256"] == hashlib.sha256(pkl.read_bytes()).hexdigest()
+    assert ck["path"] == str(pkl.resolve())
+    assert ck["networks"]["generator"]["key"] == "G_ema" and ck["networks"]["discriminator"]["key"] == "D"
+    assert lock["generator"]["synthesis"]["type"] == "stylegan2.synthesis"
+    assert lock["run"]["task"] == "generate"
+    # the artifact holds G_ema's weights as the generator's, and D's
+    G_state, D_state = nets["G_ema"][2], nets["D"][2]
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert set(f.keys()) == {f"G.{k}" for k in G_state} | {f"D.{k}" for k in D_state}
+        for k, v in G_state.items():
+            assert torch.equal(f.get_tensor(f"G.{k}"), v), k
+        for k, v in D_state.items():
+            assert torch.equal(f.get_tensor(f"D.{k}"), v), k
+
+    _, cls, kw, state = fixture_network(stem)
+    c_dim, res, ch = dims_of(kw)
+    p = subprocess.run([str(BIN / "stylegan-run"), str(out), "generate", "--seeds", "0-1",
+                        *(["--class", "0"] if c_dim else [])], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    pngs = sorted((out / "generate").glob("seed*.png"))
+    assert [x.name for x in pngs] == ["seed0000.png", "seed0001.png"]
+    # the same images as the official network (built here from the fixture directly) gives for these seeds
+    from stylegan_core.tools.generate import generate_images
+
+    G = build_from_official(cls, kw)
+    G.load_state_dict(state, strict=True)
+    ref = generate_images(G, [0, 1], tmp_path / "ref", grid=False, class_idx=0 if c_dim else None)
+    for got, want in zip(pngs, ref):
+        a, b = np.asarray(Image.open(got)).astype(int), np.asarray(Image.open(want)).astype(int)
+        assert a.shape == ((res, res, 3) if ch == 3 else (res, res)) and a.std() > 0
+        assert np.abs(a - b).max() <= 1, got.name
+    assert not canary.exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Safety: nothing in the pickle runs; payloads and corrupt files give clear errors
+
+
+def small_snapshot(**overrides) -> dict:
+    nets = {"G": small_network("G", seed=1), "D": small_network("D", seed=2), "G_ema": small_network("G", seed=3)}
+    nets.update(overrides)
+    return nets
+
+
+def test_canary_would_be_written_by_executing_the_source(tmp_path):
+    """The check is not vacuous: running the embedded source (as pickle.load would) writes the canary."""
+    canary = tmp_path / "canary.txt"
+    exec(compile(canary_source(canary, "x.py"), "x.py", "exec"), {})
+    assert canary.read_text() == "module_src was executed"
+
+
+def test_small_snapshot_imports_and_nothing_runs(tmp_path, plugin_set):
+    canary = tmp_path / "canary.txt"
+    pkl = write_snapshot(tmp_path / "net.pkl", small_snapshot(), canary)
+    built, imported = build_from_checkpoint(pkl, plugin_set)
+    assert not canary.exists()
+    assert built.G.img_resolution == 8 and built.spec.data["data"]["channels"] == 3
+    expected = small_network("G", seed=3)[2]  # G_ema
+    for k, v in built.G.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+    assert any("G (raw training weights) is not imported" in n for n in imported.notes)
+    prov = imported.provenance()
+    assert prov["networks"]["generator"]["class_name"] == "Generator" and len(prov["sha256"]) == 64
+    with pytest.raises(AssertionError, match="must never run"):  # plain pickle would call the reconstructor
+        with official_names():
+            pickle.loads(pkl.read_bytes())
+
+
+def _expect_refused(tmp_path: Path, data: bytes, *needles: str, cls=UnsafePickleError, exact: bool = False) -> str:
+    canary = tmp_path / "canary.txt"
+    pkl = tmp_path / "network.pkl"
+    pkl.write_bytes(data)
+    with pytest.raises(cls) as e:
+        load_official_pickle(pkl)
+    if exact:
+        assert type(e.value) is cls, f"{type(e.value).__name__}: {e.value}"
+    msg = str(e.value)
+    assert msg.startswith(str(pkl)), msg
+    for n in needles:
+        assert n in msg, msg
+    assert not canary.exists()
+    return msg
+
+
+def _payloads(canary: Path) -> dict[str, tuple[Payload, str]]:
+    return {"os.system": (Payload(os.system, f"touch {canary}"), f"'{os.system.__module__}.system'"),
+            "builtins.exec": (Payload(exec, f"open({str(canary)!r}, 'w').write('x')"), "'builtins.exec'"),
+            "subprocess.Popen": (Payload(subprocess.Popen, ["touch", str(canary)]), "'subprocess.Popen'")}
+
+
+@pytest.mark.parametrize("kind", ["os.system", "builtins.exec", "subprocess.Popen"])
+@pytest.mark.parametrize("where", ["top_level", "snapshot_key", "state", "init_kwargs", "storage", "parameter"])
+def test_payload_is_refused(tmp_path, kind, where):
+    canary = tmp_path / "canary.txt"
+    payload, name = _payloads(canary)[kind]
+    if where == "top_level":
+        data = pickle.dumps(payload)
+    elif where == "snapshot_key":
+        data = snapshot_bytes(small_snapshot(), canary, extra={"progress": payload})
+    elif where == "state":
+        cls, kw, state = small_network("G")
+        g = network_meta(cls, kw, state, canary_source(canary, "n.py"), extra_state={"weight_gain": payload})
+        data = snapshot_bytes(small_snapshot(G_ema=g), canary)
+    elif where == "init_kwargs":
+        cls, kw, state = small_network("G")
+        kw = {**kw, "mapping_kwargs": {"num_layers": 1, "evil": payload}}
+        data = snapshot_bytes(small_snapshot(G_ema=(cls, kw, state)), canary)
+    else:  # in place of a tensor's storage / of a parameter's tensor
+        cls, kw, state = small_network("G")
+        fake = Payload(torch._utils._rebuild_tensor_v2, payload, 0, (1,), (1,), False, OrderedDict())
+        if where == "parameter":
+            fake = Payload(torch._utils._rebuild_parameter, payload, False, OrderedDict())
+        g = network_meta(cls, kw, state, canary_source(canary, "n.py"))
+        g.meta["state"]["_modules"]["mapping"].meta["state"]["_parameters"]["evil"] = fake
+        data = snapshot_bytes(small_snapshot(G_ema=g), canary)
+    msg = _expect_refused(tmp_path, data, "refusing to load global", name, "payload")
+    assert "\n" not in msg
+
+
+def test_payload_inside_storage_bytes_is_refused(tmp_path):
+    """The bytes handed to torch.storage._load_from_bytes carry a pickle payload: torch.load(weights_only) refuses."""
+    canary = tmp_path / "canary.txt"
+    cls, kw, state = small_network("G")
+    g = network_meta(cls, kw, state, canary_source(canary, "n.py"))
+    evil = Payload(torch._utils._rebuild_tensor_v2,
+                   Payload(torch.storage._load_from_bytes, pickle.dumps(Payload(os.system, f"touch {canary}"))),
+                   0, (1,), (1,), False, OrderedDict())
+    g.meta["state"]["_buffers"]["evil"] = evil
+    _expect_refused(tmp_path, snapshot_bytes(small_snapshot(G_ema=g), canary), "tensor storage")
+
+
+def test_numpy_object_array_is_refused(tmp_path):
+    canary = tmp_path / "canary.txt"
+    cls, kw, state = small_network("G")
+    arr = np.array([Payload(os.system, f"touch {canary}")], dtype=object)
+    g = network_meta(cls, kw, state, canary_source(canary, "n.py"), extra_state={"sizes": arr})
+    _expect_refused(tmp_path, snapshot_bytes(small_snapshot(G_ema=g), canary), "numpy dtype")
+
+
+def test_numpy1_spellings_decode(tmp_path):
+    """Published checkpoints were written with numpy 1.x: numpy.core.* names and dtype(code, 0, 1)."""
+    from stylegan_core.tools.official_pickle import unpickle_safely
+
+    def scalar(code: bytes, order: bytes, raw: bytes) -> bytes:  # protocol 2, as numpy 1.x + Python 3 write it
+        return (b"\x80\x02cnumpy.core.multiarray\nscalar\ncnumpy\ndtype\nX" + len(code).to_bytes(4, "little") + code
+                + b"K\x00K\x01\x87R(K\x03X\x01\x00\x00\x00" + order + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+                + b"C" + bytes([len(raw)]) + raw + b"\x86R.")
+
+    v = unpickle_safely(scalar(b"f8", b"<", np.float64(0.5).tobytes()))
+    assert type(v) is np.float64 and v == 0.5
+    v = unpickle_safely(scalar(b"f8", b">", np.array(1.25, dtype=">f8").tobytes()))
+    assert v == 1.25
+    v = unpickle_safely(scalar(b"i8", b"<", np.int64(-7).tobytes()))
+    assert type(v) is np.int64 and v == -7
+    with pytest.raises(UnsafePickleError, match="numpy dtype 'O8'"):
+        unpickle_safely(scalar(b"O8", b"|", b"\x00" * 8), "x.pkl")
+    with pytest.raises(CheckpointError, match="scalar of 4 bytes"):
+        unpickle_safely(scalar(b"f8", b"<", b"\x00" * 4), "x.pkl")
+
+
+@pytest.mark.parametrize("field,value,needle", [("version", 5, "version 5"), ("type", "module", "type 'module'")])
+def test_other_persistence_formats_are_refused(tmp_path, field, value, needle):
+    canary = tmp_path / "canary.txt"
+    cls, kw, state = small_network("G")
+    g = network_meta(cls, kw, state, canary_source(canary, "n.py"))
+    g.meta[field] = value
+    _expect_refused(tmp_path, snapshot_bytes(small_snapshot(G_ema=g), canary), needle, cls=CheckpointError)
+
+
+class _WithState(Persistent):
+    """A persistent object whose reduce also carries a state (pickle then emits BUILD on the record)."""
+
+    def __init__(self, meta: dict, state: Any):
+        super().__init__(meta)
+        self.state = state
+
+    def __reduce__(self):
+        return (_reconstruct_persistent_obj, (self.meta,), self.state)
+
+
+@pytest.mark.parametrize("state,needle", [({"training": True}, "unexpected state applied to a persistent Generator"),
+                                          ({"forward": Payload(exec, "1")}, "'builtins.exec'")])
+def test_state_applied_to_a_record_is_refused(tmp_path, state, needle):
+    """The official __reduce__ carries no state (no BUILD): a stream that sets one on a record is refused."""
+    canary = tmp_path / "canary.txt"
+    cls, kw, st = small_network("G")
+    g = network_meta(cls, kw, st, canary_source(canary, "n.py"))
+    data = snapshot_bytes(small_snapshot(G_ema=_WithState(g.meta, state)), canary)
+    _expect_refused(tmp_path, data, needle)
+
+
+def test_truncated_corrupt_and_missing_files(tmp_path):
+    canary = tmp_path / "canary.txt"
+    data = snapshot_bytes(small_snapshot(), canary)
+    for cut in (1, len(data) // 10, len(data) // 2, len(data) - 1):
+        msg = _expect_refused(tmp_path, data[:cut], cls=CheckpointError, exact=True)
+        assert "truncated or corrupt" in msg, msg
+    _expect_refused(tmp_path, b"", "empty file", cls=CheckpointError)
+    _expect_refused(tmp_path, b"PK\x03\x04 not a pickle at all", cls=CheckpointError)
+    _expect_refused(tmp_path, pickle.dumps([1, 2, 3]), "not the dict of networks", cls=CheckpointError)
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_official_pickle(tmp_path / "missing.pkl")
+
+
+def test_cli_refuses_payload_with_a_clear_error(tmp_path):
+    canary = tmp_path / "canary.txt"
+    pkl = tmp_path / "evil.pkl"
+    pkl.write_bytes(snapshot_bytes(small_snapshot(), canary,
+                                   extra={"progress": Payload(os.system, f"touch {canary}")}))
+    p = subprocess.run([str(BIN / "stylegan-build"), "--from-checkpoint", str(pkl), "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert p.stderr.strip() == (f"error: {pkl}: refusing to load global '{os.system.__module__}.system' "
+                                "(not an official network pickle, or a pickle carrying a payload)")
+    assert not canary.exists() and not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The plugin hook
+
+
+def test_hook_is_optional_and_claims_are_exclusive(tmp_path):
+    canary = tmp_path / "canary.txt"
+    pkl = write_snapshot(tmp_path / "net.pkl", small_snapshot(), canary)
+
+    from stylegan_core import hookimpl
+
+    without = types.ModuleType("toy_without_hook")  # a plugin of API 1 that only registers parts
+    without.register = hookimpl(lambda registry: None)
+    ps = load_plugins(extra={"toy": without})
+    assert "toy" in ps.loaded and ps.implementers(HOOK) == ["stylegan2"]
+    imported = import_checkpoint(pkl, ps)
+    assert imported.generator.plugin == "stylegan2"
+
+    greedy = types.ModuleType("toy_greedy")
+    greedy.register = hookimpl(lambda registry: None)
+    greedy.convert_official_network = hookimpl(
+        lambda record: OfficialConversion(role="generator", sections={}, state_dict={}))
+    ps = load_plugins(extra={"greedy": greedy})
+    with pytest.raises(ConversionError, match="claimed by both plugin"):
+        import_checkpoint(pkl, ps)
+
+    ps = load_plugins(only=[])  # no plugin converts anything
+    with pytest.raises(ConversionError, match="no loaded plugin converts the official 'Generator'"):
+        import_checkpoint(pkl, ps)
+
+
+def test_stylegan2_ada_layout_imports(tmp_path, plugin_set):
+    """StyleGAN2-ADA-PyTorch (training/networks.py) nests the synthesis arguments in synthesis_kwargs and
+    records training-only ones (freeze_layers) and neutral ones (fp16_channels_last, activation)."""
+    canary = tmp_path / "canary.txt"
+    cls, kw, g_state = small_network("G", seed=4)
+    syn = {k: kw.pop(k) for k in ("channel_base", "channel_max", "num_fp16_res", "conv_clamp", "architecture")}
+    g_kw = {**kw, "synthesis_kwargs": {**syn, "fp16_channels_last": False}}
+    d_cls, d_kw, d_state = small_network("D", seed=5)
+    d_kw = {**d_kw, "block_kwargs": {"freeze_layers": 2, "activation": "lrelu"}, "mapping_kwargs": {}}
+    ada_g = ("training.networks.Generator", g_kw, g_state)
+    nets = {"G": ada_g, "G_ema": ada_g, "D": ("training.networks.Discriminator", d_kw, d_state)}
+    pkl = write_snapshot(tmp_path / "ada.pkl", nets, canary)
+    built, imported = build_from_checkpoint(pkl, plugin_set)
+    assert built.spec.data["generator"]["synthesis"]["channel_max"] == syn["channel_max"]
+    assert any("freeze_layers=2 dropped" in n for n in imported.notes)
+    for module, state in ((built.G, g_state), (built.D, d_state)):
+        for k, v in module.state_dict().items():
+            assert torch.equal(v, state[k]), k
+    assert not canary.exists()
+
+
+def test_unsupported_official_arguments_are_named(tmp_path, plugin_set):
+    canary = tmp_path / "canary.txt"
+    cls, kw, state = small_network("G")
+    kw = {**kw, "mapping_kwargs": {"num_layers": 1, "fancy": 3}}
+    pkl = write_snapshot(tmp_path / "net.pkl", small_snapshot(G_ema=(cls, kw, state)), canary)
+    with pytest.raises(ConversionError, match=r"plugin 'stylegan2' cannot convert .*mapping_kwargs\.fancy=3"):
+        import_checkpoint(pkl, plugin_set)
+
+
+def test_data_that_cannot_match_is_a_spec_error(tmp_path, plugin_set):
+    from stylegan_core.spec import SpecError
+
+    canary = tmp_path / "canary.txt"
+    dims = dict(c_dim=5, res=32, channels=1)
+    nets = small_snapshot(G=small_network("G", **dims), D=small_network("D", **dims),
+                          G_ema=small_network("G", **dims))
+    pkl = write_snapshot(tmp_path / "net.pkl", nets, canary)
+    with pytest.raises(SpecError, match="c_dim=5 .*give a spec whose data matches"):
+        build_from_checkpoint(pkl, plugin_set)
+    spec = tmp_path / "s.yaml"  # a spec whose data contradicts the network: both places are named
+    spec.write_text(f"extends: {REPO / 'stylegan_core' / 'spec' / 'default.yaml'}\n")
+    with pytest.raises(SpecError, match=r"net\.pkl \(G_ema\).*c_dim=5 contradicts c_dim=0 wired from data"):
+        build_from_checkpoint(pkl, plugin_set, spec)
