@@ -103,6 +103,9 @@ class StepContext:
     ``run_G(z, c)`` returns ``(img, ws)`` (style mixing and the augmentation of the
     spec already applied where they belong); ``run_D(img, c)`` returns logits,
     applying the augmentation pipeline first.
+
+    In phase ``'D'`` the loss sets ``real_logits`` to D's (detached) logits on the real
+    images; the loop hands those of the D main phase to :meth:`Augment.update`.
     """
 
     real_img: torch.Tensor
@@ -115,6 +118,7 @@ class StepContext:
     D: nn.Module
     cur_nimg: int = 0
     stats: dict[str, float] = field(default_factory=dict)
+    real_logits: Optional[torch.Tensor] = None
 
 
 class Loss(abc.ABC):
@@ -158,7 +162,8 @@ class Augment(nn.Module):
     expose ``p`` and implement :meth:`update` from the sign of real logits."""
 
     def update(self, real_logits: torch.Tensor, batch_size: int) -> None:
-        pass
+        """Called by the loop after every training step with the real logits of the D main phase
+        (``StepContext.real_logits``, detached) and the batch size."""
 
 
 class Dataset(abc.ABC):

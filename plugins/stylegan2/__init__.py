@@ -1,10 +1,11 @@
-"""Built-in plugin ``stylegan2``: StyleGAN2's networks, loss and regularizers.
+"""Built-in plugin ``stylegan2``: StyleGAN2's networks, loss, regularizers and adaptive augmentation (ADA).
 
 Registered through the entry point ``stylegan2 = stylegan_plugins.stylegan2`` in the
 group ``stylegan_core.plugins``, exactly as a third-party plugin is.
 """
 from stylegan_core import hookimpl
 
+from .augment import AugmentPipe
 from .loss import R1, NonSaturatingLogistic, PathLength, StyleMixing
 from .networks import Discriminator, Generator, MappingNetwork, SynthesisNetwork, build_from_official
 
@@ -28,7 +29,19 @@ def register(registry):
                       doc="Lazy path-length regularization of G towards the running mean length.")
     registry.register("regularizer", "style_mixing", StyleMixing,
                       doc="Style mixing: with probability prob, ws after a random cutoff come from another z.")
+    registry.register("augment", "ada", AugmentPipe,
+                      doc="StyleGAN2-ADA augmentation pipeline (official presets, 'bgc' by default) with adaptive "
+                          "strength p: every ada_interval steps p moves towards E[sign D(real)] = target.")
+
+
+@hookimpl
+def convert_official_network(record):
+    """Official StyleGAN2 / StyleGAN2-ADA generators and discriminators (see :mod:`.importer`)."""
+    from .importer import convert_official_network as convert
+
+    return convert(record)
 
 
 __all__ = ["MappingNetwork", "SynthesisNetwork", "Discriminator", "Generator", "build_from_official",
-           "NonSaturatingLogistic", "R1", "PathLength", "StyleMixing", "register", "STYLEGAN_CORE_API"]
+           "NonSaturatingLogistic", "R1", "PathLength", "StyleMixing", "AugmentPipe", "register", "convert_official_network",
+           "STYLEGAN_CORE_API"]

@@ -39,7 +39,8 @@ class NonSaturatingLogistic(Loss):
             real = ctx.run_D(ctx.real_img.detach(), ctx.real_c)
             ctx.stats["scores/fake"] = float(fake.detach().mean())
             ctx.stats["scores/real"] = float(real.detach().mean())
-            ctx.stats["real_sign"] = float(real.detach().sign().mean())  # what ADA adapts p from
+            ctx.stats["real_sign"] = float(real.detach().sign().mean())
+            ctx.real_logits = real.detach()  # what an adaptive augmentation (ADA) adapts p from
             return {"loss/D": F.softplus(fake).mean() + F.softplus(-real).mean()}
         raise ValueError(f"unknown phase {phase!r}: expected 'G' or 'D'")
 
