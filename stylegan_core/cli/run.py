@@ -4,6 +4,10 @@ DIR is the folder written by ``stylegan-build`` (default: build/). TASK defaults
 to the spec's ``run.task``. ``train`` resumes from the last snapshot in DIR
 unless ``--no-resume``; it writes snapshots (safetensors), sample grids (PNG),
 ``stats.jsonl`` and ``metric-*.jsonl``. ``generate`` writes one PNG per seed.
+
+Several processes train data-parallel when started by torchrun:
+``torchrun --nproc_per_node=K -m stylegan_core.cli.run DIR train`` (``train.batch_size`` is
+the global batch; rank 0 writes the outputs).
 """
 from __future__ import annotations
 
@@ -65,16 +69,22 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_RUNTIME
         task = args.task or built.spec.model.run.task
         if task == "train":
+            from ..training import distributed
             from ..training.loop import Trainer, TrainingError
 
+            trainer = None
             try:
-                res = Trainer(built, run_dir, kimg=args.kimg, resume=not args.no_resume,
-                              progress=not args.no_progress).run()
+                trainer = Trainer(built, run_dir, kimg=args.kimg, resume=not args.no_resume,
+                                  progress=not args.no_progress)
+                res = trainer.run()
             except TrainingError as e:
                 err(f"error: {e}")
                 return EXIT_RUNTIME
-            print(f"trained to {res['cur_nimg'] / 1000:.1f} kimg" +
-                  "".join(f"; {k} {v:.3f}" for k, v in res["metrics"].items()))
+            finally:
+                distributed.shutdown(trainer.world if trainer is not None else None)
+            if trainer.world.is_main:
+                print(f"trained to {res['cur_nimg'] / 1000:.1f} kimg" +
+                      "".join(f"; {k} {v:.3f}" for k, v in res["metrics"].items()))
             return 0
         if task == "generate":
             from ..tools.generate import generate_images, parse_seeds

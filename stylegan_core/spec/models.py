@@ -38,6 +38,8 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    noise_mode: Literal["random", "const", "none"] = Field(
+        "random", description="the synthesis network's noise inputs while training (official: random)")
 
 
 class RunConfig(BaseModel):

@@ -6,6 +6,10 @@ regularization phase every ``interval`` steps, each with its own optimizer
 step. With lazy regularization at interval ``I`` the network's learning rate is
 scaled by ``I/(I+1)`` and its Adam betas raised to that power, and the penalty
 is multiplied by ``I``.
+
+Under ``torchrun`` the same loop runs data-parallel (see :mod:`.distributed`): every rank
+trains on its slice of the global batch ``train.batch_size``, gradients are averaged before
+each optimizer step, and rank 0 writes the outputs.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import copy
 import json
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -24,6 +29,7 @@ from torch import nn
 from ..build import BuiltModel, model_fingerprint
 from ..interfaces import Regularizer, StepContext
 from . import checkpoint as ckpt
+from . import distributed
 
 
 class TrainingError(RuntimeError):
@@ -95,15 +101,23 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.total_nimg = int(round((kimg if kimg is not None else self.cfg.kimg) * 1000))
         self.resume = resume
-        self.progress = progress
-        self.log = log
         self.device = resolve_device(self.cfg.device)
+        self.world = distributed.from_env(self.device.type)
+        if self.world.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank)
+        self.progress = progress and self.world.is_main
+        self.log = log if self.world.is_main else (lambda s: None)
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))
+        if self.cfg.batch_size % self.world.size:
+            raise TrainingError(f"train.batch_size={self.cfg.batch_size} does not split evenly over "
+                                f"{self.world.size} processes")
 
-        torch.manual_seed(self.cfg.seed)
+        # rank r draws its own noise (seed * world + r, as the official loop); one process: the seed itself
+        torch.manual_seed(self.cfg.seed * self.world.size + self.world.rank)
         self.G = built.G.to(self.device).train()
         self.D = built.D.to(self.device).train()
+        distributed.broadcast_modules([self.G, self.D], self.world)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.fingerprint = model_fingerprint(built.spec)
         self.augment = built.augment.to(self.device) if built.augment is not None else None
@@ -155,7 +169,8 @@ class Trainer:
         return torch.stack(rows)
 
     def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(self.dataset), (self.batch,), generator=self.data_gen)
+        # the global batch's indices (alike on every rank), of which this rank loads its slice
+        idx = distributed.shard(torch.randint(len(self.dataset), (self.batch,), generator=self.data_gen), self.world)
         items = [self.dataset[int(i)] for i in idx]
         imgs = torch.stack([torch.as_tensor(it[0]) for it in items])
         labels = torch.stack([torch.as_tensor(it[1], dtype=torch.float32) for it in items])
@@ -167,14 +182,14 @@ class Trainer:
             c = self._labels[torch.randint(len(self._labels), (self.batch,), generator=self.z_gen)]
         else:
             c = torch.zeros([self.batch, 0])
-        return z.to(self.device), c.to(self.device)
+        return distributed.shard(z, self.world).to(self.device), distributed.shard(c, self.world).to(self.device)
 
     # -- networks ----------------------------------------------------------
     def run_G(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         ws = self.G.mapping(z, c, update_emas=update_emas)
         for r in self.regs:
             ws = r.transform_ws(self.G, ws, z, c)
-        img = self.G.synthesize(ws, update_emas=update_emas, noise_mode="random")
+        img = self.G.synthesize(ws, update_emas=update_emas, noise_mode=self.cfg.noise_mode)
         return img, ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -199,6 +214,7 @@ class Trainer:
     def step(self) -> dict[str, float]:
         real_img, real_c = self._real_batch()
         stats: dict[str, float] = {}
+        real_logits = None  # of the D main phase, for an adaptive augmentation
         for ph in self.phases:
             other = self.D if ph.name == "G" else self.G
             ph.module.requires_grad_(True)
@@ -209,6 +225,8 @@ class Trainer:
             # main phase
             ph.opt.zero_grad(set_to_none=True)
             self._terms_backward(self.loss.accumulate(ph.name, ctx), 1.0, stats)
+            if ph.name == "D":
+                real_logits = ctx.real_logits
             self._opt_step(ph)
             # lazy regularization phase
             if ph.interval and self.batch_idx % ph.interval == 0:
@@ -220,9 +238,16 @@ class Trainer:
         self._update_ema()
         self.cur_nimg += self.batch
         self.batch_idx += 1
+        if self.augment is not None and real_logits is not None:
+            real_logits = distributed.gather(real_logits.detach(), self.world)  # the global batch's logits
+            self.augment.update(real_logits, self.batch)  # after the step, as the official ADA heuristic
+        elif getattr(self.augment, "adaptive", False):
+            raise TrainingError(f"the augmentation adapts p from D's logits on reals, but the loss "
+                                f"{type(self.loss).__name__} does not set ctx.real_logits in phase 'D'")
         return stats
 
     def _opt_step(self, ph: _Phase) -> None:
+        distributed.average_gradients(ph.module.parameters(), self.world)
         for p in ph.module.parameters():
             if p.grad is not None:
                 torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
@@ -230,6 +255,7 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
+        distributed.average_buffers(self.G, self.world)  # e.g. w_avg: the global batch's statistic
         ema_nimg = self.cfg.ema_kimg * 1000
         if self.cfg.ema_rampup is not None:
             ema_nimg = min(ema_nimg, self.cur_nimg * self.cfg.ema_rampup)
@@ -256,6 +282,10 @@ class Trainer:
         if self.augment is not None:
             t.update({f"augment.{k}": v for k, v in self.augment.state_dict().items()})
         t["rng.torch"] = torch.get_rng_state()
+        if self.world.enabled:  # every rank's own noise generator (rank 0's is rng.torch)
+            states = distributed.gather(torch.get_rng_state()[None], self.world)
+            t.update({f"rng.torch.rank{r}": states[r] for r in range(1, self.world.size)})
+            meta["world_size"] = self.world.size
         t["rng.z"] = self.z_gen.get_state()
         t["rng.data"] = self.data_gen.get_state()
         if torch.cuda.is_available() and self.device.type == "cuda":
@@ -273,7 +303,12 @@ class Trainer:
                 r.load_state_dict(sub)
         if self.augment is not None:
             self.augment.load_state_dict(ckpt.sub_state(t, "augment"))
-        torch.set_rng_state(t["rng.torch"])
+        own = "rng.torch" if self.world.rank == 0 else f"rng.torch.rank{self.world.rank}"
+        if own in t:
+            torch.set_rng_state(t[own])
+        elif self.world.is_main:
+            warnings.warn(f"the snapshot was written by {meta.get('world_size', 1)} process(es), not "
+                          f"{self.world.size}: ranks without a saved noise generator keep their seeds", RuntimeWarning)
         self.z_gen.set_state(t["rng.z"])
         self.data_gen.set_state(t["rng.data"])
         if "rng.cuda" in t and self.device.type == "cuda":
@@ -283,9 +318,12 @@ class Trainer:
         self.batch_idx = int(meta["batch_idx"])
         self.tick_start_nimg = self.cur_nimg
 
-    def save(self) -> Path:
+    def save(self) -> Optional[Path]:
+        """Write a snapshot (rank 0; every rank must call this: the RNG states are gathered)."""
         t, meta = self.state_tensors()
-        return ckpt.save_snapshot(self.run_dir, self.cur_nimg, t, meta)
+        path = ckpt.save_snapshot(self.run_dir, self.cur_nimg, t, meta) if self.world.is_main else None
+        distributed.barrier(self.world)
+        return path
 
     def try_resume(self) -> bool:
         last = ckpt.latest_snapshot(self.run_dir)
@@ -352,11 +390,14 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         from tqdm import tqdm
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not self.resume:
-            self._set_aside_previous_run()
+        main = self.world.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not self.resume:
+                self._set_aside_previous_run()
+        distributed.barrier(self.world)
         resumed = self.try_resume() if self.resume else False
-        if not resumed:
+        if not resumed and main:
             self.write_reals()
         if self.cur_nimg >= self.total_nimg:
             self.log(f"Nothing to do: {self.cur_nimg / 1000:.1f} kimg done of {self.total_nimg / 1000:.1f}")
@@ -378,18 +419,22 @@ class Trainer:
                     continue
                 self.cur_tick += 1
                 dt = time.time() - tick_t0
+                means = distributed.mean_stats({k: float(np.mean(v)) for k, v in tick_stats.items()}, self.world)
                 rec = {"tick": self.cur_tick, "kimg": self.cur_nimg / 1000, "sec_per_tick": dt,
-                       "img_per_sec": (self.cur_nimg - self.tick_start_nimg) / max(dt, 1e-9),
-                       **{k: float(np.mean(v)) for k, v in tick_stats.items()}}
+                       "img_per_sec": (self.cur_nimg - self.tick_start_nimg) / max(dt, 1e-9), **means}
+                if isinstance(getattr(self.augment, "p", None), torch.Tensor):
+                    rec["augment/p"] = float(self.augment.p)  # the strength at the end of the tick
                 bar.set_postfix({k.split("/")[-1]: f"{np.mean(v):.3f}" for k, v in tick_stats.items() if "loss" in k})
-                if done or self.cur_tick % self.cfg.image_snapshot_ticks == 0:
+                if main and (done or self.cur_tick % self.cfg.image_snapshot_ticks == 0):
                     self.write_grid(f"fakes{self.cur_nimg // 1000:06d}.png")
-                if done or self.cur_tick % self.cfg.metric_ticks == 0:
+                if main and (done or self.cur_tick % self.cfg.metric_ticks == 0):
                     metrics = self.evaluate()
                     rec.update(metrics)
                 if done or self.cur_tick % self.cfg.snapshot_ticks == 0:
                     self.save()
-                self._append_stats(rec)
+                if main:
+                    self._append_stats(rec)
+                distributed.barrier(self.world)
                 tick_stats = {}
                 tick_t0 = time.time()
                 self.tick_start_nimg = self.cur_nimg
