@@ -5,7 +5,10 @@ resolution the generator's forward images/s, its FLOPs per image (torch.utils.fl
 fraction of the roofline it reaches, and the images/s of a whole training step (G and D phases with
 lazy R1), with peak memory. Not a test: it only prints.
 
-    python bench/train_step.py [--res 32 64 128] [--batch 8] [--repeats 3] [--impl ref|auto]
+    python bench/train_step.py [--res 32 64 128] [--batch 8] [--repeats 3] [--impl auto|ref|cpp]
+
+``--impl`` sets what the ops' ``impl='auto'`` means (``ops.default_impl``): the compiled
+kernels (``cpp``, what ``auto`` picks when they are built) or the reference ops (``ref``).
 """
 from __future__ import annotations
 
@@ -52,14 +55,23 @@ def main() -> None:
     ap.add_argument("--res", type=int, nargs="+", default=[32, 64, 128])
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--impl", choices=("auto", "ref", "cpp"), default="auto")
     args = ap.parse_args()
+    from stylegan_core import ops
+
+    with ops.default_impl(args.impl):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from stylegan_core.training.loop import Trainer
 
     torch.manual_seed(0)
     peak = matmul_peak()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, ops impl={args.impl}; "
+          f"fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"{'res':>5} {'G params':>9} {'GFLOP/img':>10} {'G fwd img/s':>12} {'% of peak':>10} "
           f"{'step img/s':>11} {'peak RSS MB':>12}")
     for res in args.res:
