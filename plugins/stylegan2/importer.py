@@ -15,29 +15,12 @@ from typing import Any, Optional
 
 from stylegan_core.tools.import_official import OfficialConversion
 
-from .networks import Discriminator, MappingNetwork, SynthesisNetwork
-
-RESAMPLE_FILTER = [1, 3, 3, 1]
-#: Official arguments our parts do not take, accepted when they hold the official default
-#: (or, for memory layout, any value): they do not change what the network computes.
-_NEUTRAL = {"fp16_channels_last": None, "channels_last": None, "resample_filter": RESAMPLE_FILTER,
-            "use_noise": True, "activation": "lrelu"}
+from .networks import MappingNetwork, SynthesisNetwork, is_neutral_official_arg, official_discriminator_params
 
 
 def _params(cls: type) -> set[str]:
     return {n for n, p in inspect.signature(cls.__init__).parameters.items()
             if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-
-
-def _neutral(name: str, value: Any) -> bool:
-    if name not in _NEUTRAL:
-        return False
-    default = _NEUTRAL[name]
-    if default is None:
-        return True
-    if isinstance(value, (list, tuple)):
-        return list(value) == default
-    return value == default
 
 
 def _take(kw: dict[str, Any], allowed: set[str], what: str, unsupported: list[str]) -> dict[str, Any]:
@@ -46,7 +29,7 @@ def _take(kw: dict[str, Any], allowed: set[str], what: str, unsupported: list[st
     for k, v in kw.items():
         if k in allowed:
             out[k] = v
-        elif not _neutral(k, v):
+        elif not is_neutral_official_arg(k, v):
             unsupported.append(f"{what}{k}={v!r}")
     return out
 
@@ -97,28 +80,11 @@ def _discriminator(record: Any, state: dict) -> Optional[OfficialConversion]:
         return None
     _require_no_args(record)
     kw = record.init_kwargs
-    block = _dict(kw.pop("block_kwargs", None), "block_kwargs")
-    mapping_kw = _dict(kw.pop("mapping_kwargs", None), "mapping_kwargs")
-    epilogue = _dict(kw.pop("epilogue_kwargs", None), "epilogue_kwargs")
     for name in ("c_dim", "img_resolution", "img_channels"):
         if name not in kw:
             raise ValueError(f"the recorded constructor arguments lack {name}")
-    unsupported: list[str] = []
-    notes: list[str] = []
-    freeze = block.pop("freeze_layers", 0)
-    if freeze:
-        notes.append(f"block_kwargs.freeze_layers={freeze} dropped (it only stops training of the first layers)")
-    own = _params(Discriminator) - {"mapping_layers", "mbstd_group_size", "mbstd_num_channels"}
-    params = {"type": "stylegan2.discriminator"}
-    params.update(_take(kw, own, "", unsupported))
-    _take(block, set(), "block_kwargs.", unsupported)
-    m = _take(mapping_kw, {"num_layers"}, "mapping_kwargs.", unsupported)
-    if "num_layers" in m:
-        params["mapping_layers"] = m["num_layers"]
-    params.update(_take(epilogue, {"mbstd_group_size", "mbstd_num_channels"}, "epilogue_kwargs.", unsupported))
-    if unsupported:
-        raise ValueError(f"official Discriminator arguments not supported by stylegan2: "
-                         f"{', '.join(sorted(unsupported))}")
+    params, notes = official_discriminator_params(kw)
+    params = {"type": "stylegan2.discriminator", **params}
     dims = {"img_resolution": int(params["img_resolution"]), "img_channels": int(params["img_channels"]),
             "c_dim": int(params["c_dim"])}
     summary = (f"StyleGAN2 discriminator ({params.get('architecture', 'resnet')}, {dims['img_resolution']}x"
