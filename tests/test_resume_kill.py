@@ -3,7 +3,7 @@
 One run trains N images straight; another is killed with SIGKILL at a random moment after
 its N/2 snapshot and resumed with a plain ``stylegan-run DIR``. Both must end with
 identical snapshots: weights of G, D and G_ema, optimizer states, regularizer state (the
-path-length mean), counters and RNG states.
+path-length mean, ADA's p and its sign statistics), counters and RNG states.
 """
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PRESET = REPO / "specs" / "stylegan2-digits-mixing.yaml"  # style mixing + path length + R1
+PRESET = REPO / "specs" / "stylegan2-digits-ada.yaml"  # ADA + path length + R1
 N = 128
 SCHEDULE = ["--set", "train.batch_size=8", "--set", "train.tick_kimg=0.032", "--set", f"train.kimg={N / 1000}",
             "--set", "train.snapshot_ticks=1", "--set", "train.image_snapshot_ticks=100",
-            "--set", "train.metric_ticks=100", "--set", "metrics=[]", "--set", "regularizers.0.interval=4"]
+            "--set", "train.metric_ticks=100", "--set", "metrics=[]", "--set", "regularizers.0.interval=4",
+            "--set", "augment.p=0.2", "--set", "augment.ada_kimg=1"]  # augmenting from the start, p moving
 
 
 def run(*args, **kw) -> subprocess.CompletedProcess:
@@ -70,6 +71,7 @@ def test_sigkill_then_resume_matches_a_straight_run(tmp_path):
     assert a.keys() == b.keys()
     assert any(k.startswith("opt_G.") for k in a) and any(k.startswith("opt_D.") for k in a), sorted(a)[:20]
     assert any(k.endswith(".pl_mean") for k in a), "path-length mean is not in the snapshot"
+    assert "augment.p" in a and float(a["augment.p"]) != 0.2, "ADA's p is not in the snapshot or never moved"
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs after SIGKILL + resume"
     for key in ("cur_nimg", "batch_idx", "cur_tick"):
