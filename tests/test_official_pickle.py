@@ -25,7 +25,6 @@ import sys
 import types
 from collections import OrderedDict
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,6 +32,7 @@ import numpy as np
 import pytest
 import torch
 
+from nvlabs_nets import FIXTURES, OUT_KEY, REPO, TOL, case_params, case_stems, check, load_case, psi
 from stylegan_core.plugins import load_plugins
 from stylegan_core.tools.import_official import (HOOK, ConversionError, OfficialConversion, build_from_checkpoint,
                                                  import_checkpoint)
@@ -40,10 +40,7 @@ from stylegan_core.tools.official_pickle import (CheckpointError, PersistentReco
                                                  load_official_pickle)
 from stylegan_plugins.stylegan2.networks import build_from_official
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("STYLEGAN_FIXTURES", REPO.parent / "shared" / "fixtures" / "nvlabs"))
 BIN = Path(sys.executable).parent
-TOL = 1e-4
 G_CLASS, D_CLASS = "training.networks_stylegan2.Generator", "training.networks_stylegan2.Discriminator"
 BUFFERS = {"resample_filter", "noise_const", "w_avg"}  # everything else in an SG2 state dict is a parameter
 
@@ -249,27 +246,9 @@ def small_network(role: str, seed: int = 0, **dims) -> tuple[str, dict, dict[str
     return cls, kw, {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-def _fixture_stems() -> list[str]:
-    index = FIXTURES / "index.json"
-    if not index.is_file():
-        return []
-    paths = [f["path"] for f in json.loads(index.read_text())["files"]]
-    return sorted({p.rsplit(".", 1)[0] for p in paths if p.startswith("nets/sg2_") and p.endswith(".json")})
-
-
-STEMS = _fixture_stems()
-FIXTURE_CASES = ([pytest.param(s, id=Path(s).name) for s in STEMS] if STEMS else
-                 [pytest.param(None, id="no-fixtures",
-                               marks=pytest.mark.skip(reason=f"no fixtures at {FIXTURES} (set STYLEGAN_FIXTURES)"))])
-
-
-@lru_cache(maxsize=None)
-def fixture(stem: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    from safetensors.torch import load_file
-
-    manifest = json.loads((FIXTURES / f"{stem}.json").read_text())
-    tensors = {k: v.clone() for k, v in load_file(str(FIXTURES / f"{stem}.safetensors")).items()}
-    return manifest, tensors
+STEMS = case_stems("nets/sg2_")
+FIXTURE_CASES = case_params("nets/sg2_")
+fixture = load_case
 
 
 def fixture_network(stem: str) -> tuple[str, str, dict, dict[str, torch.Tensor]]:
@@ -328,29 +307,15 @@ def data_spec(tmp_path: Path, c_dim: int, res: int, channels: int) -> Optional[P
     return spec
 
 
-def check(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
-    assert tuple(got.shape) == tuple(expected.shape), f"{what}: shape {tuple(got.shape)} != {tuple(expected.shape)}"
-    if expected.numel() == 0:
-        return
-    err = (got.detach().double() - expected.double()).abs().max().item()
-    scale = max(1.0, expected.abs().max().item())
-    assert err <= TOL * scale, f"{what}: max|diff| {err:.3g} > {TOL:g} * max(1, {scale:.3g})"
-
-
-def _psi(digits: str) -> float:
-    return float(f"0.{digits[1:]}") if digits.startswith("0") else float(digits)
-
-
 def generator_output(G, key: str, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """Recompute a stored generator output ``out.{ws,img}_psi<P>[_cutoff<N>][_const|_none][_unfused]``."""
-    import re
-
-    m = re.match(r"^out\.(ws|img)_psi(\d+)(?:_cutoff(\d+))?(?:_(const|none))?(_unfused)?$", key)
-    assert m and (m[1] == "ws" or m[4]), f"no recipe for the stored output {key!r}: extend this test"
-    ws = G.mapping(z, c, truncation_psi=_psi(m[2]), truncation_cutoff=int(m[3]) if m[3] else None)
-    if m[1] == "ws":
+    m = OUT_KEY.match(key)
+    assert m and (m["what"] == "ws" or m["noise"]) and not m["transform"], \
+        f"no recipe for the stored output {key!r}: extend this test"
+    ws = G.mapping(z, c, truncation_psi=psi(m["psi"]), truncation_cutoff=int(m["cutoff"]) if m["cutoff"] else None)
+    if m["what"] == "ws":
         return ws
-    return G.synthesis(ws, noise_mode=m[4], **({"fused_modconv": False} if m[5] else {}))
+    return G.synthesis(ws, noise_mode=m["noise"], **({"fused_modconv": False} if m["unfused"] else {}))
 
 
 @pytest.fixture(scope="module")

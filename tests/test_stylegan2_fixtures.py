@@ -12,89 +12,27 @@ the README's definition of "rel") above that: a few parameter gradients reach ~1
 """
 from __future__ import annotations
 
-import json
-import os
-import re
-from functools import lru_cache
-from pathlib import Path
-
 import pytest
 import torch
 
+from nvlabs_nets import OUT_KEY, case_params, check, network, psi
 from stylegan_plugins.stylegan2.networks import Discriminator, Generator, build_from_official
-
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("STYLEGAN_FIXTURES", REPO.parent / "shared" / "fixtures" / "nvlabs"))
-TOL = 1e-4
 
 pytestmark = pytest.mark.fixtures
 
-
-def _cases() -> list:
-    index = FIXTURES / "index.json"
-    if not index.is_file():
-        return [pytest.param(None, id="no-fixtures",
-                             marks=pytest.mark.skip(reason=f"no fixtures at {FIXTURES} (set STYLEGAN_FIXTURES)"))]
-    paths = [f["path"] for f in json.loads(index.read_text())["files"]]
-    stems = sorted({p.rsplit(".", 1)[0] for p in paths
-                    if p.startswith("nets/sg2_") and p.endswith((".json", ".safetensors"))})
-    return [pytest.param(stem, id=Path(stem).name) for stem in stems]
-
-
-CASES = _cases()
-
-
-@lru_cache(maxsize=None)
-def _load(stem: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    from safetensors.torch import load_file
-
-    manifest_path, tensors_path = FIXTURES / f"{stem}.json", FIXTURES / f"{stem}.safetensors"
-    assert manifest_path.is_file() and tensors_path.is_file(), f"{stem}: index.json lists it but a file is missing"
-    manifest = json.loads(manifest_path.read_text())
-    # clone(): bit-exact CPU reproduction needs aligned memory (fixture README, "Tolerances")
-    tensors = {k: v.clone() for k, v in load_file(str(tensors_path)).items()}
-    return manifest, tensors
+CASES = case_params("nets/sg2_")
 
 
 def case(stem: str) -> tuple[dict, dict[str, torch.Tensor], torch.nn.Module]:
-    """Manifest, tensors (fresh copies) and our network with the official weights, in eval mode."""
-    manifest, tensors = _load(stem)
-    tensors = {k: v.clone() for k, v in tensors.items()}
-    assert not manifest.get("init_args"), "positional constructor arguments are not supported"
-    net = build_from_official(manifest["class_name"], manifest["init_kwargs"])
-    prefix = manifest.get("state_prefix", "state.")
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-    net.load_state_dict(state, strict=True)
-    net.eval()
-    for name, value in manifest.get("info", {}).items():  # num_ws, z_dim, c_dim, w_dim, img_resolution
-        if name != "batch" and hasattr(net, name):
-            assert getattr(net, name) == value, f"{name}: ours {getattr(net, name)}, official {value}"
-    return manifest, tensors, net
-
-
-def check(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
-    assert tuple(got.shape) == tuple(expected.shape), f"{what}: shape {tuple(got.shape)} != {tuple(expected.shape)}"
-    if expected.numel() == 0:
-        return
-    err = (got.detach().double() - expected.double()).abs().max().item()
-    scale = max(1.0, expected.abs().max().item())
-    assert err <= TOL * scale, f"{what}: max|diff| {err:.3g} > {TOL:g} * max(1, {scale:.3g})"
-
-
-_OUT_KEY = re.compile(r"^out\.(?P<what>ws|img)_psi(?P<psi>\d+)(?:_cutoff(?P<cutoff>\d+))?"
-                      r"(?:_(?P<noise>const|none))?(?P<unfused>_unfused)?$")
-
-
-def _psi(digits: str) -> float:
-    """Key spelling of psi: '1' -> 1.0, '07' -> 0.7, '05' -> 0.5."""
-    return float(f"0.{digits[1:]}") if digits.startswith("0") else float(digits)
+    return network(stem, build_from_official)
 
 
 def generator_output(G: Generator, key: str, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    m = _OUT_KEY.match(key)
-    assert m and (m["what"] == "ws" or m["noise"]), f"no recipe for the stored output {key!r}: extend this test"
+    m = OUT_KEY.match(key)
+    assert m and (m["what"] == "ws" or m["noise"]) and not m["transform"], \
+        f"no recipe for the stored output {key!r}: extend this test"
     cutoff = int(m["cutoff"]) if m["cutoff"] else None
-    ws = G.mapping(z, c, truncation_psi=_psi(m["psi"]), truncation_cutoff=cutoff)
+    ws = G.mapping(z, c, truncation_psi=psi(m["psi"]), truncation_cutoff=cutoff)
     if m["what"] == "ws":
         return ws
     kw = {"fused_modconv": False} if m["unfused"] else {}
