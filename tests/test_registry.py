@@ -115,9 +115,9 @@ def test_api_major_mismatch_is_refused_by_name():
 
 
 def test_disable_env(monkeypatch):
-    monkeypatch.setenv("STYLEGAN_DISABLE_PLUGINS", "stylegan2")
+    monkeypatch.setenv("STYLEGAN_DISABLE_PLUGINS", "stylegan2,stylegan3")  # every built-in that has a mapping
     ps = load_plugins()
-    assert "stylegan2" not in ps.loaded
+    assert "stylegan2" not in ps.loaded and "stylegan3" not in ps.loaded
     assert ps.registry.names("mapping") == []
     monkeypatch.setenv("STYLEGAN_DISABLE_PLUGINS", "")
     monkeypatch.setenv("STYLEGAN_LOAD_PLUGINS", "")

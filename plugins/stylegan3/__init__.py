@@ -1,0 +1,33 @@
+"""Built-in plugin ``stylegan3``: StyleGAN3's alias-free generator (configurations T and R).
+
+Registered through the entry point ``stylegan3 = stylegan_plugins.stylegan3`` in the group
+``stylegan_core.plugins``, exactly as a third-party plugin is. It builds on the ``stylegan2``
+plugin (``requires: [stylegan2]`` in registry.yaml): the mapping network is StyleGAN2's with
+StyleGAN3's defaults, and specs pair the synthesis network with ``stylegan2.discriminator``,
+``stylegan2.logistic`` and ``stylegan2.r1`` (as the official StyleGAN3 training does).
+
+Parts: ``stylegan3.mapping``, ``stylegan3.synthesis``. The filter schedule is
+:func:`stylegan_plugins.stylegan3.schedule.filter_schedule`.
+"""
+from stylegan_core import hookimpl
+
+from .networks import (Generator, MappingNetwork, SynthesisInput, SynthesisLayer, SynthesisNetwork, ToRGBLayer,
+                       build_from_official)
+from .schedule import filter_schedule, layer_specs
+
+STYLEGAN_CORE_API = 1
+
+
+@hookimpl
+def register(registry):
+    registry.register("mapping", "mapping", MappingNetwork,
+                      doc="StyleGAN3 mapping network: normalised z (+ embedded c) through 2 equalized-lr FCs "
+                          "(lr x0.01); w_avg EMA 0.998; truncation with cutoff.")
+    registry.register("synthesis", "synthesis", SynthesisNetwork,
+                      doc="StyleGAN3 alias-free synthesis: Fourier-feature input (user transform), modulated convs "
+                          "with filtered leaky ReLU on the official filter schedule; T (conv_kernel 3) or R "
+                          "(conv_kernel 1, use_radial_filters).")
+
+
+__all__ = ["MappingNetwork", "SynthesisInput", "SynthesisLayer", "ToRGBLayer", "SynthesisNetwork", "Generator",
+           "build_from_official", "filter_schedule", "layer_specs", "register", "STYLEGAN_CORE_API"]
