@@ -43,6 +43,18 @@ def _write_images(folder, n=6, size=8, mode="RGB"):
     return names
 
 
+def test_digits_max_size_is_a_fixed_subset():
+    full, sub = DigitsDataset(use_labels=True), DigitsDataset(use_labels=True, max_size=200)
+    again = DigitsDataset(use_labels=True, max_size=200)
+    assert len(sub) == 200 and torch.equal(sub.images, again.images)  # same subset every time
+    rows = {bytes(full.images[i].numpy()) for i in range(len(full))}
+    assert all(bytes(sub.images[i].numpy()) in rows for i in range(len(sub)))
+    assert sub.get_label(0).shape == (10,) and len({int(sub.labels[i]) for i in range(200)}) == 10
+    assert sub.fingerprint() != full.fingerprint() and DigitsDataset(max_size=5000).fingerprint() != full.fingerprint()
+    with pytest.raises(ValueError, match="max_size"):
+        DigitsDataset(max_size=0)
+
+
 def test_image_folder_and_zip_with_labels(tmp_path):
     names = _write_images(tmp_path / "imgs")
     (tmp_path / "imgs" / "dataset.json").write_text(json.dumps({"labels": [[n, i % 3] for i, n in enumerate(names)]}))

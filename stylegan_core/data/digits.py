@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -45,10 +45,13 @@ class DigitsDataset(Dataset):
 
     Shipped with the package, so it needs no download. ``use_labels`` makes the
     model class-conditional (c_dim 10); ``channels: 3`` repeats the gray channel.
+    ``max_size`` keeps a random subset of that many images (seed 0, in dataset order), for
+    limited-data experiments such as ADA's.
     """
 
     def __init__(self, resolution: int = 32, use_labels: bool = False, channels: Literal[1, 3] = 1,
-                 upscale: Literal["bilinear", "nearest", "lanczos"] = "bilinear", xflip: bool = False):
+                 upscale: Literal["bilinear", "nearest", "lanczos"] = "bilinear", xflip: bool = False,
+                 max_size: Optional[int] = None):
         if resolution < 8 or resolution & (resolution - 1):
             raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
         self.resolution = int(resolution)
@@ -61,8 +64,16 @@ class DigitsDataset(Dataset):
         imgs = _cached_upscale(self.resolution, upscale)
         if channels == 3:
             imgs = imgs.repeat(1, 3, 1, 1)
+        labels = torch.from_numpy(labels.astype(np.int64))
+        if max_size is not None:
+            if max_size < 1:
+                raise ValueError(f"max_size must be >= 1, got {max_size}")
+            if max_size < len(imgs):
+                keep = torch.randperm(len(imgs), generator=torch.Generator().manual_seed(0))[:max_size].sort().values
+                imgs, labels = imgs[keep], labels[keep]
+        self.max_size = max_size
         self.images = imgs
-        self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.labels = labels
         self.label_dim = 10 if use_labels else 0
         self._onehot = F.one_hot(self.labels, 10).to(torch.float32) if use_labels else torch.zeros([len(labels), 0])
 
@@ -83,6 +94,8 @@ class DigitsDataset(Dataset):
         h = hashlib.sha256()
         h.update(ASSET.read_bytes())
         h.update(f"{self.resolution}/{self.num_channels}/{self.upscale_mode}/{self.xflip}/{self.use_labels}".encode())
+        if self.max_size is not None:
+            h.update(f"/max_size={self.max_size}".encode())
         return h.hexdigest()[:16]
 
 
