@@ -7,7 +7,8 @@ Prints a table of median milliseconds for the reference and the compiled op, for
 random ``dy``, gradients for x and the bias), and the ratio ref / compiled; then the
 StyleGAN2 generator (skip, channel_base 16384, channel_max 512, batch 4, the official
 CPU anchor's configuration) forward at each ``--res`` with every op on ``ref`` against
-every op on ``cpp`` (``ops.default_impl``). The two implementations are
+every op on ``cpp`` (``ops.default_impl``), and the same for the StyleGAN3-T generator (channel base
+4096, channel max 128: the official CPU anchor's quick configuration; ``--sg3-res``). The two implementations are
 timed alternately, run after run, so that both see the same machine load (this machine is
 a shared VM whose speed drifts); the medians are over ``--reps`` runs after a warm-up.
 Shapes are those of docs' CPU performance anchor (nvlabs_cpu_performance.md).
@@ -65,6 +66,16 @@ def sg2_generator(res: int):
     return G.eval().requires_grad_(False)
 
 
+def sg3t_generator(res: int):
+    from stylegan_plugins.stylegan3.networks import Generator
+
+    torch.manual_seed(0)
+    G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3,
+                  mapping_kwargs=dict(num_layers=2), channel_base=4096, channel_max=128, num_layers=14,
+                  conv_kernel=3, use_radial_filters=False, num_fp16_res=0, conv_clamp=None)
+    return G.eval().requires_grad_(False)
+
+
 def timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -106,8 +117,8 @@ def measure(x, b, op, reps):
             for kind, make in (("fwd", fwd), ("fwd+bwd", fwdbwd))}
 
 
-def measure_generator(res: int, reps: int) -> dict:
-    G = sg2_generator(res)
+def measure_generator(res: int, reps: int, make=None) -> dict:
+    G = (make or sg2_generator)(res)
     z = torch.randn(4, 512, generator=torch.Generator().manual_seed(1))
     c = torch.zeros(4, 0)
 
@@ -131,7 +142,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=7, help="timed runs per implementation (median)")
     ap.add_argument("--net-reps", type=int, default=3, help="timed generator runs per implementation (median)")
-    ap.add_argument("--res", type=int, nargs="*", default=[64, 128, 256], help="generator resolutions")
+    ap.add_argument("--res", type=int, nargs="*", default=[64, 128, 256], help="StyleGAN2 generator resolutions")
+    ap.add_argument("--sg3-res", type=int, nargs="*", default=[64, 128, 256], help="StyleGAN3-T generator resolutions")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: unchanged)")
     args = ap.parse_args(argv)
     if not _compiled.available():
@@ -160,7 +172,17 @@ def main(argv=None) -> int:
             r = measure_generator(res, args.net_reps)
             print(f"| {res} | {r['ref']:.0f} | {r['cpp']:.0f} | {r['ref'] / r['cpp']:.2f}x | {r['maxdiff']:.1e} |",
                   flush=True)
-        print("\n(StyleGAN3-T generator: not built yet; its plugin is a later issue.)")
+    if args.sg3_res:
+        print()
+        print(f"StyleGAN3-T generator forward (channel_base 4096, channel_max 128, batch 4), median of "
+              f"{args.net_reps} alternating runs, ms")
+        print()
+        print("| resolution | ref | cpp | ratio | max abs diff |")
+        print("| ---: | ---: | ---: | ---: | ---: |")
+        for res in args.sg3_res:
+            r = measure_generator(res, args.net_reps, sg3t_generator)
+            print(f"| {res} | {r['ref']:.0f} | {r['cpp']:.0f} | {r['ref'] / r['cpp']:.2f}x | {r['maxdiff']:.1e} |",
+                  flush=True)
     return 0
 
 
