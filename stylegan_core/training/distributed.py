@@ -103,6 +103,15 @@ def gather(x: torch.Tensor, world: World) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def any_rank(flag: bool, world: World) -> bool:
+    """True on every rank when ``flag`` is true on any rank."""
+    if not world.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def mean_stats(stats: dict[str, float], world: World) -> dict[str, float]:
     """Means over the ranks of per-rank scalar statistics (every rank must hold the same keys)."""
     if not world.enabled or not stats:

@@ -199,13 +199,16 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------
     def _terms_backward(self, terms: dict[str, torch.Tensor], gain: float, stats: dict[str, float]) -> None:
+        terms = {k: (v.mean() if v.ndim else v) for k, v in terms.items()}
+        bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+        # decided together: a rank that stopped alone would leave the others waiting in an all_reduce
+        if distributed.any_rank(bool(bad), self.world):
+            last = ckpt.latest_snapshot(self.run_dir)
+            where = f"; the last good snapshot is {last[1]}" if last else ""
+            what = f"{bad[0]} = {terms[bad[0]].item()}" if bad else "loss on another rank"
+            raise TrainingError(f"non-finite {what} at {self.cur_nimg / 1000:.1f} kimg{where}")
         total = None
         for k, v in terms.items():
-            v = v.mean() if v.ndim else v
-            if not torch.isfinite(v):
-                last = ckpt.latest_snapshot(self.run_dir)
-                where = f"; the last good snapshot is {last[1]}" if last else ""
-                raise TrainingError(f"non-finite {k} = {v.item()} at {self.cur_nimg / 1000:.1f} kimg{where}")
             stats[k] = stats.get(k, 0.0) + float(v.detach())
             total = v if total is None else total + v
         if total is not None:
