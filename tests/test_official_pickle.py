@@ -391,7 +391,7 @@ def test_cli_build_from_checkpoint_then_generate(tmp_path):
     g_stems = [s for s in STEMS
                if fixture_network(s)[0] == "G" and digits_can_stand_in(*dims_of(fixture_network(s)[2]))]
     if not g_stems:
-        pytest.skip(f"no StyleGAN2 generator fixture the embedded digits can stand in for at {FIXTURES}")
+        pytest.skip(reason=f"no StyleGAN2 generator fixture the embedded digits can stand in for at {FIXTURES}")
     stem = g_stems[0]
     canary = tmp_path / "canary.txt"
     nets = snapshot_for_case(stem)
@@ -471,7 +471,7 @@ def test_small_snapshot_imports_and_nothing_runs(tmp_path, plugin_set):
     assert prov["networks"]["generator"]["class_name"] == "Generator" and len(prov["sha256"]) == 64
     with pytest.raises(AssertionError, match="must never run"):  # plain pickle would call the reconstructor
         with official_names():
-            pickle.loads(pkl.read_bytes())
+            pickle.loads(pkl.read_bytes())  # safe: the test's own pickle; shows plain pickle would run it
 
 
 def _expect_refused(tmp_path: Path, data: bytes, *needles: str, cls=UnsafePickleError, exact: bool = False) -> str:
@@ -527,6 +527,7 @@ def test_payload_is_refused(tmp_path, kind, where):
 
 def test_payload_inside_storage_bytes_is_refused(tmp_path):
     """The bytes handed to torch.storage._load_from_bytes carry a pickle payload: torch.load(weights_only) refuses."""
+    # safe: nothing here loads untrusted data; the importer under test must refuse the payload
     canary = tmp_path / "canary.txt"
     cls, kw, state = small_network("G")
     g = network_meta(cls, kw, state, canary_source(canary, "n.py"))

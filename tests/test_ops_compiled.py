@@ -19,7 +19,7 @@ from stylegan_core import ops
 from stylegan_core.ops import _compiled as C
 
 if not C.available():
-    pytest.skip(f"stylegan_core._C is not built ({C.load_error()}); build it with "
+    pytest.skip(reason=f"stylegan_core._C is not built ({C.load_error()}); build it with "
                 "`python setup.py build_ext --inplace` or reinstall without STYLEGAN_NO_EXT=1",
                 allow_module_level=True)
 
