@@ -538,26 +538,20 @@ TORCH_LIBRARY(stylegan_core, m) {
   m.def("_built_with_cuda() -> bool", &sgc::built_with_cuda);
 }
 
-TORCH_LIBRARY_IMPL(stylegan_core, CPU, m) {
-  m.impl("bias_act", &sgc::bias_act);
-  m.impl("bias_act_grad", &sgc::bias_act_grad);
-  m.impl("bias_act_grad_db", &sgc::bias_act_grad_db);
-  m.impl("bias_act_grad2", &sgc::bias_act_grad2);
-  m.impl("upfirdn2d", &sgc::upfirdn2d);
-  m.impl("filtered_lrelu", &sgc::filtered_lrelu);
-  m.impl("filtered_lrelu_grad", &sgc::filtered_lrelu_grad);
-}
+// One entry point per op for both devices (each kernel dispatches on the tensors' device inside).
+#define SGC_REGISTER_KERNELS(m)                               \
+  m.impl("bias_act", &sgc::bias_act);                         \
+  m.impl("bias_act_grad", &sgc::bias_act_grad);               \
+  m.impl("bias_act_grad_db", &sgc::bias_act_grad_db);         \
+  m.impl("bias_act_grad2", &sgc::bias_act_grad2);             \
+  m.impl("upfirdn2d", &sgc::upfirdn2d);                       \
+  m.impl("filtered_lrelu", &sgc::filtered_lrelu);             \
+  m.impl("filtered_lrelu_grad", &sgc::filtered_lrelu_grad)
+
+TORCH_LIBRARY_IMPL(stylegan_core, CPU, m) { SGC_REGISTER_KERNELS(m); }
 
 #ifdef WITH_CUDA
-TORCH_LIBRARY_IMPL(stylegan_core, CUDA, m) {
-  m.impl("bias_act", &sgc::bias_act);
-  m.impl("bias_act_grad", &sgc::bias_act_grad);
-  m.impl("bias_act_grad_db", &sgc::bias_act_grad_db);
-  m.impl("bias_act_grad2", &sgc::bias_act_grad2);
-  m.impl("upfirdn2d", &sgc::upfirdn2d);
-  m.impl("filtered_lrelu", &sgc::filtered_lrelu);
-  m.impl("filtered_lrelu_grad", &sgc::filtered_lrelu_grad);
-}
+TORCH_LIBRARY_IMPL(stylegan_core, CUDA, m) { SGC_REGISTER_KERNELS(m); }
 #endif
 
 // Stub module: `import stylegan_core._C` loads this library, which registers the ops above.
