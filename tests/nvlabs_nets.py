@@ -84,6 +84,18 @@ def check(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
     assert err <= TOL * scale, f"{what}: max|diff| {err:.3g} > {TOL:g} * max(1, {scale:.3g})"
 
 
+def check_parameter_gradients(net: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Every parameter's ``.grad`` against the case's ``grad.state.<name>`` (the same set of names both ways)."""
+    expected = {k[len("grad.state."):]: v for k, v in tensors.items() if k.startswith("grad.state.")}
+    params = dict(net.named_parameters())
+    assert set(expected) == set(params), (
+        f"parameters without an official gradient: {sorted(set(params) - set(expected))}; "
+        f"official gradients of unknown parameters: {sorted(set(expected) - set(params))}")
+    for name, grad in expected.items():
+        got = params[name].grad if params[name].grad is not None else torch.zeros_like(params[name])
+        check(got, grad, f"grad.state.{name}")
+
+
 #: stored generator outputs: out.{ws,img}_psi<P>[_cutoff<N>][_const|_none|_random][_unfused][_transform]
 OUT_KEY = re.compile(r"^out\.(?P<what>ws|img)_psi(?P<psi>\d+)(?:_cutoff(?P<cutoff>\d+))?"
                      r"(?:_(?P<noise>const|none|random))?(?P<unfused>_unfused)?(?P<transform>_transform)?$")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nvlabs_nets import OUT_KEY, case_params, check, network, psi
+from nvlabs_nets import OUT_KEY, case_params, check, check_parameter_gradients, network, psi
 from stylegan_plugins.stylegan2.networks import Discriminator, Generator, build_from_official
 
 pytestmark = pytest.mark.fixtures
@@ -80,11 +80,4 @@ def test_sg2_gradients_match_official(stem):
         check(img.grad, T["grad.img"], "grad.img")
     else:
         pytest.fail(f"{manifest['class_name']}: no recipe for this network class")
-    expected = {k[len("grad.state."):]: v for k, v in T.items() if k.startswith("grad.state.")}
-    params = dict(net.named_parameters())
-    assert set(expected) == set(params), (
-        f"parameters without an official gradient: {sorted(set(params) - set(expected))}; "
-        f"official gradients of unknown parameters: {sorted(set(expected) - set(params))}")
-    for name, grad in expected.items():
-        got = params[name].grad if params[name].grad is not None else torch.zeros_like(params[name])
-        check(got, grad, f"grad.state.{name}")
+    check_parameter_gradients(net, T)

@@ -19,7 +19,7 @@ import re
 import pytest
 import torch
 
-from nvlabs_nets import OUT_KEY, case_params, check, load_case, network, psi
+from nvlabs_nets import OUT_KEY, case_params, check, check_parameter_gradients, load_case, network, psi
 from stylegan_plugins.stylegan3.networks import Generator, build_from_official
 from stylegan_plugins.stylegan3.schedule import filter_schedule, layer_specs
 
@@ -81,14 +81,7 @@ def test_sg3_gradients_match_official(stem):
     ws.retain_grad()
     (net.synthesis(ws, noise_mode="const") * T["in.r_img"]).sum().backward()
     check(ws.grad, T["grad.ws"], "grad.ws")
-    expected = {k[len("grad.state."):]: v for k, v in T.items() if k.startswith("grad.state.")}
-    params = dict(net.named_parameters())
-    assert set(expected) == set(params), (
-        f"parameters without an official gradient: {sorted(set(params) - set(expected))}; "
-        f"official gradients of unknown parameters: {sorted(set(expected) - set(params))}")
-    for name, grad in expected.items():
-        got = params[name].grad if params[name].grad is not None else torch.zeros_like(params[name])
-        check(got, grad, f"grad.state.{name}")
+    check_parameter_gradients(net, T)
 
 
 _LAYER = re.compile(r"^state\.synthesis\.(L(?P<idx>\d+)_(?P<size>\d+)_(?P<ch>\d+))\.weight$")
