@@ -1,0 +1,328 @@
+"""The Projected GAN discriminator: frozen features, random projections, multi-scale heads.
+
+Written from the documented semantics of the official code (autonomousvision/projected-gan,
+``pg_modules/{projector,discriminator,blocks}.py``); ``tests/test_projected_gan_fixtures.py``
+loads the official state (through :func:`official_state_to_ours`) and reproduces the official
+logits in eval and train mode.
+
+* ``feature_network``: any ``feature_network`` part (frozen, eval mode whatever D's mode; its
+  parameters never get gradients: :meth:`ProjectedDiscriminator.requires_grad_` keeps them off
+  even when the training loop switches D's gradients on).
+* :class:`RandomProjection`: cross-channel mixing (CCM, random 1x1 convs with bias to
+  ``cout * [1, 2, 4, 8]`` channels with ``expand``) and cross-scale mixing (CSM, top-down: add the
+  coarser CSM output, bilinear x2 with ``align_corners=True``, 1x1 conv). Random, seeded, never
+  trained (as in the official code, where they live in the frozen feature network).
+  ``proj_type`` 0: raw features, 1: CCM, 2: CCM + CSM (official).
+* :class:`MultiScaleHeads`: one head per level (``num_discs`` levels from the finest): down
+  blocks (spectral-normed conv 4x4/s2, or ``separable`` depthwise 3x3 + pointwise 1x1 then
+  AvgPool 2; BatchNorm; LeakyReLU 0.2; ``patch``: an extra SN 1x1 conv + BN + LReLU) from the
+  level's size down to 8, then a SN 4x4 conv to patch logits; class-conditional heads project
+  the patch features onto an embedding of ``c.argmax(1)``. All head logits are flattened and
+  concatenated: D returns one tensor ``[N, sum of patches]``.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+from stylegan_core.interfaces import Discriminator
+from stylegan_core.registry import PartParams
+from stylegan_core.spec.models import NestedPart
+
+#: the official head channel table (feature-map size -> channels)
+HEAD_CHANNELS = {4: 512, 8: 512, 16: 256, 32: 128, 64: 64, 128: 64, 256: 32, 512: 16, 1024: 8}
+
+
+def sn_conv(*args: Any, **kwargs: Any) -> nn.Module:
+    """``nn.Conv2d`` under torch's spectral norm (weight_orig/u/v; one power iteration per train-mode call)."""
+    return spectral_norm(nn.Conv2d(*args, **kwargs))
+
+
+def snap_size(size: int) -> int:
+    """The official heads snap a feature-map size to the nearest key of the channel table (112 -> 128)."""
+    keys = np.array(sorted(HEAD_CHANNELS))
+    return int(keys[np.argmin(np.abs(keys - size))])
+
+
+class SeparableConv2d(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel_size: int = 3):
+        super().__init__()
+        self.depthwise = sn_conv(cin, cin, kernel_size, groups=cin, bias=False, padding=kernel_size // 2)
+        self.pointwise = sn_conv(cin, cout, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class DownBlock(nn.Module):
+    """Halves the size: SN conv 4x4/s2 (with bias, as the official) or separable conv + AvgPool 2; BN; LReLU 0.2."""
+
+    def __init__(self, cin: int, cout: int, separable: bool = False, patch: bool = False):
+        super().__init__()
+        self.separable, self.patch = bool(separable), bool(patch)
+        self.conv = SeparableConv2d(cin, cout, 3) if separable else sn_conv(cin, cout, 4, 2, 1)
+        self.norm = nn.BatchNorm2d(cout)
+        if patch:
+            self.conv2 = sn_conv(cout, cout, 1, 1, 0, bias=False)
+            self.norm2 = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.norm(self.conv(x)), 0.2)
+        if self.separable:
+            x = F.avg_pool2d(x, 2, 2)
+        if self.patch:
+            x = F.leaky_relu(self.norm2(self.conv2(x)), 0.2)
+        return x
+
+
+class Head(nn.Module):
+    """One mini-discriminator on a feature map of ``size`` (snapped to the channel table) with ``cin`` channels."""
+
+    def __init__(self, cin: int, size: int, separable: bool, patch: bool, c_dim: int = 0, embed_classes: int = 0,
+                 cmap_dim: int = 64, embed_dim: int = 128, end_size: int = 8, channel_max: Optional[int] = None):
+        super().__init__()
+        start = 16 if patch else snap_size(size)
+        nfc = {k: min(v, channel_max) if channel_max else v for k, v in HEAD_CHANNELS.items()}
+        nfc[start] = cin
+        blocks, ch = [], cin
+        while start > end_size:
+            blocks.append(DownBlock(nfc[start], nfc[start // 2], separable, patch))
+            ch = nfc[start // 2]
+            start //= 2
+        self.blocks = nn.Sequential(*blocks)
+        self.conditional = c_dim > 0
+        if self.conditional:
+            self.cmap_dim = int(cmap_dim)
+            self.cls = sn_conv(ch, cmap_dim, 4, 1, 0, bias=False)
+            self.embed = nn.Embedding(embed_classes, embed_dim)
+            self.embed_proj = nn.Linear(embed_dim, cmap_dim)
+        else:
+            self.out = sn_conv(ch, 1, 4, 1, 0, bias=False)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(x)
+        if not self.conditional:
+            return self.out(h)
+        cmap = F.leaky_relu(self.embed_proj(self.embed(c.argmax(1))), 0.2)[:, :, None, None]
+        return (self.cls(h) * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
+
+
+class RandomProjection(nn.Module):
+    """Frozen random projections of the feature maps (CCM and top-down CSM); see the module doc."""
+
+    def __init__(self, channels: list[int], cout: int = 64, expand: bool = True, proj_type: int = 2):
+        super().__init__()
+        self.proj_type = int(proj_type)
+        n = len(channels)
+        if self.proj_type == 0:
+            self.channels = list(channels)
+            return
+        ccm = [cout * (2 ** i) if expand else cout for i in range(n)]
+        self.ccm = nn.ModuleList([nn.Conv2d(cin, c, 1, 1, 0, bias=True) for cin, c in zip(channels, ccm)])
+        self.channels = ccm
+        if self.proj_type == 2:
+            # level i: (ccm[i] [+ the output of level i+1]) -> bilinear x2 (align_corners) -> 1x1 conv
+            # the official FeatureFusionBlocks halve the channels with expand, except at the finest level
+            outs = [ccm[i] // 2 if expand and i > 0 else ccm[i] for i in range(n)]
+            self.csm = nn.ModuleList([nn.Conv2d(ccm[i], outs[i], 1, 1, 0, bias=True) for i in range(n)])
+            self.channels = outs
+        self.requires_grad_(False)
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        if self.proj_type == 0:
+            return list(feats)
+        x = [conv(f) for conv, f in zip(self.ccm, feats)]
+        if self.proj_type == 1:
+            return x
+        out: list[Optional[torch.Tensor]] = [None] * len(x)
+        prev = None
+        for i in reversed(range(len(x))):
+            if prev is not None and prev.shape[-2:] != x[i].shape[-2:]:
+                # levels that do not halve (ViT taps: one size): bring the coarser output to this level's size
+                prev = F.interpolate(prev, size=x[i].shape[-2:], mode="bilinear", align_corners=True)
+            h = x[i] if prev is None else x[i] + prev
+            h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=True)
+            prev = self.csm[i](h)
+            out[i] = prev
+        return out  # type: ignore[return-value]
+
+
+class ProjectedDiscriminatorParams(PartParams):
+    """Projected GAN discriminator (see the module doc of ``stylegan_plugins.projected_gan.discriminator``)."""
+
+    feature_network: Annotated[Any, NestedPart("feature_network")] = Field(
+        ..., description="the frozen feature network, any feature_network part; official: {type: core.timm, "
+                         "model: tf_efficientnet_lite0, weights: <local file>} (resized to 224)")
+    resize: Optional[int] = Field(
+        None, ge=8, description="bilinear resize (align_corners=False) of D's input before the feature network "
+                                "(official: 224 when the data is smaller than 256 px); null: leave it to the "
+                                "feature network's own resize")
+    proj_type: int = Field(2, ge=0, le=2, description="0: raw features, 1: cross-channel mixing, 2: CCM + cross-scale")
+    cout: int = Field(64, ge=1, description="CCM channels of the finest level")
+    expand: bool = Field(True, description="CCM channels cout * [1, 2, 4, 8] (official) instead of cout everywhere")
+    num_discs: int = Field(4, ge=1, description="heads on the first num_discs levels, finest first (official: 4)")
+    separable: bool = Field(True, description="separable down blocks (official --cfg stylegan2: true)")
+    patch: bool = Field(False, description="patch heads (every head starts at 16)")
+    cmap_dim: int = Field(64, ge=1, description="projection dimension of class-conditional heads")
+    embed_classes: Optional[int] = Field(
+        None, ge=1, description="rows of the class embedding of conditional heads (default c_dim; official 1000)")
+    channel_max: Optional[int] = Field(None, ge=1, description="cap of the heads' channel table (official: none, "
+                                                               "512 at the 8x8 end of every head)")
+    seed: int = Field(0, description="seed of the random projections and heads' initialisation")
+    c_dim: int = Field(0, ge=0, description="wired from the data (conditional heads when > 0)")
+    img_resolution: int = Field(32, ge=4, description="wired from the data")
+    img_channels: int = Field(3, ge=1, description="wired from the data (1 channel is repeated to 3)")
+
+
+class ProjectedDiscriminator(Discriminator):
+    """Projected GAN discriminator: frozen features -> random projections -> multi-scale patch heads.
+
+    ``forward(img, c) -> logits [N, sum of patches]`` (one tensor of all heads' flattened patch
+    logits, finest level first). Images in [-1, 1]; a 1-channel image is repeated to 3 channels;
+    then resized (``resize``) and fed to the feature network. Head sizes come from a dry forward
+    of a ``resize``-sized (or ``img_resolution``-sized) image, snapped to the official channel table.
+    """
+
+    def __init__(self, feature_network: nn.Module, resize: Optional[int] = None, proj_type: int = 2, cout: int = 64,
+                 expand: bool = True, num_discs: int = 4, separable: bool = True, patch: bool = False,
+                 cmap_dim: int = 64, embed_classes: Optional[int] = None, channel_max: Optional[int] = None,
+                 seed: int = 0, c_dim: int = 0,
+                 img_resolution: int = 32, img_channels: int = 3):
+        super().__init__()
+        if isinstance(feature_network, dict):
+            raise TypeError("feature_network must be a built feature network module (the builder builds the "
+                            "nested part spec)")
+        if img_channels not in (1, 3):
+            raise ValueError(f"the projected discriminator takes 1- or 3-channel images, got img_channels={img_channels}")
+        self.c_dim, self.img_resolution, self.img_channels = int(c_dim), int(img_resolution), int(img_channels)
+        self.resize = None if resize is None else int(resize)
+        self.feature_network = feature_network
+        self.feature_network.requires_grad_(False)
+        self.feature_network.train(False)
+        size = self.resize or self.img_resolution
+        with torch.no_grad():
+            feats = self.feature_network(torch.zeros([1, 3, size, size]))
+        n_levels = len(feats)
+        if not 1 <= num_discs <= n_levels:
+            raise ValueError(f"num_discs={num_discs}: the feature network taps {n_levels} levels")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            self.projector = RandomProjection([int(f.shape[1]) for f in feats], cout, expand, proj_type)
+            with torch.no_grad():
+                proj = self.projector(feats)
+            sizes = [int(p.shape[-1]) for p in proj[:num_discs]]
+            emb = int(embed_classes) if embed_classes is not None else self.c_dim
+            self.heads = nn.ModuleList([
+                Head(int(p.shape[1]), s, separable, patch, self.c_dim, emb, cmap_dim, channel_max=channel_max)
+                for p, s in zip(proj[:num_discs], sizes)])
+        self.num_discs = int(num_discs)
+        for i, (h, p) in enumerate(zip(self.heads, proj)):  # every head must end on a map >= its 4x4 conv
+            h.eval()
+            try:
+                with torch.no_grad():
+                    h(p[:1], torch.zeros([1, max(self.c_dim, 1)]))
+            except RuntimeError:
+                raise ValueError(f"feature level {i} is {sizes[i]}x{sizes[i]} at a {size}px input, too small for a "
+                                 f"head{' (patch heads start at 16)' if patch else ''} that ends in a 4x4 conv: "
+                                 f"raise the input size (resize / the feature network's input_size) or lower "
+                                 f"num_discs") from None
+        self.train()
+
+    def requires_grad_(self, requires_grad: bool = True) -> "ProjectedDiscriminator":
+        super().requires_grad_(requires_grad)
+        self.feature_network.requires_grad_(False)  # frozen, whatever the training loop asks
+        self.projector.requires_grad_(False)
+        return self
+
+    def train(self, mode: bool = True) -> "ProjectedDiscriminator":
+        super().train(mode)
+        self.feature_network.train(False)  # BN of the backbone always on running statistics
+        return self
+
+    def features(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """The projected feature maps of an image batch (after channel repeat and resize)."""
+        if img.ndim != 4 or img.shape[1] != self.img_channels:
+            raise ValueError(f"D expects images [N, {self.img_channels}, H, W], got {tuple(img.shape)}")
+        x = img.to(torch.float32)
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        if self.resize is not None and tuple(x.shape[2:]) != (self.resize, self.resize):
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
+        return self.projector(self.feature_network(x))
+
+    def forward(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        feats = self.features(img)
+        if self.c_dim and (c is None or c.ndim != 2 or c.shape != (img.shape[0], self.c_dim)):
+            raise ValueError(f"c must be [N, {self.c_dim}], got {None if c is None else tuple(c.shape)}")
+        return torch.cat([h(f, c).flatten(1) for h, f in zip(self.heads, feats)], dim=1)
+
+
+# -- official names ----------------------------------------------------------------------------------------
+def _official_backbone_key(rest: str) -> str:
+    """``layer0.3.0.bn1.weight`` -> ``model.blocks.0.0.bn1.weight``: the official stage split (layer0 =
+    conv_stem, bn1, [act placeholder], blocks[0], blocks[1]; layer1 = blocks[2]; layer2 = blocks[3:5];
+    layer3 = blocks[5:]) back to the timm model's own names."""
+    layer, idx, *tail = rest.split(".")
+    idx = int(idx)
+    if layer == "layer0":
+        head = {0: ["model", "conv_stem"], 1: ["model", "bn1"]}.get(idx, ["model", "blocks", str(idx - 3)])
+        return ".".join(head + tail)
+    start = {"layer1": 2, "layer2": 3, "layer3": 5}[layer]
+    return ".".join(["model", "blocks", str(start + idx)] + tail)
+
+
+def official_state_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an official ``ProjectedDiscriminator`` state dict to this plugin's module names.
+
+    ``feature_network.pretrained.layer*`` -> ``feature_network.model.*`` (timm names),
+    ``feature_network.scratch.layer{i}_ccm`` / ``layer{i}_csm.out_conv`` -> ``projector.ccm.{i}`` /
+    ``projector.csm.{i}``, ``discriminator.mini_discs.{k}.main.{j}...`` -> ``heads.{k}.blocks.{j}.{conv,norm,
+    conv2,norm2}`` (down blocks; a DownBlockPatch's inner DownBlock is ``main.0.main.*``) or ``heads.{k}.out``
+    (the final SN conv of an unconditional head), and ``cls`` / ``embed`` / ``embed_proj.0`` of conditional
+    heads. An official FastGAN generator state dict (``synthesis.*``) already has our names.
+    """
+    if not any(k.startswith(("feature_network.", "discriminator.")) for k in state):
+        return dict(state)
+    out: dict[str, torch.Tensor] = {}
+    patch_blocks = {tuple(k.split(".")[2:5]) for k in state
+                    if k.startswith("discriminator.mini_discs.") and k.split(".")[5:7] == ["main", "0"]
+                    and len(k.split(".")) > 7 and k.split(".")[7] == "main"}
+    for k, v in state.items():
+        parts = k.split(".")
+        if k.startswith("feature_network.pretrained."):
+            out["feature_network." + _official_backbone_key(".".join(parts[2:]))] = v
+        elif k.startswith("feature_network.scratch."):
+            layer, kind = parts[2].split("_")
+            rest = parts[4:] if kind == "csm" else parts[3:]  # csm: layer{i}_csm.out_conv.*
+            out[".".join(["projector", kind, layer[len("layer"):]] + rest)] = v
+        elif k.startswith("discriminator.mini_discs."):
+            kk, what = parts[2], parts[3]
+            if what in ("cls", "embed"):
+                out[".".join(["heads", kk, what] + parts[4:])] = v
+            elif what == "embed_proj":  # Sequential(Linear, LeakyReLU): .0 is the Linear
+                out[".".join(["heads", kk, "embed_proj"] + parts[5:])] = v
+            elif what == "main":
+                j, tail = parts[4], parts[5:]
+                if tail[0] != "main":  # the final SN conv of an unconditional head
+                    out[".".join(["heads", kk, "out"] + tail)] = v
+                elif (kk, "main", j) in patch_blocks:
+                    sub, rest = tail[1], tail[2:]
+                    if sub == "0":  # the inner DownBlock: main.{0 conv, 1 BN}
+                        name, rest = {"0": "conv", "1": "norm"}[rest[1]], rest[2:]
+                    else:
+                        name = {"1": "conv2", "2": "norm2"}[sub]
+                    out[".".join(["heads", kk, "blocks", j, name] + rest)] = v
+                else:
+                    name = {"0": "conv", "1": "norm"}[tail[1]]
+                    out[".".join(["heads", kk, "blocks", j, name] + tail[2:])] = v
+            else:
+                raise KeyError(f"unexpected key in an official Projected GAN state dict: {k!r}")
+        else:
+            raise KeyError(f"unexpected key in an official Projected GAN state dict: {k!r}")
+    return out
