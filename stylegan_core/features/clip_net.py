@@ -1,0 +1,158 @@
+"""``core.open_clip``: the image tower of an open_clip model by name, frozen, tapped without hooks.
+
+The tower's own ``forward_intermediates`` (open_clip 3) gives the token maps of the
+tapped transformer blocks as ``[N, width, H/p, W/p]`` (ViT towers) or the stem and
+stage outputs (ModifiedResNet towers: stem, layer1..4). The tap ``embedding`` is the
+pooled, projected image embedding (what ``encode_image`` returns, before the L2
+normalisation) as a ``[N, embed_dim, 1, 1]`` map; its stride is the input size.
+Default taps: four transformer blocks spread evenly ([2, 5, 8, 11] for 12 blocks), or
+the four stages of a ResNet tower.
+
+OpenAI weights need the ``-quickgelu`` model names (``ViT-B-32-quickgelu``,
+``ViT-L-14-quickgelu``, ``RN50`` is QuickGELU already): open_clip 3 no longer switches
+the activation by the weights' tag. Weights: ``random`` (seeded) or a local file of
+the whole CLIP model read by ``open_clip.create_model(name, pretrained=<file>)``
+(open_clip's loader: ``torch.load(weights_only=True)`` or safetensors, strict, with its
+own key conversions and position-embedding resampling). Only the image tower is kept.
+Attention runs through ``nn.MultiheadAttention`` with ``need_weights=False``, which
+PyTorch executes with ``scaled_dot_product_attention`` (fused kernels where available).
+
+ViT towers have a fixed position embedding: images are resized to ``input_size``
+(``resize: true``, default), or must already have that size. ``input_size`` other than
+the model's own (224 for most) rebuilds the tower at that size (``force_image_size``;
+open_clip resamples the position embedding of loaded weights).
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Literal, Optional, Union
+
+import torch
+from pydantic import Field, field_validator
+
+from ..registry import PartParams
+from .base import BackboneFeatureNetwork, FeatureNetworkError, check_taps, even_taps, offline_hub, seeded
+
+EMBEDDING = "embedding"
+
+
+def import_open_clip():
+    offline_hub()
+    try:
+        import open_clip
+    except ImportError as e:
+        raise FeatureNetworkError("core.open_clip needs open_clip: pip install 'stylegan-core[clip]'") from e
+    return open_clip
+
+
+class OpenClipParams(PartParams):
+    """A frozen open_clip image tower (CLIP ViT or ResNet) with tapped blocks and/or the pooled embedding."""
+
+    model: str = Field("ViT-B-32", description="open_clip model name (open_clip.list_models()); OpenAI weights "
+                       "need the -quickgelu names, e.g. ViT-L-14-quickgelu")
+    weights: str = Field(..., description="'random' (seeded by seed) or the path of a local file of the whole "
+                         "CLIP model, read by open_clip.create_model(pretrained=<file>); nothing is downloaded")
+    seed: int = Field(0, description="seed of the random initialisation (weights: random)")
+    taps: Optional[list[Union[int, Literal["embedding"]]]] = Field(
+        None, min_length=1, description="block / stage indices and/or 'embedding' (the pooled image embedding); "
+                                        "default: four blocks spread evenly (ViT) or the four stages (ResNet)")
+    input_size: Optional[int] = Field(None, ge=16, description="tower input side (default: the model's, 224 for "
+                                      "most); another value rebuilds the tower at that size")
+    resize: bool = Field(True, description="resize images to input_size (bilinear) before the tower")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_given(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("give 'random' or the path of a local weights file")
+        return v
+
+
+def _side(size) -> int:
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+class OpenClipFeatureNetwork(BackboneFeatureNetwork):
+    """Frozen open_clip image tower; ``forward(img) -> list`` of tapped NCHW maps (see the module docstring)."""
+
+    part_type = "core.open_clip"
+
+    def __init__(self, model: str = "ViT-B-32", weights: str = "random", seed: int = 0,
+                 taps: Optional[list[Union[int, str]]] = None, input_size: Optional[int] = None,
+                 resize: bool = True):
+        super().__init__(weights, seed)
+        open_clip = import_open_clip()
+        name = model.replace("/", "-")  # 'ViT-L/14' -> 'ViT-L-14', as open_clip does
+        self.model_name = name
+        if ":" in name:
+            raise FeatureNetworkError(f"core.open_clip: {model!r}: give a model name from open_clip.list_models(); "
+                                      f"hub schemas are not used (nothing is downloaded)")
+        known = open_clip.list_models()
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            raise FeatureNetworkError(f"core.open_clip: unknown open_clip model {model!r}"
+                                      + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        path = self.weights_path
+        # safe: open_clip reads a .bin/.pt file with torch.load(weights_only=True) (tensors and containers only)
+        kwargs = dict(pretrained=str(path) if path is not None else None, device="cpu", weights_only=True)
+        if input_size is not None:
+            kwargs["force_image_size"] = int(input_size)
+        try:
+            with seeded(self.seed):
+                clip = open_clip.create_model(name, **kwargs)
+        except Exception as e:
+            if path is None:
+                raise FeatureNetworkError(f"core.open_clip: cannot create {name}: {type(e).__name__}: {e}") from e
+            raise FeatureNetworkError(f"core.open_clip: cannot load weights file {path} into {name}: "
+                                      f"{type(e).__name__}: {e}") from e
+        visual = getattr(clip, "visual", None)
+        if visual is None or not hasattr(visual, "forward_intermediates"):
+            raise FeatureNetworkError(f"core.open_clip: {name} has no image tower with forward_intermediates")
+        del clip  # the text tower is not kept
+        self.model = visual
+        size = int(input_size) if input_size is not None else _side(visual.image_size)
+        pre = getattr(visual, "preprocess_cfg", None) or {}
+        mean = pre.get("mean") or getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
+        std = pre.get("std") or getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
+        self.is_vit = hasattr(visual, "transformer") and hasattr(visual, "patch_size")
+
+        taps = list(taps) if taps else None
+        self.embedding = bool(taps) and EMBEDDING in taps
+        if taps and EMBEDDING in taps and taps[-1] != EMBEDDING:
+            raise FeatureNetworkError("core.open_clip: 'embedding' must be the last tap (it is the deepest)")
+        block_taps = [t for t in (taps or []) if t != EMBEDDING]
+        with torch.no_grad():  # the structure of the intermediates: one small forward, at build time only
+            probe = visual.forward_intermediates(torch.zeros(1, 3, size, size), intermediates_only=False)
+        inter = probe["image_intermediates"]
+        depth = self.depth = len(inter)
+        if block_taps:
+            self.taps = check_taps("core.open_clip", block_taps, depth, "blocks/stages")
+        elif taps:  # only the embedding
+            self.taps = []
+        else:
+            self.taps = even_taps(depth) if self.is_vit else list(range(max(depth - 4, 0), depth))
+        channels = [inter[i].shape[1] for i in self.taps]
+        strides = [size // inter[i].shape[-1] for i in self.taps]
+        if self.embedding:
+            channels.append(probe["image_features"].shape[-1])
+            strides.append(size)
+        self._set_contract(channels, strides, size, mean, std, resize)
+        self._freeze()
+
+    def tap(self, x):
+        if tuple(x.shape[-2:]) != (self.input_size, self.input_size) and (self.is_vit or self.embedding):
+            raise FeatureNetworkError(
+                f"core.open_clip ({self.model_name}): images of {x.shape[-2]}x{x.shape[-1]} pixels; this tower takes "
+                f"{self.input_size}x{self.input_size} (fixed position embedding / attention pooling): set "
+                f"resize: true or input_size: {x.shape[-1]}")
+        if not self.embedding:
+            return list(self.model.forward_intermediates(x, indices=self.taps, intermediates_only=True)
+                        ["image_intermediates"])
+        # open_clip 3.3's ModifiedResNet runs only up to the last requested index even when it then pools
+        # (the pooled embedding needs the last stage): request the last block too and drop it if not tapped
+        indices = sorted(set(self.taps) | {self.depth - 1})
+        out = self.model.forward_intermediates(x, indices=indices, intermediates_only=False)
+        maps = [out["image_intermediates"][indices.index(t)] for t in self.taps]
+        if self.embedding:
+            maps.append(out["image_features"][:, :, None, None])
+        return maps

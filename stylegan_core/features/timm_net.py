@@ -1,0 +1,185 @@
+"""``core.timm``: a frozen timm backbone by name, its features tapped without hooks.
+
+- Convolutional networks (EfficientNet-Lite0, ResNets, ConvNeXts, ...) through timm's
+  ``features_only=True`` with ``out_indices`` (default: the last four feature levels,
+  for ``tf_efficientnet_lite0`` 24/40/112/320 channels at strides 4/8/16/32, the split
+  of Projected GAN).
+- Vision transformers (ViT, DeiT incl. the distilled ones, DINO, EVA) through
+  ``forward_intermediates(indices=..., intermediates_only=True)``: patch tokens of the
+  tapped blocks reshaped to ``[N, C, H/p, W/p]`` by timm (default: four blocks spread
+  evenly, [2, 5, 8, 11] for 12 blocks); ``readout: add`` adds the mean of the prefix
+  (class / distillation) tokens to every patch token. They are created with
+  ``dynamic_img_size=True``, so with ``resize: false`` any input whose side is a
+  multiple of the patch size works (timm resamples the position embedding);
+  with ``resize: true`` (default) images are resized to ``input_size`` first.
+
+Weights: ``random`` (seeded) or a local file (``.safetensors``, ``.pth``, ``.bin``: an
+original-format or timm-format state dict) read by timm's ``load_state_dict``
+(``weights_only=True``: no code in a pickle runs) and loaded by timm's
+``load_pretrained`` (``pretrained_cfg_overlay``), so timm's checkpoint filters remap
+keys and resample position embeddings. A file that leaves any weight of the network
+unloaded is refused, naming the file.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+
+from ..registry import PartParams
+from .base import (BackboneFeatureNetwork, FeatureNetworkError, capture_logs, check_taps, even_taps, offline_hub,
+                   seeded)
+
+#: timm modules whose models are tapped through ``forward_intermediates`` (patch-token transformers)
+VIT_MODULES = ("vision_transformer", "deit", "eva")
+
+
+def import_timm():
+    offline_hub()
+    try:
+        import timm
+    except ImportError as e:  # core never needs timm unless a spec names core.timm
+        raise FeatureNetworkError("core.timm needs timm: pip install 'stylegan-core[timm]'") from e
+    return timm
+
+
+class TimmParams(PartParams):
+    """A frozen timm backbone (``features_only`` for CNNs, ``forward_intermediates`` for ViTs)."""
+
+    model: str = Field("tf_efficientnet_lite0", description="timm model name, optionally with its pretrained tag "
+                       "(e.g. vit_small_patch16_224.dino, deit_base_distilled_patch16_224)")
+    weights: str = Field(..., description="'random' (seeded by seed) or the path of a local weights file "
+                         "(.safetensors/.pth/.bin) read by timm's own loader; nothing is downloaded")
+    seed: int = Field(0, description="seed of the random initialisation (weights: random)")
+    taps: Optional[list[int]] = Field(None, min_length=1, description="feature levels (CNNs: timm out_indices) or "
+                                      "block indices (ViTs) to tap; default: the last four levels / four blocks "
+                                      "spread evenly")
+    mode: Literal["auto", "features_only", "intermediates"] = Field(
+        "auto", description="how features are tapped: auto = forward_intermediates for ViT/DeiT/EVA, else "
+                            "features_only")
+    input_size: Optional[int] = Field(None, ge=16, description="network input side (default: the model's "
+                                      "pretrained_cfg, 224 for the listed models)")
+    resize: bool = Field(True, description="resize images to input_size (bilinear) before the network")
+    readout: Literal["ignore", "add"] = Field("ignore", description="ViTs: 'add' adds the mean prefix token "
+                                              "(class/distillation) to every patch token")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_given(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("give 'random' or the path of a local weights file")
+        return v
+
+
+def _is_vit(timm, name: str) -> bool:
+    arch = timm.models.get_arch_name(name)
+    return any(arch in timm.list_models(module=m) for m in VIT_MODULES)
+
+
+class TimmFeatureNetwork(BackboneFeatureNetwork):
+    """Frozen timm backbone; ``forward(img) -> list`` of tapped NCHW maps (see the module docstring)."""
+
+    part_type = "core.timm"
+
+    def __init__(self, model: str = "tf_efficientnet_lite0", weights: str = "random", seed: int = 0,
+                 taps: Optional[list[int]] = None, mode: str = "auto", input_size: Optional[int] = None,
+                 resize: bool = True, readout: str = "ignore"):
+        super().__init__(weights, seed)
+        timm = import_timm()
+        self.model_name = model
+        if not timm.is_model(model):
+            close = difflib.get_close_matches(model, timm.list_models(), n=3, cutoff=0.6)
+            raise FeatureNetworkError(f"core.timm: unknown timm model {model!r}"
+                                      + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        if mode == "auto":
+            mode = "intermediates" if _is_vit(timm, model) else "features_only"
+        self.mode = mode
+        self.readout = readout
+        if readout != "ignore" and mode != "intermediates":
+            raise FeatureNetworkError(f"core.timm: readout {readout!r} needs token features (mode: intermediates)")
+
+        kwargs: dict = {}
+        if mode == "features_only":
+            kwargs.update(features_only=True, out_indices=tuple(taps) if taps else 4)
+        else:
+            kwargs.update(dynamic_img_size=True)
+            if input_size is not None:
+                kwargs["img_size"] = int(input_size)
+        path = self.weights_path
+        if path is not None:
+            kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(state_dict=self._read(timm, path)))
+        with seeded(self.seed):
+            net = self._create(timm, model, path, kwargs)
+
+        if mode == "features_only":
+            channels, strides = net.feature_info.channels(), net.feature_info.reduction()
+            self.taps = list(net.feature_info.out_indices)
+        else:
+            if not hasattr(net, "forward_intermediates") or not hasattr(net, "blocks"):
+                raise FeatureNetworkError(f"core.timm: {model} has no forward_intermediates over blocks; "
+                                          f"use mode: features_only")
+            depth = len(net.blocks)
+            self.taps = check_taps("core.timm", taps, depth) if taps else even_taps(depth)
+            # drop what follows the last tapped block (final norm, head): never used, never loaded again
+            net.prune_intermediate_layers(self.taps, prune_norm=True, prune_head=True)
+            channels = [net.feature_info[i]["num_chs"] for i in self.taps]
+            strides = [net.feature_info[i]["reduction"] for i in self.taps]
+        cfg = timm.data.resolve_model_data_config(net)
+        size = int(input_size) if input_size is not None else int(cfg["input_size"][-1])
+        self.model = net
+        self._set_contract(channels, strides, size, cfg["mean"], cfg["std"], resize)
+        self._freeze()
+
+    @staticmethod
+    def _read(timm, path) -> dict:
+        """The file's state dict through timm's own reader (safetensors, or a .pth/.bin with the ``state_dict``
+        / ``model`` / EMA unwrapping and ``module.`` stripping of timm checkpoints). timm then loads it
+        exactly as its ``pretrained_cfg_overlay=dict(file=...)`` path would (same ``load_pretrained``, same
+        checkpoint filter that remaps original-format keys), but ``weights_only=True`` is explicit here."""
+        try:
+            # safe: weights_only=True: torch.load rebuilds tensors and plain containers only, runs no code
+            return timm.models.load_state_dict(str(path), weights_only=True)
+        except Exception as e:  # not a checkpoint, truncated, or a pickle needing more than tensors
+            raise FeatureNetworkError(f"core.timm: cannot read weights file {path}: {type(e).__name__}: "
+                                      f"{str(e)[:300]}") from e
+
+    def _create(self, timm, model: str, path, kwargs: dict):
+        try:
+            with capture_logs("timm.models._builder", "timm.models._helpers") as said:
+                net = timm.create_model(model, **kwargs)
+        except FeatureNetworkError:
+            raise
+        except Exception as e:  # unreadable file, architecture mismatch (size mismatch), ...
+            if path is None:
+                raise FeatureNetworkError(f"core.timm: cannot create {model}: {type(e).__name__}: {e}") from e
+            raise FeatureNetworkError(f"core.timm: cannot load weights file {path} into {model}: "
+                                      f"{type(e).__name__}: {e}") from e
+        if path is not None:
+            for mod in net.modules():  # the config would keep the whole state dict alive: name the file instead
+                pc = getattr(mod, "pretrained_cfg", None)
+                if isinstance(pc, dict) and pc.get("state_dict") is not None:
+                    pc["state_dict"], pc["file"] = None, str(path)
+            # timm loads non-strictly where it adapts a model (feature extraction, another head) and only logs
+            # the weights it did not find: a file that leaves weights unloaded is not this model's
+            missing = [m for m in said if m.startswith("Missing keys")]
+            if missing:
+                keys = missing[0].split("(", 1)[-1].split(")", 1)[0].split(", ")
+                raise FeatureNetworkError(f"core.timm: weights file {path} does not fit {model}: {len(keys)} of "
+                                          f"its tensors are not in the file (e.g. {', '.join(keys[:4])})")
+        return net
+
+    def output_sizes(self, resolution: int) -> list[int]:
+        if self.mode == "intermediates":  # patch tokens: the patch grid floors
+            size = self.input_size if self.resize else int(resolution)
+            return [max(1, size // s) for s in self.strides]
+        return super().output_sizes(resolution)
+
+    def tap(self, x):
+        if self.mode == "features_only":
+            return list(self.model(x))
+        if self.readout == "ignore":
+            return list(self.model.forward_intermediates(x, indices=self.taps, intermediates_only=True))
+        outs = self.model.forward_intermediates(x, indices=self.taps, return_prefix_tokens=True,
+                                                intermediates_only=True)
+        return [sp + pre.mean(1)[:, :, None, None] for sp, pre in outs]
