@@ -116,6 +116,12 @@ class DigitsFrechetDistance(Metric):
         mu_g, sig_g = feature_stats(feats)
         return {self.name: frechet_distance(mu_g, sig_g, mu_r, sig_r)}
 
+    def describe(self) -> dict[str, Any]:
+        """Detector name and hash, added to each JSON line."""
+        from .classifier import classifier_hash
+
+        return {"detector": "core.digits_classifier", "detector_hash": classifier_hash()}
+
 
 def append_metric_jsonl(path: Path, metric: str, results: dict[str, float], total_time: float = 0.0,
                         snapshot: Optional[str] = None, detector: str = "digits_classifier", **extra: Any) -> None:
