@@ -1,4 +1,8 @@
-"""``stylegan-run DIR generate``: images for given seeds with truncation, class and noise mode."""
+"""``stylegan-run DIR generate``: images for given seeds with truncation, class and noise mode.
+
+Also the official ``style_mixing.py`` grid (:func:`style_mixing_grid`) and images from a
+projected w (:func:`generate_from_projected_w`, as the official ``gen_images.py --projected-w``).
+"""
 from __future__ import annotations
 
 import re
@@ -35,16 +39,12 @@ def parse_seeds(spec: Union[str, Sequence[int]]) -> list[int]:
     return out
 
 
-@torch.no_grad()
-def generate_images(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, truncation_psi: float = 1.0,
-                    truncation_cutoff: Optional[int] = None, noise_mode: str = "const",
-                    class_idx: Optional[int] = None, grid: bool = True, device: str = "cpu") -> list[Path]:
-    """One PNG per seed (``seed0042.png``), z drawn as the official tools do (NumPy RandomState(seed)), and a grid."""
-    from PIL import Image
+def class_vector(G: torch.nn.Module, class_idx: Optional[int], n: int = 1, device: str = "cpu") -> torch.Tensor:
+    """The one-hot label ``[n, c_dim]`` of ``class_idx`` (``[n, 0]`` for an unconditional generator).
 
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    c = torch.zeros([1, G.c_dim], device=device)
+    A conditional generator needs a class in range; an unconditional one refuses a class.
+    """
+    c = torch.zeros([n, G.c_dim], device=device)
     if G.c_dim:
         if class_idx is None:
             raise ValueError(f"the generator is conditional (c_dim={G.c_dim}): give a class with --class")
@@ -53,16 +53,115 @@ def generate_images(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, trun
         c[:, class_idx] = 1
     elif class_idx is not None:
         raise ValueError("--class was given but the generator is unconditional")
+    return c
+
+
+def seed_z(G: torch.nn.Module, seeds: Sequence[int], device: str = "cpu") -> torch.Tensor:
+    """z ``[len(seeds), z_dim]`` drawn as the official tools do: ``np.random.RandomState(seed).randn(z_dim)``."""
+    return torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).to(
+        torch.float32).to(device)
+
+
+def save_image(img: torch.Tensor, path: Path) -> Path:
+    """Save one image (float in [-1, 1], ``[1, C, H, W]`` or ``[C, H, W]``) as PNG (gray when C is 1)."""
+    from PIL import Image
+
+    arr = float_to_uint8(img if img.ndim == 4 else img[None])[0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path)
+    return path
+
+
+@torch.no_grad()
+def style_mixing_grid(G: torch.nn.Module, row_seeds: Sequence[int], col_seeds: Sequence[int], path: Path,
+                      styles: Sequence[int] = tuple(range(7)), truncation_psi: float = 1.0,
+                      truncation_cutoff: Optional[int] = None, noise_mode: str = "const",
+                      class_idx: Optional[int] = None, device: str = "cpu") -> Path:
+    """The official ``style_mixing.py`` grid as one PNG.
+
+    Each cell (row r, column c) takes the ws of row seed r and replaces the ws at the layer
+    indices ``styles`` (default 0-6, the coarse layers: pose, shape) with those of column seed
+    c. The first row shows the column seeds' own images, the first column the row seeds'
+    own images, and the top-left cell is black. Size: ``(len(cols)+1) x (len(rows)+1)`` images.
+    """
+    row_seeds, col_seeds = list(row_seeds), list(col_seeds)
+    if not row_seeds or not col_seeds:
+        raise ValueError("style mixing needs at least one row seed and one column seed")
+    styles = sorted(set(int(s) for s in styles))
+    bad = [s for s in styles if not 0 <= s < G.num_ws]
+    if bad:
+        raise ValueError(f"--styles {bad} out of range: this generator has {G.num_ws} ws (layers 0-{G.num_ws - 1})")
+    G = G.to(device).eval()
+    all_seeds = sorted(set(row_seeds + col_seeds))
+    ws = G.mapping(seed_z(G, all_seeds, device), class_vector(G, class_idx, len(all_seeds), device),
+                   truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    w_of = dict(zip(all_seeds, ws))
+    own = dict(zip(all_seeds, G.synthesize(ws, noise_mode=noise_mode).cpu()))
+    cells = []
+    for r in row_seeds:
+        mixed = torch.stack([w_of[r].clone() for _ in col_seeds])
+        for j, cseed in enumerate(col_seeds):
+            mixed[j, styles] = w_of[cseed][styles]
+        cells.append(G.synthesize(mixed, noise_mode=noise_mode).cpu())
+    C, H, W = own[all_seeds[0]].shape
+    blank = -torch.ones([C, H, W])
+    grid = [blank] + [own[c] for c in col_seeds]
+    for i, r in enumerate(row_seeds):
+        grid += [own[r]] + list(cells[i])
+    save_grid(torch.stack(grid), Path(path), (len(col_seeds) + 1, len(row_seeds) + 1))
+    return Path(path)
+
+
+def load_projected_w(path: Path, G: torch.nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """ws ``[1, num_ws, w_dim]`` and noise buffers from a ``projected_w.safetensors`` written by ``project``."""
+    from ..build import read_safetensors
+
+    t, _ = read_safetensors(Path(path))  # a clear error naming the file if it is not safetensors
+    if "w" not in t:
+        raise ValueError(f"{path}: no tensor 'w' (expected the output of stylegan-run ... project)")
+    w = t["w"].to(torch.float32)
+    if w.ndim == 3 and w.shape[0] == 1:
+        w = w[0]
+    if w.ndim != 2 or w.shape[1] != G.w_dim or w.shape[0] not in (1, G.num_ws):
+        raise ValueError(f"{path}: w has shape {tuple(w.shape)}; this generator needs [{G.num_ws}, {G.w_dim}] "
+                         f"or [1, {G.w_dim}]")
+    ws = w.expand(G.num_ws, -1)[None].clone()
+    noise = {k[len("noise."):]: v for k, v in t.items() if k.startswith("noise.")}
+    return ws, noise
+
+
+@torch.no_grad()
+def generate_from_projected_w(G: torch.nn.Module, path: Path, out: Path, noise_mode: str = "const",
+                              device: str = "cpu") -> Path:
+    """The image of a projected w (and its optimized noise buffers, when saved), as one PNG."""
+    import copy
+
+    ws, noise = load_projected_w(Path(path), G)
+    G = copy.deepcopy(G).to(device).eval()
+    bufs = dict(G.synthesis.named_buffers())
+    for name, v in noise.items():
+        if name not in bufs or bufs[name].shape != v.shape:
+            raise ValueError(f"{path}: noise buffer {name!r} does not fit this generator")
+        bufs[name].copy_(v)
+    return save_image(G.synthesize(ws.to(device), noise_mode=noise_mode).cpu(), out)
+
+
+@torch.no_grad()
+def generate_images(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, truncation_psi: float = 1.0,
+                    truncation_cutoff: Optional[int] = None, noise_mode: str = "const",
+                    class_idx: Optional[int] = None, grid: bool = True, device: str = "cpu") -> list[Path]:
+    """One PNG per seed (``seed0042.png``), z drawn as the official tools do (NumPy RandomState(seed)), and a grid."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    c = class_vector(G, class_idx, 1, device)
     G = G.to(device).eval()
     paths, imgs = [], []
     for seed in seeds:
-        z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(torch.float32).to(device)
+        z = seed_z(G, [seed], device)
         img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
         imgs.append(img.cpu())
-        arr = float_to_uint8(img)[0]
-        p = outdir / f"seed{seed:04d}.png"
-        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(p)
-        paths.append(p)
+        paths.append(save_image(img.cpu(), outdir / f"seed{seed:04d}.png"))
     if grid and len(imgs) > 1:
         gw = int(np.ceil(np.sqrt(len(imgs))))
         gh = int(np.ceil(len(imgs) / gw))

@@ -1,0 +1,80 @@
+"""``stylegan-run DIR interpolate``: frames and a video between the images of several seeds.
+
+Between consecutive seeds the latent moves in ``frames`` steps: linearly in W (the default,
+as the official ``gen_video.py`` does between keyframes, after truncation), or along the great
+circle in Z (``space='z'``, spherical interpolation, since z is drawn from a Gaussian whose mass
+lies near a sphere; each frame's z is then mapped).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from ..training.loop import float_to_uint8
+from .generate import class_vector, seed_z
+from .video import write_video
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between rows of ``a`` and ``b`` (norms interpolated linearly)."""
+    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    ua, ub = a / na.clamp_min(1e-12), b / nb.clamp_min(1e-12)
+    omega = torch.acos((ua * ub).sum(-1, keepdim=True).clamp(-1, 1))
+    so = torch.sin(omega)
+    lin = (1 - t) * ua + t * ub
+    sph = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / so.clamp_min(1e-12)
+    u = torch.where(so.abs() < 1e-6, lin, sph)
+    return u * ((1 - t) * na + t * nb)
+
+
+@torch.no_grad()
+def interpolate(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, frames: int = 30, space: str = "w",
+                truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, noise_mode: str = "const",
+                class_idx: Optional[int] = None, loop: bool = False, fps: float = 30, video: str = "auto",
+                write_frames: bool = True, device: str = "cpu") -> dict:
+    """Write ``frames/frame00000.png ...`` and ``interpolation.mp4`` (or ``.gif``) into ``outdir``.
+
+    ``frames`` is the number of frames per transition between consecutive seeds (the last seed's
+    image closes the sequence, or with ``loop`` the path returns to the first seed).
+    Returns ``{"frames": [paths], "video": path or None, "num_frames": n}``.
+    """
+    seeds = list(seeds)
+    if len(seeds) < 2:
+        raise ValueError(f"interpolation needs at least two seeds, got {seeds}")
+    if frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {frames}")
+    if space not in ("w", "z"):
+        raise ValueError(f"interpolate: --space must be 'w' (linear in W) or 'z' (slerp in Z), got {space!r}")
+    outdir = Path(outdir)
+    G = G.to(device).eval()
+    keys = seeds + [seeds[0]] if loop else seeds
+    z = seed_z(G, keys, device)
+    c = class_vector(G, class_idx, 1, device)
+    kw = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    ws_key = G.mapping(z, c.expand(len(keys), -1), **kw) if space == "w" else None
+    imgs = []
+    for i in range(len(keys) - 1):
+        last = i == len(keys) - 2
+        for f in range(frames + (0 if (loop or not last) else 1)):
+            t = f / frames
+            if space == "w":
+                ws = ws_key[i:i + 1].lerp(ws_key[i + 1:i + 2], t)
+            else:
+                ws = G.mapping(slerp(z[i:i + 1], z[i + 1:i + 2], t), c, **kw)
+            imgs.append(float_to_uint8(G.synthesize(ws, noise_mode=noise_mode).cpu())[0])
+    paths = []
+    if write_frames:
+        from PIL import Image
+
+        fdir = outdir / "frames"
+        fdir.mkdir(parents=True, exist_ok=True)
+        for old in fdir.glob("frame*.png"):
+            old.unlink()
+        for k, arr in enumerate(imgs):
+            p = fdir / f"frame{k:05d}.png"
+            Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(p)
+            paths.append(p)
+    vid = write_video(imgs, outdir / "interpolation", fps=fps, fmt=video) if video != "none" else None
+    return {"frames": paths, "video": vid, "num_frames": len(imgs)}
