@@ -3,15 +3,25 @@
 ``dataset.json`` (optional) holds ``{"labels": [["relative/path.png", label], ...]}``
 with integer labels (one-hot encoded, ``label_dim = max + 1``). All images must
 share one square, power-of-two resolution and one channel count.
+
+Every image's header is read when the dataset is built (only the header: a large dataset is
+not decoded or read whole to be built); an image whose resolution or channel count differs
+from the declared ones (``resolution``, ``channels``, else the first image's) is an error
+naming the file (or the zip member) and what was expected. An image that cannot be read is
+an error naming it, or with ``on_bad_image: skip`` is left out: the skipped images are
+counted in :attr:`ImageFolderDataset.bad_images` and reported in one warning with the
+count and the first few names (images that fail only when decoded during training are
+replaced by the next readable one, counted and reported the same way).
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -22,17 +32,41 @@ IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 class DatasetError(ValueError):
-    pass
+    """A dataset that cannot be used; the message names the file (or zip member) and what is wrong."""
+
+
+class DatasetWarning(UserWarning):
+    """Images were left out of a dataset (``on_bad_image: skip``)."""
+
+
+#: how many names a report lists before "... and N more"
+LISTED = 5
+
+
+def _channels(mode: str) -> int:
+    """Channels an image of PIL ``mode`` has once loaded: grayscale stays 1, anything else becomes RGB."""
+    return 1 if mode == "L" else 3
 
 
 class ImageFolderDataset(Dataset):
-    """A folder or zip of PNG/JPEG images with optional labels in dataset.json (NVIDIA layout)."""
+    """A folder or zip of PNG/JPEG images with optional labels in dataset.json (NVIDIA layout).
+
+    ``resolution`` and ``channels`` (1 grayscale, 3 RGB) declare what every image must be (default:
+    like the first readable one); ``on_bad_image`` says what an unreadable image is: ``error`` (the
+    default, naming it) or ``skip`` (left out, counted in ``bad_images`` and reported in a warning).
+    """
 
     def __init__(self, path: str, resolution: Optional[int] = None, use_labels: bool = False,
-                 max_size: Optional[int] = None, xflip: bool = False):
+                 max_size: Optional[int] = None, xflip: bool = False, channels: Optional[Literal[1, 3]] = None,
+                 on_bad_image: Literal["error", "skip"] = "error"):
         self.path = Path(path).expanduser()
         if not self.path.exists():
             raise DatasetError(f"{self.path}: no such folder or zip file")
+        if on_bad_image not in ("error", "skip"):
+            raise DatasetError(f"on_bad_image must be 'error' or 'skip', not {on_bad_image!r}")
+        self.on_bad_image = on_bad_image
+        #: (name, reason) of every image left out (on_bad_image: skip)
+        self.bad_images: list[tuple[str, str]] = []
         self._zip: Optional[zipfile.ZipFile] = None
         if self.path.is_dir():
             names = sorted(str(p.relative_to(self.path)).replace("\\", "/") for p in self.path.rglob("*")
@@ -41,20 +75,11 @@ class ImageFolderDataset(Dataset):
             names = sorted(self._open_zip().namelist())
         else:
             raise DatasetError(f"{self.path}: expected a folder or a zip file")
-        self._names = [n for n in names if Path(n).suffix.lower() in IMAGE_EXT]
-        if not self._names:
+        names = [n for n in names if Path(n).suffix.lower() in IMAGE_EXT]
+        if not names:
             raise DatasetError(f"{self.path}: no images found (looked for {', '.join(sorted(IMAGE_EXT))})")
-        if max_size is not None:
-            self._names = self._names[:max_size]
         self.name = self.path.stem
-        first = self._load(0)
-        c, h, w = first.shape
-        if h != w or h & (h - 1):
-            raise DatasetError(f"{self.path}/{self._names[0]}: images must be square with a power-of-two size, "
-                               f"got {w}x{h} (resize them with a dataset tool first)")
-        if resolution is not None and resolution != h:
-            raise DatasetError(f"{self.path}: images are {h}x{h} but the spec asks for resolution {resolution}")
-        self.resolution, self.num_channels = h, c
+        self._names = self._scan(names, resolution, channels, max_size)
         self.use_labels = use_labels
         self.xflip = xflip
         self._labels = self._read_labels() if use_labels else None
@@ -70,15 +95,96 @@ class ImageFolderDataset(Dataset):
             return (self.path / name).read_bytes()
         return self._open_zip().read(name)
 
-    def _load(self, i: int) -> torch.Tensor:
+    def where(self, name: str) -> str:
+        """How messages name an image: ``folder/a/b.png``, or ``data.zip:a/b.png`` for a zip member."""
+        return f"{self.path}/{name}" if self.path.is_dir() else f"{self.path}:{name}"
+
+    def _open(self, name: str, header_only: bool = False):
+        """The PIL image of ``name``, decoded; with ``header_only`` its ``(size, mode)`` from the header
+        (a few kilobytes read). Any failure (I/O, unknown format, truncated or corrupt data) raises one
+        of PIL's many exception types, turned into a reason by the callers."""
         from PIL import Image
 
-        name = self._names[i]
-        try:
-            img = Image.open(io.BytesIO(self._read_bytes(name)))
-            img.load()
-        except Exception as e:
-            raise DatasetError(f"{self.path}/{name}: cannot read image: {e}") from None
+        if header_only:
+            with (open(self.path / name, "rb") if self.path.is_dir() else self._open_zip().open(name)) as f:
+                with Image.open(f) as img:  # lazy: reads the header only
+                    return img.size, img.mode
+        img = Image.open(io.BytesIO(self._read_bytes(name)))
+        img.load()
+        return img
+
+    def _scan(self, names: list[str], resolution: Optional[int], channels: Optional[int],
+              max_size: Optional[int]) -> list[str]:
+        """The readable images (up to ``max_size``), each checked against the declared size and channels."""
+        good: list[str] = []
+        first: Optional[str] = None
+        for name in names:
+            if max_size is not None and len(good) >= max_size:
+                break
+            try:
+                (w, h), mode = self._open(name, header_only=True)
+            except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
+                self._bad(name, e)
+                continue
+            c = _channels(mode)
+            if first is None:
+                if h != w or h & (h - 1):
+                    raise DatasetError(f"{self.where(name)}: images must be square with a power-of-two size, "
+                                       f"got {w}x{h} (resize them with a dataset tool first)")
+                if resolution is not None and resolution != h:
+                    raise DatasetError(f"{self.where(name)}: images are {h}x{h} but the spec asks for resolution "
+                                       f"{resolution} (data.resolution)")
+                if channels is not None and channels != c:
+                    raise DatasetError(f"{self.where(name)}: a {mode} image ({c} channel{'s' * (c > 1)}) but the "
+                                       f"spec asks for {channels} channel{'s' * (channels > 1)} (data.channels)")
+                first = name
+                self.resolution, self.num_channels = h, c
+            elif (w, h, c) != (self.resolution, self.resolution, self.num_channels):
+                source = "the spec's data.resolution and data.channels" if resolution and channels else \
+                    f"like the first image, {first}"
+                raise DatasetError(f"{self.where(name)}: {w}x{h} {mode} image ({c} channel{'s' * (c > 1)}); expected "
+                                   f"{self.resolution}x{self.resolution} with {self.num_channels} channel"
+                                   f"{'s' * (self.num_channels > 1)} ({source})")
+            good.append(name)
+        if not good:
+            raise DatasetError(f"{self.path}: none of its {len(names)} images can be read "
+                               f"({self._listing()})")
+        if self.bad_images:
+            self._report()
+        return good
+
+    def _bad(self, name: str, e: BaseException) -> None:
+        reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if self.on_bad_image == "error":
+            raise DatasetError(f"{self.where(name)}: cannot read image ({reason}); fix or remove it, or set "
+                               "on_bad_image: skip in the dataset's spec to leave unreadable images out") from None
+        self.bad_images.append((name, reason))
+
+    def _listing(self) -> str:
+        shown = ", ".join(f"{n} ({r[:80]})" for n, r in self.bad_images[:LISTED])
+        more = len(self.bad_images) - LISTED
+        return shown + (f" and {more} more" if more > 0 else "")
+
+    def _report(self) -> None:
+        n = len(self.bad_images)
+        warnings.warn(f"{self.path}: skipped {n} unreadable image{'s' * (n > 1)} (on_bad_image: skip): "
+                      f"{self._listing()}", DatasetWarning, stacklevel=3)
+
+    def _load(self, i: int) -> torch.Tensor:
+        """Image ``i`` as uint8 CHW; an image that fails to decode is an error, or (skip) the next readable one."""
+        n = len(self._names)
+        for k in range(n):
+            name = self._names[(i + k) % n]
+            try:
+                img = self._open(name)
+                break
+            except Exception as e:  # noqa: BLE001 (PIL raises many types)
+                if any(b == name for b, _ in self.bad_images):
+                    continue
+                self._bad(name, e)  # raises unless on_bad_image is skip
+                self._report()
+        else:
+            raise DatasetError(f"{self.path}: none of its images can be read ({self._listing()})")
         if img.mode not in ("L", "RGB"):
             img = img.convert("RGB")
         arr = np.asarray(img)
@@ -111,9 +217,9 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self._names)
         img = self._load(idx % n)
-        if tuple(img.shape) != (self.num_channels, self.resolution, self.resolution):
-            raise DatasetError(f"{self.path}/{self._names[idx % n]}: shape {tuple(img.shape)} differs from the first "
-                               f"image's {(self.num_channels, self.resolution, self.resolution)}")
+        if tuple(img.shape) != (self.num_channels, self.resolution, self.resolution):  # (checked when built)
+            raise DatasetError(f"{self.where(self._names[idx % n])}: decoded to shape {tuple(img.shape)}; expected "
+                               f"{(self.num_channels, self.resolution, self.resolution)}")
         if idx >= n:
             img = img.flip(-1)
         return img, self.get_label(idx)

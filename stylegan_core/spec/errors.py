@@ -39,10 +39,23 @@ class SpecIssue:
         return self.path
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.col}"
-        key = f" {self.path}:" if self.path else ""
-        hint = f" (did you mean {self.suggestion}?)" if self.suggestion else ""
-        return f"{where}:{key} {self.message}{hint}"
+        where = f"{_one_line(self.file)}:{self.line}:{self.col}"
+        key = f" {_one_line(self.path)}:" if self.path else ""
+        hint = f" (did you mean {_one_line(self.suggestion)}?)" if self.suggestion else ""
+        return f"{where}:{key} {_one_line(self.message)}{hint}"
+
+
+def _one_line(text: object) -> str:
+    """``text`` with every non-printable character escaped (``\\n``, ``\\x85``, ``\\u202e``).
+
+    Keys, ``--set`` arguments and file names come from the user and may hold line breaks,
+    control or bidi characters: printed raw they would split an issue over several lines or
+    forge others (found by the fuzzer). The issue keeps the raw values; only its text is escaped.
+    """
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
 
 
 class SpecError(Exception):

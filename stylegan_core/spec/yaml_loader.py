@@ -74,12 +74,20 @@ class SpecLoader(yaml.SafeLoader):
     def __init__(self, stream: Any):
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
+        self._nodes += 1
         try:
             if self._depth > MAX_DEPTH:
                 raise _Refused(self.peek_event().start_mark, f"nesting deeper than {MAX_DEPTH} levels")
+            # the node budget is also spent while composing (aliases are not composed again, so this
+            # counts distinct nodes): a large flat document used to be composed whole, seconds of
+            # work and ~100 MB, before the walk refused it (found by the fuzzer)
+            if self._nodes > MAX_NODES:
+                raise _Refused(self.peek_event().start_mark, f"the document has more than {MAX_NODES} nodes; "
+                                                             "refusing to load it")
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -166,6 +174,21 @@ def _fail(file: str, mark: Any, path: tuple, message: str) -> SpecError:
     return SpecError([SpecIssue(f, line, col, ".".join(map(str, path)), message)])
 
 
+_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # line breaks as PyYAML's marks count them
+
+
+def _reader_issue(text: str, file: str, e: "yaml.reader.ReaderError") -> SpecIssue:
+    """A ReaderError (an unacceptable character at an offset) as a located one-line issue."""
+    pos = max(0, min(int(e.position), len(text)))
+    breaks = list(_BREAKS.finditer(text, 0, pos))
+    line = len(breaks) + 1
+    col = pos - (breaks[-1].end() if breaks else 0) + 1
+    ch = e.character  # an int (the code point) for text, bytes for undecodable input
+    what = f"byte 0x{ch[0]:02x}" if isinstance(ch, bytes) else f"U+{ch if isinstance(ch, int) else ord(ch):04X}"
+    return SpecIssue(file, line, col, "", f"invalid YAML: unacceptable character {what}: control characters "
+                                          "are not allowed in YAML (save the spec as plain UTF-8 text)")
+
+
 def _compose(text: str, file: str) -> Optional[Node]:
     loader = None
     try:
@@ -179,8 +202,12 @@ def _compose(text: str, file: str) -> Optional[Node]:
         if e.context and e.problem and e.context_mark is not None:
             msg += f" ({e.context} on line {e.context_mark.line + 1})"
         raise _fail(file, mark, (), msg) from None
-    except yaml.YAMLError as e:  # reader errors (control characters, bad encodings)
-        raise SpecError([SpecIssue(file, 1, 1, "", f"invalid YAML: {e}")]) from None
+    except yaml.reader.ReaderError as e:  # a control character: located like any other YAML error
+        # (found by the fuzzer: PyYAML's ReaderError has only a character offset and a two-line message
+        # naming "<unicode string>"; this was reported at 1:1 with that message)
+        raise SpecError([_reader_issue(text, file, e)]) from None
+    except yaml.YAMLError as e:  # anything else of PyYAML's, on one line
+        raise SpecError([SpecIssue(file, 1, 1, "", "invalid YAML: " + " ".join(str(e).split()))]) from None
     except RecursionError:  # only if the caller's stack was already deep
         raise SpecError([SpecIssue(file, 1, 1, "", "document nested too deeply")]) from None
     finally:
@@ -246,6 +273,8 @@ class _Walker:
                         f"cannot read {short!r} as {node.tag.rsplit(':', 1)[-1]}: {reason}") from None
 
     def key(self, knode: Node, path: tuple) -> str:
+        if knode.tag not in _SCALAR_TAGS | {MAP, SEQ}:  # the tag first: '? !!python/... [x]' names the tag
+            raise self.bad_tag(knode, path)
         if not isinstance(knode, ScalarNode):
             raise _fail(self.file, knode.start_mark, path, "mapping keys must be plain names, not lists or mappings")
         if knode.tag not in _SCALAR_TAGS:
