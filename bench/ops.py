@@ -8,7 +8,8 @@ random ``dy``, gradients for x and the bias), and the ratio ref / compiled; then
 StyleGAN2 generator (skip, channel_base 16384, channel_max 512, batch 4, the official
 CPU anchor's configuration) forward at each ``--res`` with every op on ``ref`` against
 every op on ``cpp`` (``ops.default_impl``), and the same for the StyleGAN3-T generator (channel base
-4096, channel max 128: the official CPU anchor's quick configuration; ``--sg3-res``). The two implementations are
+4096, channel max 128: the official CPU anchor's quick configuration; ``--sg3-res``), forward and
+forward+backward (every parameter's gradient). The two implementations are
 timed alternately, run after run, so that both see the same machine load (this machine is
 a shared VM whose speed drifts); the medians are over ``--reps`` runs after a warm-up.
 Shapes are those of docs' CPU performance anchor (nvlabs_cpu_performance.md).
@@ -117,7 +118,9 @@ def measure(x, b, op, reps):
             for kind, make in (("fwd", fwd), ("fwd+bwd", fwdbwd))}
 
 
-def measure_generator(res: int, reps: int, make=None) -> dict:
+def measure_generator(res: int, reps: int, make=None, backward: bool = False) -> dict:
+    """Generator forward (no_grad) with every op on ref, then on cpp; with ``backward``, also
+    forward+backward (``(G(z) * dy).sum()`` differentiated for every parameter)."""
     G = (make or sg2_generator)(res)
     z = torch.randn(4, 512, generator=torch.Generator().manual_seed(1))
     c = torch.zeros(4, 0)
@@ -133,8 +136,20 @@ def measure_generator(res: int, reps: int, make=None) -> dict:
             y0 = G(z, c, noise_mode="const")
         with ops.default_impl("cpp"):
             y1 = G(z, c, noise_mode="const")
-    out = alternate({impl: run(impl) for impl in ("ref", "cpp")}, reps)
+    out = {"fwd": alternate({impl: run(impl) for impl in ("ref", "cpp")}, reps)}
     out["maxdiff"] = float((y0 - y1).abs().max())
+    if backward:
+        Gt = G.requires_grad_(True)
+        dy = torch.randn_like(y0)
+
+        def run_bwd(impl):
+            def go():
+                Gt.zero_grad(set_to_none=True)
+                with ops.default_impl(impl):
+                    (Gt(z, c, noise_mode="const") * dy).sum().backward()
+            return go
+
+        out["fwd+bwd"] = alternate({impl: run_bwd(impl) for impl in ("ref", "cpp")}, reps)
     return out
 
 
@@ -143,7 +158,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=7, help="timed runs per implementation (median)")
     ap.add_argument("--net-reps", type=int, default=3, help="timed generator runs per implementation (median)")
     ap.add_argument("--res", type=int, nargs="*", default=[64, 128, 256], help="StyleGAN2 generator resolutions")
-    ap.add_argument("--sg3-res", type=int, nargs="*", default=[64, 128, 256], help="StyleGAN3-T generator resolutions")
+    ap.add_argument("--sg3-res", type=int, nargs="*", default=[64, 128], help="StyleGAN3-T generator resolutions")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: unchanged)")
     args = ap.parse_args(argv)
     if not _compiled.available():
@@ -170,19 +185,21 @@ def main(argv=None) -> int:
         print("| ---: | ---: | ---: | ---: | ---: |")
         for res in args.res:
             r = measure_generator(res, args.net_reps)
-            print(f"| {res} | {r['ref']:.0f} | {r['cpp']:.0f} | {r['ref'] / r['cpp']:.2f}x | {r['maxdiff']:.1e} |",
+            f = r["fwd"]
+            print(f"| {res} | {f['ref']:.0f} | {f['cpp']:.0f} | {f['ref'] / f['cpp']:.2f}x | {r['maxdiff']:.1e} |",
                   flush=True)
     if args.sg3_res:
         print()
-        print(f"StyleGAN3-T generator forward (channel_base 4096, channel_max 128, batch 4), median of "
-              f"{args.net_reps} alternating runs, ms")
+        print(f"StyleGAN3-T generator (channel_base 4096, channel_max 128, batch 4), forward and forward+backward, "
+              f"median of {args.net_reps} alternating runs, ms")
         print()
-        print("| resolution | ref | cpp | ratio | max abs diff |")
-        print("| ---: | ---: | ---: | ---: | ---: |")
+        print("| resolution | ref fwd | cpp fwd | ratio | ref fwd+bwd | cpp fwd+bwd | ratio | max abs diff |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for res in args.sg3_res:
-            r = measure_generator(res, args.net_reps, sg3t_generator)
-            print(f"| {res} | {r['ref']:.0f} | {r['cpp']:.0f} | {r['ref'] / r['cpp']:.2f}x | {r['maxdiff']:.1e} |",
-                  flush=True)
+            r = measure_generator(res, args.net_reps, sg3t_generator, backward=True)
+            f, fb = r["fwd"], r["fwd+bwd"]
+            print(f"| {res} | {f['ref']:.0f} | {f['cpp']:.0f} | {f['ref'] / f['cpp']:.2f}x | {fb['ref']:.0f} | "
+                  f"{fb['cpp']:.0f} | {fb['ref'] / fb['cpp']:.2f}x | {r['maxdiff']:.1e} |", flush=True)
     return 0
 
 

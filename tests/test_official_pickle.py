@@ -42,7 +42,9 @@ from stylegan_plugins.stylegan2.networks import build_from_official
 
 BIN = Path(sys.executable).parent
 G_CLASS, D_CLASS = "training.networks_stylegan2.Generator", "training.networks_stylegan2.Discriminator"
-BUFFERS = {"resample_filter", "noise_const", "w_avg"}  # everything else in an SG2 state dict is a parameter
+# buffers of the official StyleGAN2 / StyleGAN3 networks; everything else in their state dicts is a parameter
+BUFFERS = {"resample_filter", "noise_const", "w_avg", "freqs", "phases", "transform", "magnitude_ema", "up_filter",
+           "down_filter"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -637,7 +639,7 @@ def test_hook_is_optional_and_claims_are_exclusive(tmp_path):
     without = types.ModuleType("toy_without_hook")  # a plugin of API 1 that only registers parts
     without.register = hookimpl(lambda registry: None)
     ps = load_plugins(extra={"toy": without})
-    assert "toy" in ps.loaded and ps.implementers(HOOK) == ["stylegan2"]
+    assert "toy" in ps.loaded and sorted(ps.implementers(HOOK)) == ["stylegan2", "stylegan3"]
     imported = import_checkpoint(pkl, ps)
     assert imported.generator.plugin == "stylegan2"
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylegan_core.interfaces import Loss, Regularizer, StepContext
+from stylegan_core.training.blur import blur_sigma
 
 
 class NonSaturatingLogistic(Loss):
@@ -21,10 +22,20 @@ class NonSaturatingLogistic(Loss):
     Phase ``G``: ``softplus(-D(G(z)))``. Phase ``D``: ``softplus(D(G(z))) + softplus(-D(x))``
     (fake images generated without gradients, updating G's EMAs as the official loss does).
     Returns the batch means as ``loss/G`` and ``loss/D``; records mean scores in ``ctx.stats``.
+
+    ``blur_init_sigma`` / ``blur_fade_kimg``: the official loss's blur of every image D sees,
+    sigma fading linearly from ``blur_init_sigma`` pixels to 0 over ``blur_fade_kimg`` (StyleGAN3-R:
+    10 px over ``batch * 200 / 32`` kimg; 0 disables; see :mod:`stylegan_core.training.blur`).
     """
 
-    def __init__(self) -> None:  # no parameters (an explicit signature keeps the derived params model empty)
-        pass
+    def __init__(self, blur_init_sigma: float = 0.0, blur_fade_kimg: float = 0.0) -> None:
+        if blur_init_sigma < 0 or blur_fade_kimg < 0:
+            raise ValueError(f"blur_init_sigma and blur_fade_kimg must be >= 0, got {blur_init_sigma} "
+                             f"and {blur_fade_kimg}")
+        self.blur_init_sigma, self.blur_fade_kimg = float(blur_init_sigma), float(blur_fade_kimg)
+
+    def input_blur_sigma(self, cur_nimg: int) -> float:
+        return blur_sigma(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg)
 
     def accumulate(self, phase: str, ctx: StepContext) -> dict[str, torch.Tensor]:
         if phase == "G":

@@ -6,11 +6,15 @@ plugin (``requires: [stylegan2]`` in registry.yaml): the mapping network is Styl
 StyleGAN3's defaults, and specs pair the synthesis network with ``stylegan2.discriminator``,
 ``stylegan2.logistic`` and ``stylegan2.r1`` (as the official StyleGAN3 training does).
 
-Parts: ``stylegan3.mapping``, ``stylegan3.synthesis``. The filter schedule is
-:func:`stylegan_plugins.stylegan3.schedule.filter_schedule`.
+Parts: ``stylegan3.mapping``, ``stylegan3.synthesis``; metrics ``stylegan3.eqt_int``,
+``stylegan3.eqt_frac`` and ``stylegan3.eqr`` (equivariance, :mod:`.metrics`). The filter schedule is
+:func:`stylegan_plugins.stylegan3.schedule.filter_schedule`. Official StyleGAN3 generators import
+through the ``convert_official_network`` hook (:mod:`.importer`).
 """
 from stylegan_core import hookimpl
 
+from . import importer
+from .metrics import EQR, EQTFractional, EQTInteger
 from .networks import (Generator, MappingNetwork, SynthesisInput, SynthesisLayer, SynthesisNetwork, ToRGBLayer,
                        build_from_official)
 from .schedule import filter_schedule, layer_specs
@@ -27,7 +31,15 @@ def register(registry):
                       doc="StyleGAN3 alias-free synthesis: Fourier-feature input (user transform), modulated convs "
                           "with filtered leaky ReLU on the official filter schedule; T (conv_kernel 3) or R "
                           "(conv_kernel 1, use_radial_filters).")
+    registry.register("metric", "eqt_int", EQTInteger)
+    registry.register("metric", "eqt_frac", EQTFractional)
+    registry.register("metric", "eqr", EQR)
 
 
-__all__ = ["MappingNetwork", "SynthesisInput", "SynthesisLayer", "ToRGBLayer", "SynthesisNetwork", "Generator",
+@hookimpl
+def convert_official_network(record):
+    return importer.convert_official_network(record)
+
+
+__all__ = ["convert_official_network", "EQR", "EQTFractional", "EQTInteger", "MappingNetwork", "SynthesisInput", "SynthesisLayer", "ToRGBLayer", "SynthesisNetwork", "Generator",
            "build_from_official", "filter_schedule", "layer_specs", "register", "STYLEGAN_CORE_API"]

@@ -1,0 +1,74 @@
+"""Official StyleGAN3 generators -> our parts (the ``convert_official_network`` hook).
+
+Recognises the ``Generator`` of ``training/networks_stylegan3.py`` (NVlabs/stylegan3) by its
+Fourier-feature input (``synthesis.input.freqs``) and maps its recorded constructor arguments
+(``z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs`` and the synthesis
+arguments passed through ``**synthesis_kwargs``: ``channel_base``, ``conv_kernel``,
+``use_radial_filters``, ``magnitude_ema_beta``, ...) to ``stylegan3.mapping`` +
+``stylegan3.synthesis``. Module, parameter and buffer names are the official ones, so the
+weights pass through unchanged. StyleGAN3 snapshots pair the generator with StyleGAN2's
+``Discriminator``, which the stylegan2 plugin's hook converts.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional
+
+from stylegan_core.tools.import_official import OfficialConversion
+
+from .networks import MappingNetwork, SynthesisNetwork
+
+#: official arguments with no effect on the network's function (memory layout): dropped.
+_NEUTRAL = {"channels_last"}
+
+
+def _params(cls: type) -> set[str]:
+    return {n for n, p in inspect.signature(cls.__init__).parameters.items()
+            if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def _generator(record: Any, state: dict) -> Optional[OfficialConversion]:
+    if "synthesis.input.freqs" not in state:
+        return None  # not a StyleGAN3 generator
+    if record.init_args:
+        raise ValueError(f"positional constructor arguments {record.init_args!r} are not supported")
+    kw = dict(record.init_kwargs)
+    for name in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"):
+        if name not in kw:
+            raise ValueError(f"the recorded constructor arguments lack {name}")
+    mapping_kw = kw.pop("mapping_kwargs", None) or {}
+    if not isinstance(mapping_kw, dict):
+        raise ValueError(f"mapping_kwargs is a {type(mapping_kw).__name__}, expected a dict")
+    unsupported: list[str] = []
+    mapping: dict[str, Any] = {"type": "stylegan3.mapping", "z_dim": kw.pop("z_dim"), "c_dim": kw.pop("c_dim")}
+    for k, v in mapping_kw.items():
+        if k in _params(MappingNetwork) - {"z_dim", "c_dim", "w_dim", "num_ws"}:
+            mapping[k] = v
+        else:
+            unsupported.append(f"mapping_kwargs.{k}={v!r}")
+    synthesis: dict[str, Any] = {"type": "stylegan3.synthesis"}
+    allowed = _params(SynthesisNetwork)
+    for k, v in kw.items():
+        if k in allowed:
+            synthesis[k] = v
+        elif k not in _NEUTRAL:
+            unsupported.append(f"{k}={v!r}")
+    if unsupported:
+        raise ValueError(f"official Generator arguments not supported by stylegan3: {', '.join(sorted(unsupported))}")
+    dims = {"img_resolution": int(synthesis["img_resolution"]), "img_channels": int(synthesis["img_channels"]),
+            "c_dim": int(mapping["c_dim"])}
+    config = "R" if int(synthesis.get("conv_kernel", 3)) == 1 and synthesis.get("use_radial_filters") else "T"
+    summary = (f"StyleGAN3-{config} generator ({dims['img_resolution']}x{dims['img_resolution']}x"
+               f"{dims['img_channels']}, z_dim {mapping['z_dim']}, w_dim {synthesis['w_dim']}, c_dim {dims['c_dim']})")
+    return OfficialConversion(role="generator", sections={"generator": {"mapping": mapping, "synthesis": synthesis}},
+                              state_dict=state, dims=dims, summary=summary, notes=[])
+
+
+def convert_official_network(record: Any) -> Optional[OfficialConversion]:
+    """An official StyleGAN3 ``Generator`` (T or R) as stylegan3 parts; anything else: None."""
+    if record.class_name == "Generator":
+        return _generator(record, record.state_dict())
+    return None
+
+
+__all__ = ["convert_official_network"]
