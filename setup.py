@@ -12,7 +12,7 @@ from setuptools import find_packages, setup
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-BUILTIN_PLUGINS = ["stylegan2", "stylegan3"]
+BUILTIN_PLUGINS = ["stylegan2", "stylegan3", "projected_gan", "stylegan1"]
 
 ext_modules, cmdclass = [], {}
 if os.environ.get("STYLEGAN_NO_EXT", "0") != "1" and os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), "setup_ext.py")):
@@ -53,16 +53,18 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "timm>=1.0", "open-clip-torch>=3.0"],  # feature-network tests
         "timm": ["timm>=1.0"],
         "clip": ["open-clip-torch>=3.0"],
         "xformers": ["xformers"],
+        "video": ["imageio>=2.9", "imageio-ffmpeg>=0.4"],  # MP4 for interpolate/project (else GIF)
     },
     entry_points={
         "console_scripts": [
             "stylegan-build=stylegan_core.cli.build:main",
             "stylegan-run=stylegan_core.cli.run:main",
             "stylegan-plugins=stylegan_core.cli.plugins:main",
+            "stylegan-dataset=stylegan_core.cli.dataset:main",
         ],
         "stylegan_core.plugins": [f"{p} = stylegan_plugins.{p}" for p in BUILTIN_PLUGINS],
     },

@@ -23,6 +23,7 @@ from . import __version__
 from .generator import Generator
 from .registry import ComponentInfo, Registry
 from .spec import LoadedSpec, SpecError, SpecIssue, dump_yaml
+from .spec.models import nested_part_fields
 
 LOCK_NAME = "spec.lock.yaml"
 MODEL_NAME = "model.safetensors"
@@ -83,6 +84,16 @@ def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
             raise SpecError(issues)
         infos[".".join(map(str, path))] = info
         wired[path] = {k: v for k, (v, _) in wiring.items() if k in info.wired}
+        nested = nested_part_fields(info.params)  # fields holding a part of another kind: built first
+        if nested:
+            kwargs = params.model_dump(exclude={"type"})
+            for name, kind in nested.items():
+                sub = getattr(params, name)
+                if sub is not None:
+                    sub_info = registry.get(kind, sub.type)
+                    infos[".".join(map(str, path + (name,)))] = sub_info
+                    kwargs[name] = sub_info.build(sub)
+            params = kwargs
         return info.build(params, **{k: v for k, (v, _) in wiring.items()})
 
     dataset = part("dataset", ("data",))
@@ -174,18 +185,76 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metada
 
 
 def model_state(built: BuiltModel) -> dict[str, torch.Tensor]:
-    state = {f"G.{k}": v for k, v in built.G.state_dict().items()}
-    state.update({f"D.{k}": v for k, v in built.D.state_dict().items()})
+    """G.* and D.* tensors, without those of frozen feature networks (rebuilt from their weights files)."""
+    from .features.frozen import trainable_state_dict
+
+    state = {f"G.{k}": v for k, v in trainable_state_dict(built.G).items()}
+    state.update({f"D.{k}": v for k, v in trainable_state_dict(built.D).items()})
     return state
 
 
-def load_model_state(built: BuiltModel, path: Path) -> None:
-    from safetensors.torch import load_file
+class WeightsFileError(ValueError):
+    """A weights file (``model.safetensors``, a snapshot) that cannot be used: missing, truncated, not
+    safetensors, or holding tensors whose names, shapes or dtypes do not match the model. The message
+    starts with the file's path."""
 
-    state = load_file(str(path))
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a safetensors file; :class:`WeightsFileError` naming the file if it
+    cannot be read. The safetensors library does the validation (header size, JSON, dtypes, offsets
+    covering the file exactly); its reason is kept in the message."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsFileError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except SafetensorError as e:
+        raise WeightsFileError(f"{path}: not a valid safetensors file (truncated, corrupt or another format): "
+                               f"{e}") from None
+    except OSError as e:
+        raise WeightsFileError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def check_state(path: Path, module: nn.Module, state: dict[str, torch.Tensor], prefix: str, hint: str) -> None:
+    """Refuse (naming ``path`` and the first few tensors) a state whose names, shapes or dtypes differ from
+    ``module.state_dict()``; ``load_state_dict`` would cast dtypes silently and name no file.
+    Frozen feature networks' tensors are not expected (they are never saved)."""
+    from .features.frozen import trainable_state_dict
+
+    own = trainable_state_dict(module)
+    problems = [f"{prefix}{k} is missing" for k in own if k not in state]
+    problems += [f"unexpected {prefix}{k}" for k in state if k not in own]
+    for k, v in state.items():
+        if k in own and tuple(v.shape) != tuple(own[k].shape):
+            problems.append(f"{prefix}{k} has shape {list(v.shape)}, the model expects {list(own[k].shape)}")
+        elif k in own and v.dtype != own[k].dtype:
+            problems.append(f"{prefix}{k} is {str(v.dtype).replace('torch.', '')}, the model expects "
+                            f"{str(own[k].dtype).replace('torch.', '')}")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise WeightsFileError(f"{path}: does not match the model: {'; '.join(problems[:3])}{more}; {hint}")
+
+
+def load_model_state(built: BuiltModel, path: Path) -> None:
+    """Load ``model.safetensors`` (G.* and D.*) into a built model; :class:`WeightsFileError` if it does not fit."""
+    from .features.frozen import load_trainable_state_dict
+
+    state, _ = read_safetensors(path)
     for prefix, module in (("G.", built.G), ("D.", built.D)):
         sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        module.load_state_dict(sub, strict=True)
+        check_state(path, module, sub, prefix, "was it built from another spec? run stylegan-build again")
+        load_trainable_state_dict(module, sub)
+    check_feature_networks(built, Path(path).with_name(LOCK_NAME))  # their weights files are the recorded ones
+
+
+def check_feature_networks(built: BuiltModel, where: Any = LOCK_NAME) -> None:
+    """Refuse feature networks whose weights file changed since the lock recorded its sha256."""
+    from .features.artifact import check_against_lock
+
+    check_against_lock(built, str(where))
 
 
 MODEL_KEYS = ("generator", "discriminator", "loss", "regularizers", "augment", "data")
@@ -207,6 +276,9 @@ def lock_dict(built: BuiltModel, plugin_versions: dict[str, str],
                     "plugins": {p: plugin_versions.get(p, "") for p in sorted({i.plugin for i in built.infos.values()})}}
     if checkpoint:  # where imported weights came from (stylegan-build --from-checkpoint)
         data["lock"]["checkpoint"] = checkpoint
+    from .features.artifact import add_to_lock
+
+    add_to_lock(built, data)  # feature networks: weights path (absolute) and sha256, or random + seed
     return data
 
 

@@ -7,6 +7,13 @@ builder wires the connecting dimensions (``z_dim``, ``c_dim``, ``w_dim``,
 loop only ever calls the methods declared here.
 
 All tensors are NCHW float; images are in [-1, 1]; ``N`` is the batch.
+
+Optional method of network parts: ``set_training_progress(cur_nimg: int) -> None``. The training
+loop calls it, on every module and submodule of G, G_ema and D that defines it, before each training
+step, right after a resume and before writing grids, metrics and snapshots. A part that changes with
+training progress (StyleGAN's progressive growing sets its level of detail) derives its state from
+``cur_nimg`` alone, deterministically, so a resumed run is in the same state as an uninterrupted one;
+state that ``forward`` reads belongs in a buffer, so that snapshots and ``generate`` keep it.
 """
 from __future__ import annotations
 
@@ -85,12 +92,16 @@ class FeatureNetwork(nn.Module, abc.ABC):
 
     Declares ``channels`` and ``strides`` of each tapped layer, the expected
     ``input_size`` and the normalisation ``mean``/``std`` it applies to images in
-    [-1, 1]. It stays in eval mode whatever the mode of its owner.
+    [-1, 1]. It stays in eval mode whatever the mode of its owner; its parameters
+    have ``requires_grad=False`` and are kept out of optimizers, ``model.safetensors``
+    and snapshots (rebuilt from the spec's weights file, see :mod:`stylegan_core.features`).
     """
 
     channels: list[int]
     strides: list[int]
     input_size: int
+    mean: tuple[float, ...]  # per RGB channel, applied to images mapped to [0, 1]
+    std: tuple[float, ...]
 
     def train(self, mode: bool = True) -> "FeatureNetwork":  # frozen: always eval
         return super().train(False)
@@ -128,6 +139,11 @@ class Loss(abc.ABC):
     @abc.abstractmethod
     def accumulate(self, phase: str, ctx: StepContext) -> dict[str, torch.Tensor]:
         ...
+
+    def input_blur_sigma(self, cur_nimg: int) -> float:
+        """Sigma (pixels) of the Gaussian blur the loop applies to every image D sees, before the
+        augmentation, at ``cur_nimg`` (see :mod:`stylegan_core.training.blur`); 0: none."""
+        return 0.0
 
 
 class Regularizer(abc.ABC):

@@ -144,9 +144,11 @@ def _order_by_requires(eps: list[md.EntryPoint], catalogue: dict[str, Any]) -> l
 def register_core_parts(registry: Registry) -> None:
     """Core's own parts (``core.*``): datasets and metrics."""
     from .data import register_parts as register_data
+    from .features import register_parts as register_features
     from .metrics import register_parts as register_metrics
 
     register_data(registry)
+    register_features(registry)  # feature networks (core.timm, core.open_clip); timm/open_clip imported lazily
     register_metrics(registry)
 
 

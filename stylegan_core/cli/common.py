@@ -32,6 +32,7 @@ def load_plugins_reporting() -> PluginSet:
 
 def guarded(fn: Callable[[], int]) -> int:
     """Turn the library's errors into one clear line and the documented exit code."""
+    from ..build import WeightsFileError
     from ..spec import SpecError
     from ..tools.official_pickle import CheckpointError
 
@@ -49,6 +50,9 @@ def guarded(fn: Callable[[], int]) -> int:
     except CheckpointError as e:  # the message names the file and what is wrong with it
         err(f"error: {e}")
         return EXIT_CHECKPOINT
+    except WeightsFileError as e:  # model.safetensors or a snapshot: the message names the file
+        err(f"error: {e}")
+        return EXIT_RUNTIME
     except KeyboardInterrupt:
         err("interrupted")
         return 130

@@ -1,9 +1,10 @@
-"""``stylegan-run [DIR] [TASK]``: run a built model's job (train or generate).
+"""``stylegan-run [DIR] [TASK]``: run a built model's job (train, generate, interpolate, project, plot).
 
 DIR is the folder written by ``stylegan-build`` (default: build/). TASK defaults
 to the spec's ``run.task``. ``train`` resumes from the last snapshot in DIR
 unless ``--no-resume``; it writes snapshots (safetensors), sample grids (PNG),
-``stats.jsonl`` and ``metric-*.jsonl``. ``generate`` writes one PNG per seed.
+``stats.jsonl``, ``metric-*.jsonl`` and ``plot.png``. ``generate`` writes one PNG per seed (or a
+style-mixing grid); ``interpolate``, ``project`` and ``plot``: see ``stylegan_core/cli/tasks.py``.
 
 Several processes train data-parallel when started by torchrun:
 ``torchrun --nproc_per_node=K -m stylegan_core.cli.run DIR train`` (``train.batch_size`` is
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from .common import EXIT_RUNTIME, err, guarded, load_plugins_reporting
 
-TASKS = ("train", "generate")
+TASKS = ("train", "generate", "interpolate", "project", "plot", "evaluate")
 
 
 def load_built(run_dir: Path):
@@ -58,10 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise-mode", choices=("const", "random", "none"), help="generate: noise mode")
     ap.add_argument("--class", dest="class_idx", type=int, help="generate: class index (conditional models)")
     ap.add_argument("--outdir", help="generate: output folder (default: DIR/generate)")
+    ap.add_argument("--metrics", help="evaluate: comma-separated metrics, e.g. fid,kid or fid50k_full or "
+                    "fid:num_gen=1000:detector.weights=PATH (see stylegan_core/tools/evaluate.py)")
+    from .tasks import TOOL_TASKS, add_tool_arguments, run_plot, run_tool_task
+
+    add_tool_arguments(ap)  # generate, interpolate, project, plot (stylegan_core/cli/tasks.py)
     args = ap.parse_args(argv)
     run_dir = Path(args.dir)
 
     def run() -> int:
+        if args.task == "plot":  # needs the logs only, not the model
+            return run_plot(run_dir)
         try:
             built = load_built(run_dir)
         except FileNotFoundError as e:
@@ -86,33 +94,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"trained to {res['cur_nimg'] / 1000:.1f} kimg" +
                       "".join(f"; {k} {v:.3f}" for k, v in res["metrics"].items()))
             return 0
-        if task == "generate":
-            from ..tools.generate import generate_images, parse_seeds
-            from ..training import checkpoint as ckpt
+        if task == "evaluate":  # metrics of the latest G_ema (stylegan_core/tools/evaluate.py)
+            from ..tools.evaluate import EvaluateError, evaluate
 
-            rc = built.spec.model.run
-            G = built.G
-            last = ckpt.latest_snapshot(run_dir)
-            if last is not None:
-                from safetensors.torch import load_file
-
-                G.load_state_dict(ckpt.sub_state(load_file(str(last[1])), "G_ema"), strict=True)
-                print(f"using G_ema of {last[1]}")
-            else:
-                print(f"no snapshot in {run_dir}: using the weights of model.safetensors")
             try:
-                paths = generate_images(
-                    G, parse_seeds(args.seeds if args.seeds is not None else rc.seeds),
-                    Path(args.outdir) if args.outdir else run_dir / "generate",
-                    truncation_psi=args.trunc if args.trunc is not None else rc.truncation_psi,
-                    truncation_cutoff=args.trunc_cutoff if args.trunc_cutoff is not None else rc.truncation_cutoff,
-                    noise_mode=args.noise_mode or rc.noise_mode,
-                    class_idx=args.class_idx if args.class_idx is not None else rc.class_idx, grid=rc.grid)
-            except ValueError as e:
+                evaluate(built, run_dir, args.metrics or "fid")
+            except EvaluateError as e:
                 err(f"error: {e}")
                 return 2
-            print(f"wrote {len(paths)} images to {paths[0].parent}")
             return 0
+        if task in TOOL_TASKS:
+            return run_tool_task(task, built, run_dir, args)
         err(f"error: unknown task {task!r}")
         return 2
 

@@ -40,6 +40,11 @@ class TrainConfig(BaseModel):
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     noise_mode: Literal["random", "const", "none"] = Field(
         "random", description="the synthesis network's noise inputs while training (official: random)")
+    on_nonfinite: Literal["stop", "rollback"] = Field(
+        "stop", description="a NaN/Inf loss term or gradient: stop (naming the phase and part; the last good "
+                            "snapshot is kept) or roll back to the last snapshot with lower learning rates")
+    rollback_lr_factor: float = Field(0.5, gt=0, lt=1, description="rollback: learning rates are multiplied by this")
+    max_rollbacks: int = Field(3, ge=1, description="rollback: stop after this many rollbacks in one run")
 
 
 class RunConfig(BaseModel):
@@ -110,8 +115,44 @@ def strict(model: type[BaseModel]) -> type[BaseModel]:
     return sub
 
 
+class NestedPart:
+    """Marks a params field whose value is itself a part spec of another kind, ``{type: ..., ...}``.
+
+    Annotate the field ``Annotated[Any, NestedPart("feature_network")]`` (default: a dict with a
+    ``type``, or None): the spec model validates it against the parts registered for that kind (a
+    union discriminated on ``type``, resolved when the spec model is built, so parts of plugins
+    loaded later count), and the builder instantiates it and hands the built part to the factory.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"NestedPart({self.kind!r})"
+
+
+def nested_part_fields(model: type[BaseModel]) -> dict[str, str]:
+    """``field -> kind`` of the fields of a params model marked with :class:`NestedPart`."""
+    return {name: m.kind for name, f in model.model_fields.items() for m in f.metadata if isinstance(m, NestedPart)}
+
+
+def _with_nested(registry: Registry, model: type[BaseModel]) -> type[BaseModel]:
+    fields = nested_part_fields(model)
+    if not fields:
+        return model
+    over: dict[str, Any] = {}
+    for name, kind in fields.items():
+        f, ann = model.model_fields[name], _slot(registry, kind)
+        if f.is_required():
+            over[name] = (ann, Field(..., description=f.description))
+        else:
+            over[name] = (Optional[ann] if f.default is None else ann,
+                          Field(f.default, validate_default=True, description=f.description))
+    return create_model(model.__name__, __base__=model, __doc__=model.__doc__, **over)
+
+
 def _slot(registry: Registry, kind: str) -> Any:
-    models = [strict(m) for m in registry.params_models(kind)]
+    models = [strict(_with_nested(registry, m)) for m in registry.params_models(kind)]
     if not models:
         return _no_provider(kind)
     for m in models:
@@ -124,7 +165,7 @@ def _slot(registry: Registry, kind: str) -> Any:
 
 
 def _signature(registry: Registry) -> tuple:
-    return tuple((k, tuple((m, type_tag(m)) for m in registry.params_models(k))) for k in SPEC_KINDS)
+    return tuple((k, tuple((m, type_tag(m)) for m in registry.params_models(k))) for k in registry.kinds())  # nested kinds too
 
 
 _CACHE: "weakref.WeakKeyDictionary[Registry, tuple[tuple, type[BaseModel]]]" = weakref.WeakKeyDictionary()

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..build import atomic_save_safetensors, atomic_write_bytes
+from ..build import WeightsFileError, atomic_save_safetensors, atomic_write_bytes, check_state, read_safetensors
 
 SNAPSHOT_DIR = "snapshots"
 _NAME = re.compile(r"^snapshot-(\d{9,})\.json$")
@@ -85,13 +85,48 @@ def save_snapshot(run_dir: Path, nimg: int, tensors: dict[str, torch.Tensor], me
 
 
 def load_snapshot(st_path: Path, js_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors.torch import load_file
+    """A snapshot's tensors and sidecar; :class:`~stylegan_core.build.WeightsFileError` naming the file
+    that is missing, truncated, not safetensors or not a JSON object."""
+    try:
+        with open(js_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as e:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        raise WeightsFileError(f"{js_path}: unreadable snapshot sidecar: {getattr(e, 'strerror', None) or e}") from None
+    if not isinstance(meta, dict):
+        raise WeightsFileError(f"{js_path}: unreadable snapshot sidecar: a JSON {type(meta).__name__}, not an object")
+    return read_safetensors(st_path)[0], meta
 
-    with open(js_path, encoding="utf-8") as f:
-        meta = json.load(f)
-    return load_file(str(st_path)), meta
+
+def check_snapshot(st_path: Path, tensors: dict[str, torch.Tensor], modules: dict[str, torch.nn.Module]) -> None:
+    """Refuse a snapshot whose weights (``modules``: prefix -> network) differ in names, shapes or dtypes."""
+    for prefix, module in modules.items():
+        check_state(st_path, module, sub_state(tensors, prefix), prefix + ".",
+                    "written for another model? start over with --no-resume")
+
+
+def load_module_weights(st_path: Path, module: torch.nn.Module, prefix: str) -> None:
+    """Load one network (``prefix``: ``G_ema``, ``G``, ``D``) of a snapshot into ``module``, checked."""
+    tensors, _ = read_safetensors(st_path)
+    sub = sub_state(tensors, prefix)
+    check_state(st_path, module, sub, prefix + ".", "written for another model?")
+    from ..features.frozen import load_trainable_state_dict
+
+    load_trainable_state_dict(module, sub)  # frozen feature networks are not in snapshots
 
 
 def sub_state(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     p = prefix + "."
     return {k[len(p):]: v for k, v in tensors.items() if k.startswith(p)}
+
+
+def latest_generator(G: torch.nn.Module, run_dir: Path, log=print) -> str:
+    """Load G_ema of the latest snapshot in ``run_dir`` into ``G`` (checked, naming the file on a mismatch);
+    without snapshots ``G`` keeps the weights of ``model.safetensors``. Returns the weights' source name."""
+    last = latest_snapshot(run_dir)
+    if last is None:
+        log(f"no snapshot in {run_dir}: using the weights of model.safetensors")
+        return "model.safetensors"
+    load_module_weights(last[1], G, "G_ema")
+    log(f"using G_ema of {last[1]}")
+    return last[1].name
+

@@ -27,13 +27,19 @@ import torch
 from torch import nn
 
 from ..build import BuiltModel, model_fingerprint
+from ..features.frozen import load_trainable_state_dict, set_requires_grad, trainable_parameters, trainable_state_dict
 from ..interfaces import Regularizer, StepContext
 from . import checkpoint as ckpt
 from . import distributed
+from .blur import blur_images
 
 
 class TrainingError(RuntimeError):
     """Training cannot continue (non-finite loss, ...); the last good snapshot is kept."""
+
+
+class NonFiniteError(TrainingError):
+    """A NaN or Inf loss term or gradient (``train.on_nonfinite`` decides: stop, or roll back)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,6 +86,18 @@ def grid_size(resolution: int) -> tuple[int, int]:
 
 def _is_lazy(reg: Any) -> bool:
     return type(reg).penalty is not Regularizer.penalty
+
+
+def set_training_progress(modules: "tuple[nn.Module, ...]", cur_nimg: int) -> None:
+    """Call ``set_training_progress(cur_nimg)`` on every module and submodule that defines it (the optional
+    method of parts, see :mod:`stylegan_core.interfaces`; e.g. a progressive-growing level of detail)."""
+    seen: set[int] = set()
+    for m in modules:
+        for sub in m.modules():
+            fn = getattr(sub, "set_training_progress", None)
+            if callable(fn) and id(sub) not in seen:
+                seen.add(id(sub))
+                fn(int(cur_nimg))
 
 
 @dataclass
@@ -135,13 +153,15 @@ class Trainer:
             interval = intervals[0] if intervals else 0
             ratio = interval / (interval + 1) if interval > 1 else 1.0
             b0, b1 = self.cfg.betas
-            opt = torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=(b0 ** ratio, b1 ** ratio), eps=self.cfg.eps)
+            opt = torch.optim.Adam(trainable_parameters(module), lr=lr * ratio, betas=(b0 ** ratio, b1 ** ratio),
+                                   eps=self.cfg.eps)  # frozen feature networks excluded
             self.phases.append(_Phase(name, module, opt, interval, lazy))
 
         self.z_gen = torch.Generator().manual_seed(self.cfg.seed + 1)
         self.data_gen = torch.Generator().manual_seed(self.cfg.seed + 2)
         self.cur_nimg = 0
         self.cur_tick = 0
+        self.rollbacks = 0  # train.on_nonfinite: rollback
         self.batch_idx = 0
         self.tick_start_nimg = 0
         self.start_time = time.time()
@@ -193,20 +213,40 @@ class Trainer:
         return img, ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        blur = getattr(self.loss, "input_blur_sigma", None)  # optional for losses not derived from Loss
+        sigma = blur(self.cur_nimg) if blur is not None else 0.0
+        if sigma > 0:
+            img = blur_images(img, sigma)
         if self.augment is not None:
             img = self.augment(img)
         return self.D(img, c)
 
     # -- one step ----------------------------------------------------------
-    def _terms_backward(self, terms: dict[str, torch.Tensor], gain: float, stats: dict[str, float]) -> None:
+    def _part_name(self, obj: Any) -> str:
+        """``loss stylegan2.logistic`` / ``regularizer stylegan2.r1``: the registered part ``obj`` was built from."""
+        if obj is self.loss:
+            return f"loss {self.built.infos['loss'].name}" if "loss" in self.built.infos else "the loss"
+        for i, r in enumerate(self.regs):
+            if obj is r:
+                info = self.built.infos.get(f"regularizers.{i}")
+                return f"regularizer {info.name}" if info is not None else f"regularizer {i}"
+        return type(obj).__name__
+
+    def _nonfinite(self, what: str, phase: str, source: Any) -> NonFiniteError:
+        last = ckpt.latest_snapshot(self.run_dir)
+        where = f"; the last good snapshot is {last[1]}" if last else "; no snapshot has been written yet"
+        source = source if isinstance(source, str) else self._part_name(source)
+        return NonFiniteError(f"non-finite {what} in phase {phase} ({source}) at {self.cur_nimg / 1000:.3f} kimg"
+                              f"{where}")
+
+    def _terms_backward(self, terms: dict[str, torch.Tensor], gain: float, stats: dict[str, float],
+                        phase: str = "?", source: Any = None) -> None:
         terms = {k: (v.mean() if v.ndim else v) for k, v in terms.items()}
         bad = [k for k, v in terms.items() if not torch.isfinite(v)]
         # decided together: a rank that stopped alone would leave the others waiting in an all_reduce
         if distributed.any_rank(bool(bad), self.world):
-            last = ckpt.latest_snapshot(self.run_dir)
-            where = f"; the last good snapshot is {last[1]}" if last else ""
             what = f"{bad[0]} = {terms[bad[0]].item()}" if bad else "loss on another rank"
-            raise TrainingError(f"non-finite {what} at {self.cur_nimg / 1000:.1f} kimg{where}")
+            raise self._nonfinite(what, phase, source)
         total = None
         for k, v in terms.items():
             stats[k] = stats.get(k, 0.0) + float(v.detach())
@@ -215,28 +255,29 @@ class Trainer:
             (total * gain).backward()
 
     def step(self) -> dict[str, float]:
+        set_training_progress((self.G, self.G_ema, self.D), self.cur_nimg)
         real_img, real_c = self._real_batch()
         stats: dict[str, float] = {}
         real_logits = None  # of the D main phase, for an adaptive augmentation
         for ph in self.phases:
             other = self.D if ph.name == "G" else self.G
-            ph.module.requires_grad_(True)
+            set_requires_grad(ph.module, True)  # feature networks inside stay frozen
             other.requires_grad_(False)
             z, c = self._gen_inputs()
             ctx = StepContext(real_img=real_img, real_c=real_c, gen_z=z, gen_c=c, run_G=self.run_G,
                               run_D=self.run_D, G=self.G, D=self.D, cur_nimg=self.cur_nimg, stats=stats)
             # main phase
             ph.opt.zero_grad(set_to_none=True)
-            self._terms_backward(self.loss.accumulate(ph.name, ctx), 1.0, stats)
+            self._terms_backward(self.loss.accumulate(ph.name, ctx), 1.0, stats, ph.name, self.loss)
             if ph.name == "D":
                 real_logits = ctx.real_logits
-            self._opt_step(ph)
+            self._opt_step(ph, ph.name, self._part_name(self.loss))
             # lazy regularization phase
             if ph.interval and self.batch_idx % ph.interval == 0:
                 ph.opt.zero_grad(set_to_none=True)
                 for r in ph.regs:
-                    self._terms_backward(r.penalty(ctx), float(r.interval), stats)
-                self._opt_step(ph)
+                    self._terms_backward(r.penalty(ctx), float(r.interval), stats, f"{ph.name}reg", r)
+                self._opt_step(ph, f"{ph.name}reg", ", ".join(self._part_name(r) for r in ph.regs))
             ph.module.requires_grad_(False)
         self._update_ema()
         self.cur_nimg += self.batch
@@ -249,11 +290,14 @@ class Trainer:
                                 f"{type(self.loss).__name__} does not set ctx.real_logits in phase 'D'")
         return stats
 
-    def _opt_step(self, ph: _Phase) -> None:
+    def _opt_step(self, ph: _Phase, phase: str, source: str) -> None:
         distributed.average_gradients(ph.module.parameters(), self.world)
-        for p in ph.module.parameters():
-            if p.grad is not None:
-                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+        # The official loop replaces NaN/Inf gradients by 0/+-1e5 and steps on; we stop (or roll back,
+        # train.on_nonfinite) and say where. Averaged already: every rank decides the same.
+        bad = next((n for n, p in ph.module.named_parameters()
+                    if p.grad is not None and not bool(torch.isfinite(p.grad).all())), None)
+        if bad is not None:
+            raise self._nonfinite(f"gradient of {ph.name}.{bad}", phase, source)
         ph.opt.step()
 
     @torch.no_grad()
@@ -271,8 +315,8 @@ class Trainer:
     # -- snapshots ---------------------------------------------------------
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         t: dict[str, torch.Tensor] = {}
-        for prefix, m in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
-            t.update({f"{prefix}.{k}": v for k, v in m.state_dict().items()})
+        for prefix, m in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):  # frozen feature networks: not saved
+            t.update({f"{prefix}.{k}": v for k, v in trainable_state_dict(m).items()})
         meta: dict[str, Any] = {"cur_nimg": self.cur_nimg, "cur_tick": self.cur_tick, "batch_idx": self.batch_idx,
                                 "total_nimg": self.total_nimg, "timestamp": time.time(), "optimizers": {},
                                 "model_fingerprint": self.fingerprint}
@@ -297,7 +341,7 @@ class Trainer:
 
     def load_state(self, t: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         for prefix, m in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
-            m.load_state_dict(ckpt.sub_state(t, prefix), strict=True)
+            load_trainable_state_dict(m, ckpt.sub_state(t, prefix), prefix)
         for ph in self.phases:
             ph.opt.load_state_dict(ckpt.unflatten_optimizer(f"opt_{ph.name}", t, meta["optimizers"][ph.name]))
         for i, r in enumerate(self.regs):
@@ -324,7 +368,15 @@ class Trainer:
     def save(self) -> Optional[Path]:
         """Write a snapshot (rank 0; every rank must call this: the RNG states are gathered)."""
         t, meta = self.state_tensors()
-        path = ckpt.save_snapshot(self.run_dir, self.cur_nimg, t, meta) if self.world.is_main else None
+        path = None
+        if self.world.is_main:
+            try:
+                path = ckpt.save_snapshot(self.run_dir, self.cur_nimg, t, meta)
+            except OSError as e:  # disk full, read-only, ...: the temporary file is gone, earlier snapshots intact
+                last = ckpt.latest_snapshot(self.run_dir)
+                keep = f"; the last complete snapshot is {last[1]}" if last else ""
+                raise TrainingError(f"cannot write the snapshot at {self.cur_nimg / 1000:.3f} kimg in "
+                                    f"{self.run_dir / ckpt.SNAPSHOT_DIR}: {e.strerror or e}{keep}") from e
         distributed.barrier(self.world)
         return path
 
@@ -338,9 +390,35 @@ class Trainer:
             raise TrainingError(f"{st} was written for a different model or dataset than {self.run_dir}'s spec; "
                                 "start over with --no-resume (the old snapshots are kept aside) or build into a "
                                 "new folder")
-        self.load_state(t, meta)
+        ckpt.check_snapshot(st, t, {"G": self.G, "D": self.D, "G_ema": self.G_ema})  # names the file
+        try:
+            self.load_state(t, meta)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:  # optimizer/RNG state, counters
+            raise TrainingError(f"{st}: cannot resume from this snapshot ({type(e).__name__}: {str(e)[:200]}); "
+                                "start over with --no-resume") from None
         self.log(f"Resuming from {st} at {self.cur_nimg / 1000:.1f} kimg (tick {self.cur_tick})")
         return True
+
+    def _rollback(self, error: NonFiniteError) -> None:
+        """``train.on_nonfinite: rollback``: back to the last snapshot (weights, optimizers, RNG, counters)
+        with every learning rate times ``rollback_lr_factor``; the lowered rates are in the optimizer
+        states of later snapshots, so a resumed run keeps them."""
+        self.rollbacks += 1
+        if self.rollbacks > self.cfg.max_rollbacks:
+            raise TrainingError(f"{error}; gave up after {self.cfg.max_rollbacks} rollback(s)") from error
+        last = ckpt.latest_snapshot(self.run_dir)
+        if last is None:
+            raise TrainingError(f"{error}; nothing to roll back to") from error
+        _, st, js = last
+        t, meta = ckpt.load_snapshot(st, js)
+        self.load_state(t, meta)
+        lrs = []
+        for ph in self.phases:
+            for g in ph.opt.param_groups:
+                g["lr"] *= self.cfg.rollback_lr_factor
+            lrs.append(f"{ph.name} {ph.opt.param_groups[0]['lr']:.3g}")
+        self.log(f"{error}\nRolled back to {st} ({self.cur_nimg / 1000:.3f} kimg), rollback {self.rollbacks} of "
+                 f"{self.cfg.max_rollbacks}; learning rates now {', '.join(lrs)}")
 
     def _set_aside_previous_run(self) -> None:
         """Starting over keeps the previous run's snapshots and logs in a dated folder (nothing is lost)."""
@@ -381,7 +459,8 @@ class Trainer:
             t0 = time.time()
             res = m.compute(self.G_ema, self.dataset, device=str(self.device))
             append_metric_jsonl(self.run_dir / f"metric-{m.name}.jsonl", m.name, res, total_time=time.time() - t0,
-                                snapshot=f"{self.cur_nimg:09d}", kimg=self.cur_nimg / 1000)
+                                snapshot=f"{self.cur_nimg:09d}", kimg=self.cur_nimg / 1000,
+                                **(m.describe() if hasattr(m, "describe") else {}))  # detector name and hash
             out.update(res)
         return out
 
@@ -400,6 +479,7 @@ class Trainer:
                 self._set_aside_previous_run()
         distributed.barrier(self.world)
         resumed = self.try_resume() if self.resume else False
+        set_training_progress((self.G, self.G_ema, self.D), self.cur_nimg)  # the resumed nimg's state
         if not resumed and main:
             self.write_reals()
         if self.cur_nimg >= self.total_nimg:
@@ -413,7 +493,16 @@ class Trainer:
         metrics: dict[str, float] = {}
         try:
             while True:
-                stats = self.step()
+                try:
+                    stats = self.step()
+                except NonFiniteError as e:
+                    if self.cfg.on_nonfinite != "rollback":
+                        raise
+                    self._rollback(e)
+                    bar.n = self.cur_nimg
+                    bar.refresh()
+                    tick_stats, tick_t0 = {}, time.time()
+                    continue
                 for k, v in stats.items():
                     tick_stats.setdefault(k, []).append(v)
                 bar.update(self.batch)
@@ -428,6 +517,8 @@ class Trainer:
                 if isinstance(getattr(self.augment, "p", None), torch.Tensor):
                     rec["augment/p"] = float(self.augment.p)  # the strength at the end of the tick
                 bar.set_postfix({k.split("/")[-1]: f"{np.mean(v):.3f}" for k, v in tick_stats.items() if "loss" in k})
+                # grids, metrics and snapshots at cur_nimg see the networks as set for cur_nimg
+                set_training_progress((self.G, self.G_ema, self.D), self.cur_nimg)
                 if main and (done or self.cur_tick % self.cfg.image_snapshot_ticks == 0):
                     self.write_grid(f"fakes{self.cur_nimg // 1000:06d}.png")
                 if main and (done or self.cur_tick % self.cfg.metric_ticks == 0):
@@ -437,6 +528,9 @@ class Trainer:
                     self.save()
                 if main:
                     self._append_stats(rec)
+                    from ..tools.plot import write_plot_quietly
+
+                    write_plot_quietly(self.run_dir)  # plot.png: losses and metrics vs kimg, beside the grids
                 distributed.barrier(self.world)
                 tick_stats = {}
                 tick_t0 = time.time()
