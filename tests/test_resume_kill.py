@@ -1,9 +1,11 @@
 """Exact resume after SIGKILL, through the command-line tools.
 
 One run trains N images straight; another is killed with SIGKILL at a random moment after
-its N/2 snapshot and resumed with a plain ``stylegan-run DIR``. Both must end with
-identical snapshots: weights of G, D and G_ema, optimizer states, regularizer state (the
-path-length mean, ADA's p and its sign statistics), counters and RNG states.
+its N/2 snapshot (during a step or a snapshot write, whichever comes), or in the middle of
+writing the 3N/4 snapshot (its data written to the temporary file, not yet renamed), and resumed
+with a plain ``stylegan-run DIR``. Both must end with identical snapshots: weights of G, D and
+G_ema, optimizer states, regularizer state (the path-length mean, ADA's p and its sign
+statistics), counters and RNG states.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -41,11 +44,69 @@ def final_snapshot(d: Path) -> tuple[dict, dict]:
     return t, meta
 
 
-def test_sigkill_then_resume_matches_a_straight_run(tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    for d in (straight, killed):
-        run("stylegan-build", PRESET, "-o", d, *SCHEDULE)
-    run("stylegan-run", straight, "train", "--no-progress")
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("straight")
+    run("stylegan-build", PRESET, "-o", d, *SCHEDULE)
+    run("stylegan-run", d, "train", "--no-progress")
+    return d
+
+
+def assert_same_end(straight: Path, killed: Path) -> None:
+    p = run("stylegan-run", killed, "--no-progress")  # the spec's task (train), resumed by default
+    assert "Resuming from" in p.stdout
+    a, meta_a = final_snapshot(straight)
+    b, meta_b = final_snapshot(killed)
+    assert a.keys() == b.keys()
+    assert any(k.startswith("opt_G.") for k in a) and any(k.startswith("opt_D.") for k in a), sorted(a)[:20]
+    assert any(k.endswith(".pl_mean") for k in a), "path-length mean is not in the snapshot"
+    assert "augment.p" in a and float(a["augment.p"]) != 0.2, "ADA's p is not in the snapshot or never moved"
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after SIGKILL + resume"
+    for key in ("cur_nimg", "batch_idx", "cur_tick"):
+        assert meta_a[key] == meta_b[key] == (N if key == "cur_nimg" else meta_a[key])
+
+
+# A stylegan-run whose renames of snapshot files announce themselves and wait: the kill lands after the
+# snapshot's bytes are written to the temporary file and before it replaces the final name.
+SLOW_RENAME = """
+import os, sys, time
+real = os.replace
+def replace(src, dst, *a, **k):
+    if os.fspath(dst).endswith(sys.argv[1]):
+        print("RENAMING", flush=True)
+        time.sleep(60)
+    return real(src, dst, *a, **k)
+os.replace = replace
+from stylegan_core.cli.run import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_sigkill_during_a_snapshot_write_resumes_from_the_previous_one(tmp_path, straight):
+    killed = tmp_path / "killed"
+    run("stylegan-build", PRESET, "-o", killed, *SCHEDULE)
+    name = f"snapshot-{3 * N // 4:09d}.safetensors"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_RENAME, name, str(killed), "train", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = []
+    for line in proc.stdout:  # until the rename of the 3N/4 snapshot begins
+        out.append(line)
+        if line.startswith("RENAMING"):
+            break
+    assert proc.poll() is None, "".join(out)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    snaps = killed / "snapshots"
+    assert not (snaps / name).exists() and list(snaps.glob(f".{name}.*.tmp")), "no torn write to recover from"
+    assert (snaps / f"snapshot-{N // 2:09d}.json").exists()
+    assert_same_end(straight, killed)
+
+
+def test_sigkill_then_resume_matches_a_straight_run(tmp_path, straight):
+    killed = tmp_path / "killed"
+    run("stylegan-build", PRESET, "-o", killed, *SCHEDULE)
 
     # start the second run and kill it at a random moment after its N/2 snapshot
     half = killed / "snapshots" / f"snapshot-{N // 2:09d}.json"
@@ -63,16 +124,4 @@ def test_sigkill_then_resume_matches_a_straight_run(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "snapshots" / f"snapshot-{N:09d}.json").exists(), "the run finished before the kill"
 
-    p = run("stylegan-run", killed, "--no-progress")  # the spec's task (train), resumed by default
-    assert "Resuming from" in p.stdout
-
-    a, meta_a = final_snapshot(straight)
-    b, meta_b = final_snapshot(killed)
-    assert a.keys() == b.keys()
-    assert any(k.startswith("opt_G.") for k in a) and any(k.startswith("opt_D.") for k in a), sorted(a)[:20]
-    assert any(k.endswith(".pl_mean") for k in a), "path-length mean is not in the snapshot"
-    assert "augment.p" in a and float(a["augment.p"]) != 0.2, "ADA's p is not in the snapshot or never moved"
-    for k in a:
-        assert torch.equal(a[k], b[k]), f"{k} differs after SIGKILL + resume"
-    for key in ("cur_nimg", "batch_idx", "cur_tick"):
-        assert meta_a[key] == meta_b[key] == (N if key == "cur_nimg" else meta_a[key])
+    assert_same_end(straight, killed)
