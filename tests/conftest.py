@@ -1,4 +1,5 @@
-"""Test isolation for process-wide torch settings.
+"""Test isolation for process-wide torch settings (no test module may change them at import time:
+collection imports every module before the first test runs).
 
 ``Trainer`` applies ``train.threads`` with ``torch.set_num_threads`` (process-wide, as a training
 run wants). Several tests train with one thread; without this fixture the rest of the session would

@@ -31,8 +31,6 @@ from stylegan_core.features import (FeatureNetworkError, build_from_params, set_
 from stylegan_core.interfaces import Discriminator, FeatureNetwork  # noqa: E402
 from stylegan_core.plugins import load_plugins  # noqa: E402
 
-torch.set_num_threads(1)
-
 #: (id, params, resize=False supported at any size)
 BACKBONES = {
     "lite0": {"type": "core.timm", "model": "tf_efficientnet_lite0", "weights": "random"},
