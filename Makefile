@@ -29,8 +29,8 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-bench: setup
-	$(BIN)/python bench/ops.py
+bench: setup  # the whole suite, one run: ops vs ref, models x resolutions, resolution x batch
+	$(BIN)/python bench/suite.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info stylegan_core/_C*.so
