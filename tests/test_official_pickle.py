@@ -528,8 +528,7 @@ def test_payload_is_refused(tmp_path, kind, where):
 
 
 def test_payload_inside_storage_bytes_is_refused(tmp_path):
-    """The bytes handed to torch.storage._load_from_bytes carry a pickle payload: torch.load(weights_only) refuses."""
-    # safe: nothing here loads untrusted data; the importer under test must refuse the payload
+    """The bytes handed to torch.storage._load_from_bytes carry a pickle payload: the importer refuses."""  # safe: nothing here loads untrusted data; the importer under test must refuse the payload
     canary = tmp_path / "canary.txt"
     cls, kw, state = small_network("G")
     g = network_meta(cls, kw, state, canary_source(canary, "n.py"))
