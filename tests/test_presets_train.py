@@ -1,5 +1,5 @@
-"""Short training runs of the StyleGAN3 digits presets (T, R, and T's synthesis behind StyleGAN2's mapping):
-the Frechet distance of G_ema's digits (core.digits_fd) falls from before training to the end of the run."""
+"""Short training runs of the StyleGAN1 and StyleGAN3 digits presets (and their cross-generation specs): the
+Frechet distance of G_ema's digits (core.digits_fd) falls from the evaluation before training to the last one."""
 from __future__ import annotations
 
 import json
@@ -22,7 +22,7 @@ def registry():
 
 
 @pytest.mark.parametrize("spec", ["stylegan3-t-digits.yaml", "stylegan3-r-digits.yaml",
-                                  "sg2-mapping-sg3t-synthesis.yaml"])
+                                  "sg2-mapping-sg3t-synthesis.yaml", "stylegan1-digits.yaml", "sg1-g-sg2-d.yaml"])
 def test_short_training_lowers_frechet_distance(spec, tmp_path, registry):
     over = ["train.batch_size=16", "train.tick_kimg=0.2", "train.metric_ticks=1",
             "train.snapshot_ticks=100", "train.image_snapshot_ticks=100", "train.ema_kimg=0.05",
