@@ -12,7 +12,7 @@ from setuptools import find_packages, setup
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-BUILTIN_PLUGINS = ["stylegan2", "stylegan3", "projected_gan", "stylegan1"]
+BUILTIN_PLUGINS = ["stylegan2", "stylegan3", "projected_gan", "stylegan1", "stylegan_xl", "stylegan_t"]
 
 ext_modules, cmdclass = [], {}
 if os.environ.get("STYLEGAN_NO_EXT", "0") != "1" and os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), "setup_ext.py")):

@@ -89,7 +89,14 @@ def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
             kwargs = params.model_dump(exclude={"type"})
             for name, kind in nested.items():
                 sub = getattr(params, name)
-                if sub is not None:
+                if isinstance(sub, list):  # NestedPart(kind, many=True)
+                    built = []
+                    for i, item in enumerate(sub):
+                        sub_info = registry.get(kind, item.type)
+                        infos[".".join(map(str, path + (name, i)))] = sub_info
+                        built.append(sub_info.build(item))
+                    kwargs[name] = built
+                elif sub is not None:
                     sub_info = registry.get(kind, sub.type)
                     infos[".".join(map(str, path + (name,)))] = sub_info
                     kwargs[name] = sub_info.build(sub)
@@ -267,7 +274,7 @@ def model_fingerprint(spec: LoadedSpec) -> str:
 
 
 def lock_dict(built: BuiltModel, plugin_versions: dict[str, str],
-              checkpoint: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+              checkpoint: Optional[dict[str, Any]] = None, extra_lock: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     data = built.spec.to_lock_dict()
     for path, values in built.wired.items():  # the lock records what was actually wired
         node = _node(data, path)
@@ -276,6 +283,7 @@ def lock_dict(built: BuiltModel, plugin_versions: dict[str, str],
                     "plugins": {p: plugin_versions.get(p, "") for p in sorted({i.plugin for i in built.infos.values()})}}
     if checkpoint:  # where imported weights came from (stylegan-build --from-checkpoint)
         data["lock"]["checkpoint"] = checkpoint
+    data["lock"].update(extra_lock or {})  # e.g. grown_from (stylegan-run grow)
     from .features.artifact import add_to_lock
 
     add_to_lock(built, data)  # feature networks: weights path (absolute) and sha256, or random + seed
@@ -283,11 +291,12 @@ def lock_dict(built: BuiltModel, plugin_versions: dict[str, str],
 
 
 def write_artifact(built: BuiltModel, out_dir: Path, plugin_versions: dict[str, str],
-                   checkpoint: Optional[dict[str, Any]] = None) -> dict[str, Path]:
+                   checkpoint: Optional[dict[str, Any]] = None,
+                   extra_lock: Optional[dict[str, Any]] = None) -> dict[str, Path]:
     """Write ``spec.lock.yaml`` and ``model.safetensors``; ``checkpoint`` (path, sha256, ...) is recorded
     in the lock when the weights were imported."""
     out_dir = Path(out_dir)
-    lock = lock_dict(built, plugin_versions, checkpoint)
+    lock = lock_dict(built, plugin_versions, checkpoint, extra_lock)
     text = dump_yaml(lock)
     spec_sha = hashlib.sha256(text.encode()).hexdigest()
     model_path = out_dir / MODEL_NAME

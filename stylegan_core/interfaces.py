@@ -14,6 +14,12 @@ step, right after a resume and before writing grids, metrics and snapshots. A pa
 training progress (StyleGAN's progressive growing sets its level of detail) derives its state from
 ``cur_nimg`` alone, deterministically, so a resumed run is in the same state as an uninterrupted one;
 state that ``forward`` reads belongs in a buffer, so that snapshots and ``generate`` keep it.
+
+Optional method of network parts: ``frozen_parameters(phase: str = "all") -> list[str]``, names (as in
+the part's own ``named_parameters()``) that do not train in the training phase ``phase`` (the spec's
+``train.phase``). The loop keeps them out of the optimizer and at ``requires_grad=False``; they are
+saved as usual. A part that gives meaning to phases other than ``all`` lists them in a class attribute
+``phases`` (the loop refuses a phase no part knows). See :mod:`stylegan_core.features.frozen`.
 """
 from __future__ import annotations
 
@@ -187,11 +193,16 @@ class Dataset(abc.ABC):
 
     Subclasses are map-style: ``__len__`` and ``__getitem__(i) -> (image, label)``,
     and declare ``resolution``, ``num_channels`` and ``label_dim``.
+
+    Captioned datasets set ``label_type = "text"``: the label of an image is its caption (``str``),
+    ``label_dim`` is 0, and batches of labels are ``list[str]`` (:mod:`stylegan_core.data.labels`);
+    a text-conditioned mapping network and discriminator receive the captions as ``c``.
     """
 
     resolution: int
     num_channels: int
     label_dim: int
+    label_type: str = "vector"  # or "text"
     name: str = "dataset"
 
     @abc.abstractmethod

@@ -5,6 +5,9 @@ to the spec's ``run.task``. ``train`` resumes from the last snapshot in DIR
 unless ``--no-resume``; it writes snapshots (safetensors), sample grids (PNG),
 ``stats.jsonl``, ``metric-*.jsonl`` and ``plot.png``. ``generate`` writes one PNG per seed (or a
 style-mixing grid); ``interpolate``, ``project`` and ``plot``: see ``stylegan_core/cli/tasks.py``.
+``grow`` starts the next stage of a generator that grows by stages (StyleGAN-XL) in a new build
+folder (``--outdir``, default ``DIR-stage<k>``) from DIR's latest G_ema; see
+``stylegan_core/training/grow.py``.
 
 Several processes train data-parallel when started by torchrun:
 ``torchrun --nproc_per_node=K -m stylegan_core.cli.run DIR train`` (``train.batch_size`` is
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from .common import EXIT_RUNTIME, err, guarded, load_plugins_reporting
 
-TASKS = ("train", "generate", "interpolate", "project", "plot", "evaluate")
+TASKS = ("train", "generate", "interpolate", "project", "plot", "evaluate", "grow")
 
 
 def load_built(run_dir: Path):
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trunc-cutoff", type=int, help="generate: truncate only the first N ws")
     ap.add_argument("--noise-mode", choices=("const", "random", "none"), help="generate: noise mode")
     ap.add_argument("--class", dest="class_idx", type=int, help="generate: class index (conditional models)")
-    ap.add_argument("--outdir", help="generate: output folder (default: DIR/generate)")
+    ap.add_argument("--outdir", help="generate: output folder (default: DIR/generate); grow: the new build folder "
+                    "(default: DIR-stage<k>)")
     ap.add_argument("--metrics", help="evaluate: comma-separated metrics, e.g. fid,kid or fid50k_full or "
                     "fid:num_gen=1000:detector.weights=PATH (see stylegan_core/tools/evaluate.py)")
     from .tasks import TOOL_TASKS, add_tool_arguments, run_plot, run_tool_task
@@ -102,6 +106,20 @@ def main(argv: list[str] | None = None) -> int:
             except EvaluateError as e:
                 err(f"error: {e}")
                 return 2
+            return 0
+        if task == "grow":
+            from ..training.grow import GrowError, default_out_dir, grow
+
+            out = Path(args.outdir) if args.outdir else default_out_dir(built, run_dir)
+            ps = load_plugins_reporting()
+            versions = {name: p.version for name, p in ps.loaded.items()}
+            versions["core"] = __import__("stylegan_core").__version__
+            try:
+                grow(built, run_dir, out, versions)
+            except GrowError as e:
+                err(f"error: {e}")
+                return 2
+            print(f"next: stylegan-run {out} train")
             return 0
         if task in TOOL_TASKS:
             return run_tool_task(task, built, run_dir, args)

@@ -1,10 +1,17 @@
-"""Frozen feature networks inside trainable modules: what to train, save and restore.
+"""Frozen feature networks and frozen parameter groups inside trainable modules: what to train, save and restore.
 
 A :class:`~stylegan_core.interfaces.FeatureNetwork` (any submodule of that class, e.g. the
 backbone of a projected discriminator) is rebuilt from the spec, which reloads its
 weights file, so its tensors are kept out of ``model.safetensors`` and training
 snapshots, out of the optimizers, and stay ``requires_grad=False`` even when the module
 holding them is switched to training.
+
+Frozen parameter groups: any submodule may define ``frozen_parameters(phase="all") -> list[str]``,
+names as in its own ``named_parameters()`` that must not train in the training phase ``phase``
+(the spec's ``train.phase``): StyleGAN-XL's earlier stages, StyleGAN-T's text encoder outside its
+phase. Those are saved like any parameter but kept out of the optimizer (so they stay bit-identical)
+and at ``requires_grad=False`` (so no gradient is computed for them). Freezing happens here, through
+the optimizer's parameters, never by flags a loss flips.
 """
 from __future__ import annotations
 
@@ -55,17 +62,50 @@ def load_trainable_state_dict(module: nn.Module, state: Mapping[str, torch.Tenso
         raise RuntimeError(f"the saved state does not fit the {what}: " + "; ".join(parts))
 
 
-def trainable_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
-    """Parameters of ``module`` outside its feature networks (what an optimizer may update)."""
+def declared_phases(module: nn.Module) -> set[str]:
+    """Training phases the parts inside ``module`` know (their ``phases`` class attributes) plus 'all'."""
+    out = {"all"}
+    for _, sub in module.named_modules():
+        declared = getattr(type(sub), "phases", None)  # a class attribute (StyleGAN3 has a buffer of that name)
+        if isinstance(declared, (tuple, list)):
+            out.update(str(p) for p in declared)
+    return out
+
+
+def frozen_parameter_names(module: nn.Module, phase: str = "all") -> set[str]:
+    """Names (in ``module.named_parameters()``) that parts declare frozen in ``phase``."""
+    names: set[str] = set()
+    own = dict(module.named_parameters())
+    for path, sub in module.named_modules():
+        fn = getattr(type(sub), "frozen_parameters", None)
+        if fn is None or not callable(fn):
+            continue
+        fn = sub.frozen_parameters
+        for n in fn(phase):
+            full = f"{path}.{n}" if path else n
+            if full not in own:
+                raise ValueError(f"{type(sub).__name__}.frozen_parameters({phase!r}) names {n!r}, which is not one "
+                                 f"of its parameters")
+            names.add(full)
+    return names
+
+
+def trainable_parameters(module: nn.Module, phase: str = "all") -> Iterator[nn.Parameter]:
+    """Parameters of ``module`` outside its feature networks and frozen groups (what an optimizer may update)."""
     prefixes = frozen_prefixes(module)
+    frozen = frozen_parameter_names(module, phase)
     for name, p in module.named_parameters():
-        if not _frozen(name, prefixes):
+        if not _frozen(name, prefixes) and name not in frozen:
             yield p
 
 
-def set_requires_grad(module: nn.Module, flag: bool) -> nn.Module:
-    """``module.requires_grad_(flag)`` that leaves its feature networks frozen."""
+def set_requires_grad(module: nn.Module, flag: bool, phase: str = "all") -> nn.Module:
+    """``module.requires_grad_(flag)`` that leaves its feature networks and frozen groups frozen."""
     module.requires_grad_(flag)
     for _, fn in feature_networks(module):
         fn.requires_grad_(False)
+    if flag:
+        params = dict(module.named_parameters())
+        for name in frozen_parameter_names(module, phase):
+            params[name].requires_grad_(False)
     return module

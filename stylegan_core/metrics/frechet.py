@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from ..data import labels as labels_mod
 from ..interfaces import Dataset, Metric
 
 
@@ -73,10 +74,7 @@ def dataset_stats(detector: Any, dataset: Dataset, key: str, num: Optional[int],
 def generator_features(detector: Any, G: torch.nn.Module, dataset: Dataset, num: int, batch_size: int,
                        seed: int, device: str = "cpu") -> np.ndarray:
     gen = torch.Generator().manual_seed(seed)
-    labels = None
-    if getattr(G, "c_dim", 0):
-        getter = getattr(dataset, "get_label", None)
-        labels = torch.stack([getter(i) if getter else dataset[i][1] for i in range(len(dataset))])
+    labels = labels_mod.all_labels(dataset) if getattr(G, "c_dim", 0) else None
     feats = []
     was_training = G.training
     G.eval()
@@ -86,10 +84,10 @@ def generator_features(detector: Any, G: torch.nn.Module, dataset: Dataset, num:
                 b = min(batch_size, num - i)
                 z = torch.randn([b, G.z_dim], generator=gen)
                 if labels is not None:
-                    c = labels[torch.randint(len(labels), (b,), generator=gen)]
+                    c = labels_mod.take(labels, torch.randint(len(labels), (b,), generator=gen))
                 else:
                     c = torch.zeros([b, 0])
-                img = G(z.to(device), c.to(device), truncation_psi=1, noise_mode="const")
+                img = G(z.to(device), labels_mod.to_device(c, device), truncation_psi=1, noise_mode="const")
                 feats.append(detector.features(img.float().clamp(-1, 1)).cpu().numpy())
     finally:
         G.train(was_training)

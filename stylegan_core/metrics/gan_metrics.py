@@ -57,6 +57,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from ..detectors import DETECTORS, Detector, build_detector
 from ..detectors.weights import check_weights_arg
+from ..data import labels as labels_mod
 from ..interfaces import Dataset, Metric
 from ..registry import PartParams
 from .frechet import _cache_dir, dataset_stats, feature_stats, frechet_distance
@@ -179,12 +180,12 @@ def compute_ppl(G: torch.nn.Module, distance: Callable[[torch.Tensor, torch.Tens
             t = torch.rand([b], generator=gen) * (1 if sampling == "full" else 0)
             z0, z1 = torch.randn([b * 2, G.z_dim], generator=gen).chunk(2)
             if c_dim and labels is not None and len(labels):
-                c = labels[torch.randint(len(labels), (b,), generator=gen)]
+                c = labels_mod.take(labels, torch.randint(len(labels), (b,), generator=gen))
             else:
                 c = torch.zeros([b, c_dim])
-            z0, z1, c, t = z0.to(device), z1.to(device), c.to(device), t.to(device)
+            z0, z1, c, t = z0.to(device), z1.to(device), labels_mod.to_device(c, device), t.to(device)
             if space == "w":
-                w0, w1 = G.mapping(torch.cat([z0, z1]), torch.cat([c, c])).chunk(2)
+                w0, w1 = G.mapping(torch.cat([z0, z1]), c + c if isinstance(c, list) else torch.cat([c, c])).chunk(2)
                 tt = t.view(-1, 1, 1).to(w0.dtype)
                 wt0, wt1 = w0.lerp(w1, tt), w0.lerp(w1, tt + epsilon)
             else:
@@ -299,11 +300,11 @@ def real_features(detector: Detector, dataset: Dataset, key: str, num: Optional[
     return out
 
 
-def _labels(G: torch.nn.Module, dataset: Dataset) -> Optional[torch.Tensor]:
+def _labels(G: torch.nn.Module, dataset: Dataset) -> Optional[labels_mod.Labels]:
+    """The dataset's labels (class vectors or captions) to draw generator labels from; None if unconditional."""
     if not getattr(G, "c_dim", 0):
         return None
-    getter = getattr(dataset, "get_label", None)
-    return torch.stack([torch.as_tensor(getter(i) if getter else dataset[i][1]) for i in range(len(dataset))]).float()
+    return labels_mod.all_labels(dataset)
 
 
 def quantize(img: torch.Tensor) -> torch.Tensor:
@@ -332,8 +333,9 @@ def gen_outputs(fn: Callable[[torch.Tensor], torch.Tensor], G: torch.nn.Module, 
             for i in range(0, num, batch_size):
                 b = min(batch_size, num - i)
                 z = torch.randn([b, G.z_dim], generator=gen)
-                c = labels[torch.randint(len(labels), (b,), generator=gen)] if labels is not None else torch.zeros([b, 0])
-                img = G(z.to(device), c.to(device), truncation_psi=1)
+                c = labels_mod.take(labels, torch.randint(len(labels), (b,), generator=gen)) if labels is not None \
+                    else torch.zeros([b, 0])
+                img = G(z.to(device), labels_mod.to_device(c, device), truncation_psi=1)
                 out.append(fn(quantize(img.float())).cpu().numpy())
     finally:
         G.train(was_training)

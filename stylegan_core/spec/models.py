@@ -45,6 +45,8 @@ class TrainConfig(BaseModel):
                             "snapshot is kept) or roll back to the last snapshot with lower learning rates")
     rollback_lr_factor: float = Field(0.5, gt=0, lt=1, description="rollback: learning rates are multiplied by this")
     max_rollbacks: int = Field(3, ge=1, description="rollback: stop after this many rollbacks in one run")
+    phase: str = Field("all", min_length=1, description="which parameter groups train: 'all', or a phase named by "
+                       "the parts (StyleGAN-T: text_encoder, freeze64); parts declare what each phase freezes")
 
 
 class RunConfig(BaseModel):
@@ -122,27 +124,37 @@ class NestedPart:
     ``type``, or None): the spec model validates it against the parts registered for that kind (a
     union discriminated on ``type``, resolved when the spec model is built, so parts of plugins
     loaded later count), and the builder instantiates it and hands the built part to the factory.
+    ``NestedPart(kind, many=True)`` on ``Annotated[list[Any], ...]``: a non-empty list of such parts,
+    handed to the factory as a list of built parts in the same order.
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, many: bool = False):
         self.kind = kind
+        self.many = bool(many)
 
     def __repr__(self) -> str:
-        return f"NestedPart({self.kind!r})"
+        return f"NestedPart({self.kind!r}, many=True)" if self.many else f"NestedPart({self.kind!r})"
+
+
+def nested_part_markers(model: type[BaseModel]) -> dict[str, NestedPart]:
+    """``field -> marker`` of the fields of a params model marked with :class:`NestedPart`."""
+    return {name: m for name, f in model.model_fields.items() for m in f.metadata if isinstance(m, NestedPart)}
 
 
 def nested_part_fields(model: type[BaseModel]) -> dict[str, str]:
     """``field -> kind`` of the fields of a params model marked with :class:`NestedPart`."""
-    return {name: m.kind for name, f in model.model_fields.items() for m in f.metadata if isinstance(m, NestedPart)}
+    return {name: m.kind for name, m in nested_part_markers(model).items()}
 
 
 def _with_nested(registry: Registry, model: type[BaseModel]) -> type[BaseModel]:
-    fields = nested_part_fields(model)
+    fields = nested_part_markers(model)
     if not fields:
         return model
     over: dict[str, Any] = {}
-    for name, kind in fields.items():
-        f, ann = model.model_fields[name], _slot(registry, kind)
+    for name, marker in fields.items():
+        f, ann = model.model_fields[name], _slot(registry, marker.kind)
+        if marker.many:
+            ann = Annotated[list[ann], Field(min_length=1)]  # type: ignore[valid-type]
         if f.is_required():
             over[name] = (ann, Field(..., description=f.description))
         else:

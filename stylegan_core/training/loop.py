@@ -14,6 +14,7 @@ each optimizer step, and rank 0 writes the outputs.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import sys
 import time
@@ -27,7 +28,9 @@ import torch
 from torch import nn
 
 from ..build import BuiltModel, model_fingerprint
-from ..features.frozen import load_trainable_state_dict, set_requires_grad, trainable_parameters, trainable_state_dict
+from ..data import labels as labels_mod
+from ..features.frozen import (declared_phases, load_trainable_state_dict, set_requires_grad, trainable_parameters,
+                               trainable_state_dict)
 from ..interfaces import Regularizer, StepContext
 from . import checkpoint as ckpt
 from . import distributed
@@ -144,6 +147,13 @@ class Trainer:
         self.loss = built.loss
         self.batch = int(self.cfg.batch_size)
 
+        self.train_phase = str(self.cfg.phase)
+        known = declared_phases(self.G) | declared_phases(self.D)
+        if self.train_phase not in known:
+            close = difflib.get_close_matches(self.train_phase, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TrainingError(f"train.phase={self.train_phase!r}: no part of this model knows that phase "
+                                f"(known: {', '.join(sorted(known))}){hint}")
         self.phases = []
         for name, module, lr in (("G", self.G, self.cfg.g_lr), ("D", self.D, self.cfg.d_lr)):
             lazy = [r for r in self.regs if getattr(r, "target", "D") == name and _is_lazy(r)]
@@ -153,8 +163,10 @@ class Trainer:
             interval = intervals[0] if intervals else 0
             ratio = interval / (interval + 1) if interval > 1 else 1.0
             b0, b1 = self.cfg.betas
-            opt = torch.optim.Adam(trainable_parameters(module), lr=lr * ratio, betas=(b0 ** ratio, b1 ** ratio),
-                                   eps=self.cfg.eps)  # frozen feature networks excluded
+            params = list(trainable_parameters(module, self.train_phase))  # frozen networks and groups excluded
+            if not params:
+                raise TrainingError(f"{name} has no trainable parameter in train.phase={self.train_phase!r}")
+            opt = torch.optim.Adam(params, lr=lr * ratio, betas=(b0 ** ratio, b1 ** ratio), eps=self.cfg.eps)
             self.phases.append(_Phase(name, module, opt, interval, lazy))
 
         self.z_gen = torch.Generator().manual_seed(self.cfg.seed + 1)
@@ -173,36 +185,32 @@ class Trainer:
         self.grid_c = self._grid_labels(gw * gh, gw)
 
     # -- data --------------------------------------------------------------
-    def _all_labels(self) -> torch.Tensor:
-        if self.dataset.label_dim == 0:
-            return torch.zeros([len(self.dataset), 0])
-        getter = getattr(self.dataset, "get_label", None)
-        labels = [getter(i) if getter else self.dataset[i][1] for i in range(len(self.dataset))]
-        return torch.stack([torch.as_tensor(l, dtype=torch.float32) for l in labels])
+    def _all_labels(self) -> labels_mod.Labels:
+        return labels_mod.all_labels(self.dataset)
 
-    def _grid_labels(self, n: int, gw: int) -> torch.Tensor:
-        if self.dataset.label_dim == 0:
+    def _grid_labels(self, n: int, gw: int) -> labels_mod.Labels:
+        if labels_mod.width(self._labels) == 0:
             return torch.zeros([n, 0])
-        # One class per row, cycling through the distinct labels of the dataset.
-        uniq = torch.unique(self._labels, dim=0)
-        rows = [uniq[(i // gw) % len(uniq)] for i in range(n)]
-        return torch.stack(rows)
+        # One class (caption) per row, cycling through the distinct labels of the dataset.
+        uniq = labels_mod.distinct(self._labels)
+        return labels_mod.take(uniq, torch.tensor([(i // gw) % labels_mod.count(uniq) for i in range(n)]))
 
-    def _real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _real_batch(self) -> tuple[torch.Tensor, labels_mod.Labels]:
         # the global batch's indices (alike on every rank), of which this rank loads its slice
         idx = distributed.shard(torch.randint(len(self.dataset), (self.batch,), generator=self.data_gen), self.world)
         items = [self.dataset[int(i)] for i in idx]
         imgs = torch.stack([torch.as_tensor(it[0]) for it in items])
-        labels = torch.stack([torch.as_tensor(it[1], dtype=torch.float32) for it in items])
-        return images_to_float(imgs).to(self.device), labels.to(self.device)
+        labels = labels_mod.stack([it[1] for it in items], labels_mod.is_text(self.dataset))
+        return images_to_float(imgs).to(self.device), labels_mod.to_device(labels, self.device)
 
-    def _gen_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _gen_inputs(self) -> tuple[torch.Tensor, labels_mod.Labels]:
         z = torch.randn([self.batch, self.G.z_dim], generator=self.z_gen)
-        if self._labels.shape[1]:
-            c = self._labels[torch.randint(len(self._labels), (self.batch,), generator=self.z_gen)]
+        if labels_mod.width(self._labels):
+            c = labels_mod.take(self._labels, torch.randint(len(self._labels), (self.batch,), generator=self.z_gen))
         else:
             c = torch.zeros([self.batch, 0])
-        return distributed.shard(z, self.world).to(self.device), distributed.shard(c, self.world).to(self.device)
+        c = labels_mod.shard_rows(c, self.world.rank, self.world.size) if self.world.enabled else c
+        return distributed.shard(z, self.world).to(self.device), labels_mod.to_device(c, self.device)
 
     # -- networks ----------------------------------------------------------
     def run_G(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,7 +269,7 @@ class Trainer:
         real_logits = None  # of the D main phase, for an adaptive augmentation
         for ph in self.phases:
             other = self.D if ph.name == "G" else self.G
-            set_requires_grad(ph.module, True)  # feature networks inside stay frozen
+            set_requires_grad(ph.module, True, self.train_phase)  # feature networks and frozen groups stay frozen
             other.requires_grad_(False)
             z, c = self._gen_inputs()
             ctx = StepContext(real_img=real_img, real_c=real_c, gen_z=z, gen_c=c, run_G=self.run_G,
@@ -436,8 +444,8 @@ class Trainer:
     @torch.no_grad()
     def write_grid(self, name: str) -> Path:
         imgs = []
-        for zb, cb in zip(self.grid_z.split(self.batch), self.grid_c.split(self.batch)):
-            imgs.append(self.G_ema(zb.to(self.device), cb.to(self.device), noise_mode="const").cpu())
+        for zb, cb in zip(self.grid_z.split(self.batch), labels_mod.split(self.grid_c, self.batch)):
+            imgs.append(self.G_ema(zb.to(self.device), labels_mod.to_device(cb, self.device), noise_mode="const").cpu())
         path = self.run_dir / name
         save_grid(torch.cat(imgs), path, self.grid)
         return path

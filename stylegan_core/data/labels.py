@@ -1,0 +1,89 @@
+"""Labels as the training loop, metrics and tools pass them: class vectors or captions.
+
+A dataset's labels are either vectors (``label_type = "vector"``, the default: float32 ``[label_dim]``
+per image, one-hot for classes, ``[0]`` when unconditional) or captions (``label_type = "text"``: one
+``str`` per image, ``label_dim = 0``). A batch of labels is then a float tensor ``[N, label_dim]`` or a
+``list[str]`` of length N; the generator's mapping network (through its conditioning part) and the
+discriminator receive it unchanged. These helpers treat both the same way, so the loop has one path.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
+import torch
+
+Labels = Union[torch.Tensor, list]
+
+
+def is_text(dataset: Any) -> bool:
+    """Whether ``dataset`` labels its images with captions."""
+    return getattr(dataset, "label_type", "vector") == "text"
+
+
+def all_labels(dataset: Any) -> Labels:
+    """Every label of ``dataset`` in order: ``[len, label_dim]`` float32 or a list of captions."""
+    getter = getattr(dataset, "get_label", None)
+    items = [getter(i) if getter else dataset[i][1] for i in range(len(dataset))]
+    if is_text(dataset):
+        bad = next((i for i, t in enumerate(items) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise TypeError(f"dataset {getattr(dataset, 'name', type(dataset).__name__)}: label_type is 'text' but "
+                            f"the label of item {bad} is a {type(items[bad]).__name__}, expected a caption str")
+        return list(items)
+    if getattr(dataset, "label_dim", 0) == 0:
+        return torch.zeros([len(items), 0])
+    return torch.stack([torch.as_tensor(l, dtype=torch.float32) for l in items])
+
+
+def stack(items: Sequence[Any], text: bool) -> Labels:
+    """A batch from per-item labels (``dataset[i][1]``)."""
+    if text:
+        return [str(t) for t in items]
+    return torch.stack([torch.as_tensor(l, dtype=torch.float32) for l in items])
+
+
+def take(labels: Labels, idx: torch.Tensor) -> Labels:
+    """``labels[idx]`` for a tensor or a list of captions."""
+    if isinstance(labels, torch.Tensor):
+        return labels[idx]
+    return [labels[int(i)] for i in idx]
+
+
+def distinct(labels: Labels) -> Labels:
+    """The distinct labels, in a stable order (sorted vectors; captions in order of first appearance)."""
+    if isinstance(labels, torch.Tensor):
+        return torch.unique(labels, dim=0)
+    return list(dict.fromkeys(labels))
+
+
+def count(labels: Labels) -> int:
+    return labels.shape[0] if isinstance(labels, torch.Tensor) else len(labels)
+
+
+def width(labels: Labels) -> int:
+    """``label_dim`` of a vector batch; captions count as conditional (1)."""
+    return int(labels.shape[1]) if isinstance(labels, torch.Tensor) else 1
+
+
+def to_device(labels: Labels, device: Any) -> Labels:
+    return labels.to(device) if isinstance(labels, torch.Tensor) else labels
+
+
+def split(labels: Labels, size: int) -> list:
+    """Consecutive chunks of ``size`` (``Tensor.split`` for lists too)."""
+    if isinstance(labels, torch.Tensor):
+        return list(labels.split(size))
+    return [labels[i:i + size] for i in range(0, len(labels), size)]
+
+
+def shard_rows(labels: Labels, rank: int, size: int) -> Labels:
+    """Rows ``[rank * n, (rank + 1) * n)`` with ``n = len / size`` (a process's slice of a global batch)."""
+    n = count(labels) // size
+    return labels[rank * n:(rank + 1) * n]
+
+
+def repeat(label: Any, n: int) -> Labels:
+    """``n`` copies of one label (a caption or a vector)."""
+    if isinstance(label, str):
+        return [label] * n
+    return torch.as_tensor(label, dtype=torch.float32).unsqueeze(0).repeat(n, 1)
