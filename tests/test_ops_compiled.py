@@ -251,6 +251,36 @@ def test_filtered_lrelu_gradcheck(case):
     assert torch.autograd.gradcheck(fn, (x, b))
 
 
+@pytest.mark.parametrize("case", [c for c in FL_CASES if c["id"] != "bands_one_plane"][:3],
+                         ids=[c["id"] for c in FL_CASES if c["id"] != "bands_one_plane"][:3])
+def test_filtered_lrelu_second_order(case):
+    """Second order (path-length regularization of StyleGAN3 / StyleGAN-XL generators): gradgradcheck, and the
+    gradient of a gradient norm equals the reference ops'."""
+    c = case
+    fu = None if c["fu"] is None else c["fu"].double()
+    fd = None if c["fd"] is None else c["fd"].double()
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn((1, 2) + tuple(c["shape"][2:]), generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
+    clamp = -1.0 if c["clamp"] is None else c["clamp"]
+    fn = lambda x, b: C.filtered_lrelu(x, fu, fd, b, c["up"], c["down"], *c["pad"], c["gain"], c["slope"], clamp,
+                                       c["flip"])
+    assert torch.autograd.gradgradcheck(fn, (x, b))
+    kw = dict(up=c["up"], down=c["down"], padding=list(c["pad"]), gain=c["gain"], slope=c["slope"],
+              clamp=c["clamp"], flip_filter=c["flip"])
+    # as in path-length regularization: the gradient w.r.t. the input of a layer followed by weights w
+    # (another layer's), whose norm is differentiated w.r.t. w: that runs through filtered_lrelu_grad's backward
+    r = torch.randn(fn(x, b).shape, generator=g, dtype=torch.float64)
+    w = torch.randn([2, 2], generator=g, dtype=torch.float64, requires_grad=True)
+    out = []
+    for impl in ("ref", "cpp"):
+        y = torch.einsum("oc,nchw->nohw", w, ops.filtered_lrelu(x, fu, fd, b, impl=impl, **kw))
+        (gx,) = torch.autograd.grad((y * r).sum(), [x], create_graph=True)
+        out.append(torch.autograd.grad(gx.square().sum(), [w]))
+    assert out[0][0].abs().max() > 0
+    torch.testing.assert_close(out[1][0], out[0][0])
+
+
 def test_half_precision_inputs_are_computed_in_float32():
     x = torch.randn(1, 3, 8, 8)
     fl = lowpass(8, 2.0, 2.0, 8.0)

@@ -12,8 +12,9 @@ what is easier to state in Python: fake (meta) kernels, so ``torch.compile`` and
   the filter flipped, so every order of gradient works. No gradient for the filter.
 * ``filtered_lrelu``: the forward saves 2-bit sign/clamp codes of the upsampled tensor
   (four per byte); the backward (``filtered_lrelu_grad``) runs the transposed down stage,
-  multiplies by the codes' factors and runs the transposed up stage. First order; no
-  gradient for the filters.
+  multiplies by the codes' factors and runs the transposed up stage; its own backward (second
+  order, which path-length regularization of a StyleGAN3 generator needs) runs the forward chain
+  with the codes' factors fixed, through ``upfirdn2d``. No gradient for the filters.
 
 Entry points (called by the front ends in this package): :func:`available`,
 :func:`supports`, :func:`built_with_cuda`, :func:`bias_act`, :func:`upfirdn2d`,
@@ -217,6 +218,32 @@ if _C is not None:
         return (dx, None, None, db) + (None,) * 11
 
     torch.library.register_autograd(f"{_NS}::filtered_lrelu", _fl_backward, setup_context=_fl_setup)
+
+    # ---- autograd: filtered_lrelu_grad (second order, e.g. path-length regularization) -----
+    # dx = S1^T(f * S2^T(dy)) is linear in dy, with f the per-sample factor of the saved codes (0 where
+    # clamped, gain * slope where the pre-activation was <= 0, else gain); its own gradient is the forward
+    # chain with those factors fixed: ddy = S2(f * S1(ddx)), S1 = up(fu) with the padding and gain up**2,
+    # S2 = down(fd). Written with the compiled upfirdn2d, which is differentiable to every order.
+    def _flg_setup(ctx, inputs, output):
+        dy, signs, fu, fd, up, down, px0, px1, py0, py1, gain, slope, flip, in_h, in_w = inputs
+        ctx.save_for_backward(signs, fu, fd)
+        ctx.params = (up, down, px0, px1, py0, py1, gain, slope, flip)
+
+    def _flg_backward(ctx, ddx):
+        signs, fu, fd = ctx.saved_tensors
+        up, down, px0, px1, py0, py1, gain, slope, flip = ctx.params
+        if not ctx.needs_input_grad[0]:
+            return (None,) * 15
+        ones = torch.ones([1, 1], dtype=ddx.dtype, device=ddx.device)
+        t = upfirdn2d(ddx, fu if fu is not None else ones, up, up, 1, 1, px0, px1, py0, py1, bool(flip),
+                      float(up ** 2))
+        codes = (signs.unsqueeze(-1) >> torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=signs.device)) & 3
+        codes = codes.flatten(-2)[..., :t.shape[-1]]
+        f = torch.where((codes & 2) != 0, 0.0, torch.where((codes & 1) != 0, gain * slope, gain)).to(t.dtype)
+        ddy = upfirdn2d(t * f, fd if fd is not None else ones, 1, 1, down, down, 0, 0, 0, 0, bool(flip), 1.0)
+        return (ddy,) + (None,) * 14
+
+    torch.library.register_autograd(f"{_NS}::filtered_lrelu_grad", _flg_backward, setup_context=_flg_setup)
 
 
 # --------------------------------------------------------------------------------------------
