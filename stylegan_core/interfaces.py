@@ -126,9 +126,9 @@ class StepContext:
     """
 
     real_img: torch.Tensor
-    real_c: torch.Tensor
+    real_c: Any  # [N, c_dim] tensor, or list[str] of captions (label_type "text")
     gen_z: torch.Tensor
-    gen_c: torch.Tensor
+    gen_c: Any
     run_G: Callable[..., tuple[torch.Tensor, torch.Tensor]]
     run_D: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     G: nn.Module
@@ -145,6 +145,13 @@ class Loss(abc.ABC):
     @abc.abstractmethod
     def accumulate(self, phase: str, ctx: StepContext) -> dict[str, torch.Tensor]:
         ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Running state to keep in snapshots (e.g. a path-length mean); restored on resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        pass
 
     def input_blur_sigma(self, cur_nimg: int) -> float:
         """Sigma (pixels) of the Gaussian blur the loop applies to every image D sees, before the

@@ -334,6 +334,9 @@ class Trainer:
             meta["optimizers"][ph.name] = om
         for i, r in enumerate(self.regs):
             t.update({f"reg{i}.{k}": v for k, v in r.state_dict().items()})
+        loss_state = getattr(self.loss, "state_dict", None)  # a loss with running statistics (e.g. pl_mean)
+        if callable(loss_state):
+            t.update({f"loss.{k}": v for k, v in loss_state().items()})
         if self.augment is not None:
             t.update({f"augment.{k}": v for k, v in self.augment.state_dict().items()})
         t["rng.torch"] = torch.get_rng_state()
@@ -356,6 +359,9 @@ class Trainer:
             sub = ckpt.sub_state(t, f"reg{i}")
             if sub:
                 r.load_state_dict(sub)
+        sub = ckpt.sub_state(t, "loss")
+        if sub and callable(getattr(self.loss, "load_state_dict", None)):
+            self.loss.load_state_dict(sub)
         if self.augment is not None:
             self.augment.load_state_dict(ckpt.sub_state(t, "augment"))
         own = "rng.torch" if self.world.rank == 0 else f"rng.torch.rank{self.world.rank}"
