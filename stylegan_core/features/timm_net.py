@@ -12,6 +12,13 @@
   ``dynamic_img_size=True``, so with ``resize: false`` any input whose side is a
   multiple of the patch size works (timm resamples the position embedding);
   with ``resize: true`` (default) images are resized to ``input_size`` first.
+  The tap ``patch_embed`` (ViT models of timm's ``vision_transformer`` / ``deit`` modules) is
+  the tokens that enter the first block: patch embedding plus position embedding (the
+  ``pos_drop`` output StyleGAN-T's discriminator hooks), as ``[N, C, H/p, W/p]`` with the same
+  ``readout``; it may stand anywhere in ``taps`` (maps come in the order of the list).
+- ``mode: classifier``: the whole timm model with its classification head (no taps); the
+  one output is the class logits as a ``[N, num_classes, 1, 1]`` map (stride = input size),
+  e.g. for classifier guidance (StyleGAN-XL). A distilled DeiT averages its two heads (eval).
 
 Weights: ``random`` (seeded) or a local file (``.safetensors``, ``.pth``, ``.bin``: an
 original-format or timm-format state dict) read by timm's ``load_state_dict``
@@ -23,8 +30,9 @@ unloaded is refused, naming the file.
 from __future__ import annotations
 
 import difflib
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
+import torch
 from pydantic import Field, field_validator
 
 from ..registry import PartParams
@@ -33,6 +41,9 @@ from .base import (BackboneFeatureNetwork, FeatureNetworkError, capture_logs, ch
 
 #: timm modules whose models are tapped through ``forward_intermediates`` (patch-token transformers)
 VIT_MODULES = ("vision_transformer", "deit", "eva")
+
+#: the tap of a ViT's embedded tokens before the first block (patch + position embedding)
+PATCH_EMBED = "patch_embed"
 
 
 def import_timm():
@@ -52,12 +63,14 @@ class TimmParams(PartParams):
     weights: str = Field(..., description="'random' (seeded by seed) or the path of a local weights file "
                          "(.safetensors/.pth/.bin) read by timm's own loader; nothing is downloaded")
     seed: int = Field(0, description="seed of the random initialisation (weights: random)")
-    taps: Optional[list[int]] = Field(None, min_length=1, description="feature levels (CNNs: timm out_indices) or "
-                                      "block indices (ViTs) to tap; default: the last four levels / four blocks "
-                                      "spread evenly")
-    mode: Literal["auto", "features_only", "intermediates"] = Field(
+    taps: Optional[list[Union[int, Literal["patch_embed"]]]] = Field(
+        None, min_length=1, description="feature levels (CNNs: timm out_indices) or block indices (ViTs) to tap, "
+                                        "ViTs also 'patch_embed' (patch + position embedding, before the first "
+                                        "block); default: the last four levels / four blocks spread evenly")
+    mode: Literal["auto", "features_only", "intermediates", "classifier"] = Field(
         "auto", description="how features are tapped: auto = forward_intermediates for ViT/DeiT/EVA, else "
-                            "features_only")
+                            "features_only; classifier = the class logits of the model's head as one "
+                            "[N, num_classes, 1, 1] map (no taps)")
     input_size: Optional[int] = Field(None, ge=16, description="network input side (default: the model's "
                                       "pretrained_cfg, 224 for the listed models)")
     resize: bool = Field(True, description="resize images to input_size (bilinear) before the network")
@@ -83,7 +96,7 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
     part_type = "core.timm"
 
     def __init__(self, model: str = "tf_efficientnet_lite0", weights: str = "random", seed: int = 0,
-                 taps: Optional[list[int]] = None, mode: str = "auto", input_size: Optional[int] = None,
+                 taps: Optional[list[Union[int, str]]] = None, mode: str = "auto", input_size: Optional[int] = None,
                  resize: bool = True, readout: str = "ignore"):
         super().__init__(weights, seed)
         timm = import_timm()
@@ -99,8 +112,27 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
         if readout != "ignore" and mode != "intermediates":
             raise FeatureNetworkError(f"core.timm: readout {readout!r} needs token features (mode: intermediates)")
 
+        taps = list(taps) if taps else None
+        #: where the patch-embedding map goes in the output list (None: not tapped)
+        self.patch_tap: Optional[int] = None
+        if taps and PATCH_EMBED in taps:
+            if mode != "intermediates":
+                raise FeatureNetworkError(f"core.timm: tap {PATCH_EMBED!r} needs a ViT tapped through "
+                                          f"forward_intermediates (mode: intermediates), not mode {mode}")
+            if taps.count(PATCH_EMBED) > 1 or len(taps) == 1:
+                raise FeatureNetworkError(f"core.timm: taps {taps}: {PATCH_EMBED!r} goes once, with at least one "
+                                          f"block index")
+            self.patch_tap = taps.index(PATCH_EMBED)
+            taps = [t for t in taps if t != PATCH_EMBED]
+
         kwargs: dict = {}
-        if mode == "features_only":
+        if mode == "classifier":
+            if taps:
+                raise FeatureNetworkError(f"core.timm: mode classifier returns the class logits only; taps "
+                                          f"{list(taps)} cannot be used with it")
+            if input_size is not None and _is_vit(timm, model):
+                kwargs.update(img_size=int(input_size), dynamic_img_size=True)
+        elif mode == "features_only":
             kwargs.update(features_only=True, out_indices=tuple(taps) if taps else 4)
         else:
             kwargs.update(dynamic_img_size=True)
@@ -115,7 +147,14 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
         with seeded(self.seed):
             net = self._create(timm, model, path, kwargs)
 
-        if mode == "features_only":
+        cfg = timm.data.resolve_model_data_config(net)
+        size = int(input_size) if input_size is not None else int(cfg["input_size"][-1])
+        if mode == "classifier":
+            if not getattr(net, "num_classes", 0):
+                raise FeatureNetworkError(f"core.timm: {model} has no classification head (num_classes=0) for "
+                                          f"mode classifier")
+            channels, strides, self.taps = [int(net.num_classes)], [size], []
+        elif mode == "features_only":
             channels, strides = net.feature_info.channels(), net.feature_info.reduction()
             self.taps = list(net.feature_info.out_indices)
         else:
@@ -128,8 +167,15 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
             net.prune_intermediate_layers(self.taps, prune_norm=True, prune_head=True)
             channels = [net.feature_info[i]["num_chs"] for i in self.taps]
             strides = [net.feature_info[i]["reduction"] for i in self.taps]
-        cfg = timm.data.resolve_model_data_config(net)
-        size = int(input_size) if input_size is not None else int(cfg["input_size"][-1])
+            if self.patch_tap is not None:
+                try:
+                    with torch.no_grad():
+                        probe = self._patch_tokens(net, torch.zeros(1, 3, size, size))
+                except Exception as e:  # a ViT variant whose embedding is not patch_embed + _pos_embed (EVA)
+                    raise FeatureNetworkError(f"core.timm: {model} cannot give the {PATCH_EMBED!r} tap "
+                                              f"({type(e).__name__}: {e})") from e
+                channels.insert(self.patch_tap, int(probe[0].shape[1]))
+                strides.insert(self.patch_tap, int(net.feature_info[0]["reduction"]))
         self.model = net
         self._set_contract(channels, strides, size, cfg["mean"], cfg["std"], resize)
         self._freeze()
@@ -173,16 +219,36 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
         return net
 
     def output_sizes(self, resolution: int) -> list[int]:
+        if self.mode == "classifier":  # pooled logits
+            return [1]
         if self.mode == "intermediates":  # patch tokens: the patch grid floors
             size = self.input_size if self.resize else int(resolution)
             return [max(1, size // s) for s in self.strides]
         return super().output_sizes(resolution)
 
     def tap(self, x):
+        if self.mode == "classifier":
+            return [self.model(x)[:, :, None, None]]
         if self.mode == "features_only":
             return list(self.model(x))
-        if self.readout == "ignore":
+        if self.readout == "ignore" and self.patch_tap is None:
             return list(self.model.forward_intermediates(x, indices=self.taps, intermediates_only=True))
         outs = self.model.forward_intermediates(x, indices=self.taps, return_prefix_tokens=True,
                                                 intermediates_only=True)
-        return [sp + pre.mean(1)[:, :, None, None] for sp, pre in outs]
+        if self.model.num_prefix_tokens == 0:  # (timm then returns the maps alone)
+            outs = [(o, None) for o in outs]
+        if self.patch_tap is not None:
+            outs.insert(self.patch_tap, self._patch_tokens(self.model, x))
+        if self.readout == "ignore":
+            return [sp for sp, _ in outs]
+        return [sp if pre is None else sp + pre.mean(1)[:, :, None, None] for sp, pre in outs]
+
+    @staticmethod
+    def _patch_tokens(net, x):
+        """The tokens that enter the first block (patch + position embedding, as ``forward_intermediates`` makes
+        them): the patch tokens as ``[N, C, H/p, W/p]`` and the prefix tokens ``[N, n, C]`` (None if none)."""
+        t = net.norm_pre(net.patch_drop(net._pos_embed(net.patch_embed(x))))
+        n = int(net.num_prefix_tokens)
+        h, w = net.patch_embed.dynamic_feat_size(tuple(x.shape[-2:]))
+        sp = t[:, n:].reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous()
+        return sp, (t[:, :n] if n else None)

@@ -7,8 +7,10 @@ raises ``ValueError`` when there is no next stage. Growing then
 1. takes the build folder's resolved spec (its lock), drops the values the builder had wired (so the
    new resolution wires afresh), applies the overrides and validates the result;
 2. builds the next stage's model and copies into its generator every tensor of the previous stage's
-   latest ``G_ema`` (or ``model.safetensors`` before any snapshot) whose name and shape match; the
-   discriminator starts afresh (the official super-resolution stages train a new one);
+   latest ``G_ema`` (or ``model.safetensors`` before any snapshot) whose name and shape match, except
+   the layers the stage adds (the synthesis network's ``head_layer_names``, which start afresh even
+   where a name repeats one of a dropped layer); the discriminator starts afresh (the official
+   super-resolution stages train a new one);
 3. checks that every parameter the new stage freezes came from the previous stage, so the frozen
    layers are exactly the trained ones;
 4. writes a new build folder whose lock records ``lock.grown_from``: the previous folder, the weights
@@ -63,23 +65,29 @@ def next_stage_spec_text(built: BuiltModel) -> tuple[str, dict[str, Any]]:
     return dump_yaml(data), overrides
 
 
-def grow(built: BuiltModel, run_dir: Path, out_dir: Path, plugin_versions: dict[str, str], log=print) -> BuiltModel:
-    """Build the next stage from ``run_dir`` into ``out_dir`` (see the module docstring)."""
+def grow(built: BuiltModel, run_dir: Path, out_dir: Path, plugin_versions: dict[str, str], log=print,
+         overrides: tuple[str, ...] = ()) -> BuiltModel:
+    """Build the next stage from ``run_dir`` into ``out_dir`` (see the module docstring); ``overrides``
+    (``KEY.PATH=VALUE``) apply after the stage's own, e.g. ``data.path=`` the next resolution's dataset."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if out_dir.resolve() == run_dir.resolve():
         raise GrowError("grow writes a new build folder: give --out another folder than the one grown from")
+    extra = tuple(overrides)
     text, overrides = next_stage_spec_text(built)
-    source = ckpt.latest_generator(built.G, run_dir, log=log)  # G_ema of the latest snapshot, into built.G
-    weights = run_dir / source if source != "model.safetensors" else run_dir / "model.safetensors"
-    spec = load_spec_text(text, (), built.registry, file=f"{run_dir / 'spec.lock.yaml'} (grown: "
+    ckpt.latest_generator(built.G, run_dir, log=log)  # G_ema of the latest snapshot, into built.G
+    last = ckpt.latest_snapshot(run_dir)
+    weights = last[1] if last is not None else run_dir / "model.safetensors"
+    spec = load_spec_text(text, extra, built.registry, file=f"{run_dir / 'spec.lock.yaml'} (grown: "
                           + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ")")
     new = build_model(spec, built.registry)
 
     prev = trainable_state_dict(built.G)
     target = new.G.state_dict()
+    # the stage's new layers start afresh even where a name and shape repeat one of a dropped layer
+    fresh = tuple(f"synthesis.{n}." for n in getattr(new.G.synthesis, "head_layer_names", ()) or ())
     copied = set()
     for k, v in prev.items():
-        if k in target and target[k].shape == v.shape:
+        if k in target and target[k].shape == v.shape and not k.startswith(fresh):
             target[k].copy_(v)
             copied.add(k)
     phase = str(spec.model.train.phase)
@@ -90,6 +98,8 @@ def grow(built: BuiltModel, run_dir: Path, out_dir: Path, plugin_versions: dict[
     grown_from = {"dir": str(run_dir.resolve()), "weights": str(weights.resolve()),
                   "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
                   "overrides": {k: v for k, v in overrides.items()}, "copied_tensors": len(copied)}
+    if extra:
+        grown_from["set"] = list(extra)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_artifact(new, out_dir, plugin_versions, extra_lock={"grown_from": grown_from})
     log(f"grew {run_dir} -> {out_dir}: " + ", ".join(f"{k}={v}" for k, v in overrides.items()) +

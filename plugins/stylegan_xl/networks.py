@@ -1,0 +1,705 @@
+"""StyleGAN-XL generator: class-embedding mapping network and a StyleGAN3-T synthesis network grown by stages.
+
+Written from the documented behaviour of the official StyleGAN-XL (autonomousvision/stylegan-xl,
+``training/networks_stylegan3_resetting.py``; see the project's research notes, section 2, and the
+fixtures' README). Module, parameter and buffer names are the official ones, so official generators
+(stem ``Generator`` and ``SuperresGenerator`` alike) load with ``strict=True``
+(``tests/test_stylegan_xl_fixtures.py`` reproduces the official ws and images).
+
+* :class:`MappingNetwork` (``stylegan_xl.mapping``): z normalised to unit second moment, concatenated
+  with the normalised projection ``embed_proj(embed[c.argmax(1)])`` of a class embedding table (the
+  official one is the 1000 x 320 classifier embedding of EfficientNet-Lite0), then ``num_layers``
+  equalized-lr FC layers (lrelu, lr x0.01). ``w_avg`` is kept per class (``[c_dim, w_dim]``);
+  truncation lerps towards the class's ``w_avg``; :meth:`MappingNetwork.truncate_to_centroids` lerps
+  towards the nearest k-means centroid of the class instead (multimodal truncation).
+* :class:`SynthesisNetwork` (``stylegan_xl.synthesis``): the StyleGAN3 synthesis network (the
+  ``stylegan3`` plugin's input and layers) of the *stem* resolution, grown by super-resolution
+  *stages*: each stage drops the trailing critically sampled layers and appends ``head_layers + 1``
+  new layers whose filters continue geometrically from the last kept layer (the official
+  ``SuperresGenerator`` / ``compute_superres_filterparams``), see :func:`superres_schedule`.
+  Earlier stages are frozen through :meth:`SynthesisNetwork.frozen_parameters`; the next stage's spec
+  comes from :meth:`SynthesisNetwork.grow_overrides`.
+* :func:`official_to_ours`: official constructor arguments + state dict -> our spec sections; for
+  super-resolution checkpoints it recovers the stem and the earlier stages from the layer names and
+  shapes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from stylegan_core.generator import Generator as ComposedGenerator
+from stylegan_core.interfaces import MappingNetwork as MappingBase
+from stylegan_core.interfaces import SynthesisNetwork as SynthesisBase
+from stylegan_core.layers import FullyConnectedLayer, check_noise_mode, compute_dtype, normalize_2nd_moment
+from stylegan_plugins.stylegan3.networks import SynthesisInput, SynthesisLayer, ToRGBLayer
+from stylegan_plugins.stylegan3.schedule import (FIRST_CUTOFF, FIRST_STOPBAND, LAST_STOPBAND_REL, FilterSchedule,
+                                                 InputSpec, LayerSpec, filter_schedule, input_spec, layer_specs)
+
+#: Super-resolution factors the official SuperresGenerator accepts.
+UP_FACTORS = (2, 4, 8, 16)
+
+# ----------------------------------------------------------------------------
+# Mapping
+
+
+def _check_2d(x: torch.Tensor, dim: int, what: str) -> torch.Tensor:
+    if x is None or x.ndim != 2 or x.shape[1] != dim:
+        raise ValueError(f"{what} must be [N, {dim}], got {None if x is None else tuple(x.shape)}")
+    return x
+
+
+def read_safetensors_tensor(path: Union[str, Path], key: str, what: str) -> torch.Tensor:
+    """Tensor ``key`` of the local safetensors file ``path`` (absolute, or relative to the current
+    directory), float32; a clear error when the file or the key is missing."""
+    from safetensors import SafetensorError, safe_open
+
+    text = str(path)
+    if "://" in text:
+        raise ValueError(f"{what}: {text!r} looks like a remote location; nothing is downloaded: give a local "
+                         f"safetensors file")
+    p = Path(text).expanduser().resolve()
+    if not p.is_file():
+        raise ValueError(f"{what}: file {text!r} not found (resolved to {p}); give the path of a local "
+                         f"safetensors file (absolute, or relative to the current directory)")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            keys = list(f.keys())
+            if key not in keys:
+                raise ValueError(f"{what}: {p} has no tensor {key!r} (it holds {keys[:8]})")
+            return f.get_tensor(key).to(torch.float32).clone()
+    except SafetensorError as e:
+        raise ValueError(f"{what}: {p} is not a readable safetensors file: {e}") from None
+
+
+class MappingNetwork(MappingBase):
+    """StyleGAN-XL mapping network: z and a class (``c``, one-hot or scores: ``c.argmax(1)`` is used) to
+    ws ``[N, num_ws, w_dim]``.
+
+    ``x = normalize(z)``, ``y = normalize(embed_proj(embed[c.argmax(1)]))`` (``embed``: a class
+    embedding table ``[num_embeddings, embed_dim]``, ``embed_proj``: FC with lrelu to ``z_dim``),
+    ``w = fc_{num_layers-1}(... fc0(cat(x, y)))`` (lrelu, learning rate x ``lr_multiplier``).
+    Without classes (``c_dim=0``) there is no embedding and ``w_avg`` is one vector.
+
+    ``embeddings``: ``random`` (a seeded N(0, 1) table of ``num_embeddings`` (default ``c_dim``) x
+    ``embed_dim`` (default 320) rows, ``embed_seed``), or the path of a local safetensors file holding
+    ``embed`` ``[num_classes, dim]`` (``stylegan_xl.tools.compute_class_embeddings`` writes one). The
+    path is absolute or relative to the current directory (parts do not see the spec's folder, so
+    presets name the file explicitly). The table is a trainable parameter saved with the model
+    (official name ``embed.weight``; the official stem trains it, later stages freeze it).
+
+    ``w_avg`` ``[c_dim, w_dim]``: per-class EMA of w (rate ``1 - w_avg_beta``), updated when
+    ``update_emas`` with the mean w of each class present in the batch (the official code lerps once
+    per sample, in batch order). Truncation: ``w_avg[c.argmax(1)].lerp(w, psi)`` on the first
+    ``truncation_cutoff`` ws (all when None).
+
+    ``truncation_centroids``: optional safetensors file with ``centroids`` ``[c_dim, k, w_dim]``
+    (``stylegan_xl.tools.compute_centroids``) for :meth:`truncate_to_centroids`; kept as a
+    non-persistent buffer, so the state stays the official one. ``frozen: true`` declares every
+    parameter frozen (:meth:`frozen_parameters`), as the official super-resolution stages do.
+    """
+
+    def __init__(self, z_dim: int = 64, c_dim: int = 0, w_dim: int = 512, num_ws: int = 9, num_layers: int = 2,
+                 lr_multiplier: float = 0.01, w_avg_beta: float = 0.998,
+                 embeddings: str = "random",
+                 embed_dim: Optional[int] = None, num_embeddings: Optional[int] = None, embed_seed: int = 0,
+                 truncation_centroids: Optional[str] = None, frozen: bool = False):
+        super().__init__()
+        if z_dim < 1 or w_dim < 1 or num_layers < 1 or num_ws < 1 or c_dim < 0:
+            raise ValueError(f"stylegan_xl.mapping needs z_dim, w_dim, num_layers, num_ws >= 1 and c_dim >= 0 "
+                             f"(got z_dim={z_dim}, w_dim={w_dim}, num_layers={num_layers}, num_ws={num_ws}, "
+                             f"c_dim={c_dim})")
+        if not 0 <= w_avg_beta < 1:
+            raise ValueError(f"w_avg_beta must be in [0, 1), got {w_avg_beta}")
+        self.z_dim, self.c_dim, self.w_dim = int(z_dim), int(c_dim), int(w_dim)
+        self.num_ws, self.num_layers = int(num_ws), int(num_layers)
+        self.w_avg_beta = float(w_avg_beta)
+        self.frozen = bool(frozen)
+        self.embeddings = str(embeddings)
+        if self.c_dim > 0:
+            table = self._embedding_table(self.embeddings, embed_dim, num_embeddings, embed_seed)
+            self.embed = nn.Embedding(table.shape[0], table.shape[1])
+            with torch.no_grad():
+                self.embed.weight.copy_(table)
+            self.embed_proj = FullyConnectedLayer(table.shape[1], self.z_dim, activation="lrelu")
+        features = [self.z_dim * (2 if self.c_dim > 0 else 1)] + [self.w_dim] * self.num_layers
+        for i in range(self.num_layers):
+            self.add_module(f"fc{i}", FullyConnectedLayer(features[i], features[i + 1], activation="lrelu",
+                                                          lr_multiplier=lr_multiplier))
+        self.register_buffer("w_avg", torch.zeros([self.c_dim, self.w_dim] if self.c_dim > 0 else [self.w_dim]))
+        self.truncation_centroids = truncation_centroids
+        self.register_buffer("centroids", None, persistent=False)
+        if truncation_centroids is not None:
+            self.load_centroids(truncation_centroids)
+
+    def _embedding_table(self, embeddings: str, embed_dim: Optional[int], num_embeddings: Optional[int],
+                         seed: int) -> torch.Tensor:
+        if embeddings.strip().lower() == "random":
+            rows = int(num_embeddings) if num_embeddings is not None else self.c_dim
+            dim = int(embed_dim) if embed_dim is not None else 320
+            if rows < self.c_dim or dim < 1:
+                raise ValueError(f"stylegan_xl.mapping: a random embedding table needs num_embeddings >= c_dim="
+                                 f"{self.c_dim} and embed_dim >= 1 (got {rows} x {dim})")
+            g = torch.Generator().manual_seed(int(seed))
+            return torch.randn([rows, dim], generator=g)
+        table = read_safetensors_tensor(embeddings, "embed", "stylegan_xl.mapping embeddings")
+        if table.ndim != 2:
+            raise ValueError(f"stylegan_xl.mapping embeddings: 'embed' in {embeddings} must be "
+                             f"[num_classes, dim], got {tuple(table.shape)}")
+        if table.shape[0] < self.c_dim:
+            raise ValueError(f"stylegan_xl.mapping embeddings: {embeddings} has {table.shape[0]} classes, "
+                             f"the data has c_dim={self.c_dim}")
+        if embed_dim is not None and int(embed_dim) != table.shape[1]:
+            raise ValueError(f"stylegan_xl.mapping: embed_dim={embed_dim} but {embeddings} holds "
+                             f"{table.shape[1]}-dimensional embeddings")
+        if num_embeddings is not None and int(num_embeddings) != table.shape[0]:
+            raise ValueError(f"stylegan_xl.mapping: num_embeddings={num_embeddings} but {embeddings} holds "
+                             f"{table.shape[0]} rows")
+        return table
+
+    # -- centroids ------------------------------------------------------------
+    def load_centroids(self, centroids: Union[str, Path, torch.Tensor]) -> None:
+        """Set the centroids of :meth:`truncate_to_centroids`: a tensor or a safetensors file with
+        ``centroids`` ``[c_dim, k, w_dim]`` (``[k, w_dim]`` or ``[1, k, w_dim]`` without classes)."""
+        t = centroids if isinstance(centroids, torch.Tensor) else read_safetensors_tensor(
+            centroids, "centroids", "stylegan_xl.mapping truncation_centroids")
+        t = t.detach().to(torch.float32)
+        if t.ndim == 2:
+            t = t.unsqueeze(0)
+        want = max(self.c_dim, 1)
+        if t.ndim != 3 or t.shape[0] != want or t.shape[2] != self.w_dim:
+            raise ValueError(f"truncation centroids must be [{want}, k, {self.w_dim}] (c_dim, k, w_dim), "
+                             f"got {tuple(t.shape)}")
+        self.centroids = t.to(self.w_avg.device)
+
+    def truncate_to_centroids(self, ws: torch.Tensor, psi: float, c: Optional[torch.Tensor] = None,
+                              truncation_cutoff: Optional[int] = None) -> torch.Tensor:
+        """Multimodal truncation: lerp each sample's ws towards the centroid (of its class ``c.argmax(1)``;
+        of every class when ``c`` is None) nearest to its first w: ``centroid.lerp(ws, psi)`` on the
+        first ``truncation_cutoff`` ws (all when None)."""
+        if self.centroids is None:
+            raise ValueError("truncate_to_centroids needs centroids: set truncation_centroids in the spec or "
+                             "call load_centroids()")
+        if ws.ndim != 3 or ws.shape[2] != self.w_dim:
+            raise ValueError(f"ws must be [N, num_ws, {self.w_dim}], got {tuple(ws.shape)}")
+        cents = self.centroids.to(device=ws.device, dtype=ws.dtype)
+        if c is not None and self.c_dim > 0:
+            cand = cents[_check_2d(c, self.c_dim, "c").argmax(1)]  # [N, k, w_dim]
+        else:
+            cand = cents.reshape(1, -1, self.w_dim).expand(ws.shape[0], -1, -1)
+        d = (cand - ws[:, :1]).square().sum(dim=2)  # [N, k]
+        nearest = cand[torch.arange(ws.shape[0], device=ws.device), d.argmin(dim=1)]  # [N, w_dim]
+        cut = ws.shape[1] if truncation_cutoff is None else int(truncation_cutoff)
+        out = ws.clone()
+        out[:, :cut] = nearest.unsqueeze(1).lerp(ws[:, :cut], psi)
+        return out
+
+    # -- forward ----------------------------------------------------------------
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], truncation_psi: float = 1,
+                truncation_cutoff: Optional[int] = None, update_emas: bool = False) -> torch.Tensor:
+        dtype = compute_dtype(_check_2d(z, self.z_dim, "z"))
+        x = normalize_2nd_moment(z.to(dtype))
+        labels = None
+        if self.c_dim > 0:
+            labels = _check_2d(c, self.c_dim, "c").argmax(1)
+            if labels.shape[0] != x.shape[0]:
+                raise ValueError(f"z and c have different batch sizes ({x.shape[0]} and {labels.shape[0]})")
+            y = normalize_2nd_moment(self.embed_proj(self.embed(labels).to(dtype)))
+            x = torch.cat([x, y], dim=1)
+        for i in range(self.num_layers):
+            x = getattr(self, f"fc{i}")(x)
+
+        if update_emas:
+            with torch.no_grad():
+                w = x.detach().to(self.w_avg.dtype)
+                if labels is None:
+                    self.w_avg.copy_(w.mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                else:
+                    onehot = F.one_hot(labels, self.c_dim).to(w.dtype)  # [N, c_dim]
+                    counts = onehot.sum(dim=0)
+                    present = counts > 0
+                    means = (onehot.t() @ w)[present] / counts[present, None]
+                    self.w_avg[present] = means.lerp(self.w_avg[present], self.w_avg_beta)
+
+        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+        if truncation_psi != 1:
+            cut = self.num_ws if truncation_cutoff is None else int(truncation_cutoff)
+            center = (self.w_avg[labels] if labels is not None else self.w_avg.unsqueeze(0)).to(x.dtype)
+            x = torch.cat([center.unsqueeze(1).lerp(x[:, :cut], truncation_psi), x[:, cut:]], dim=1)
+        return x
+
+    def frozen_parameters(self, phase: str = "all") -> list[str]:
+        """All parameter names when ``frozen`` (later stages), else none; ``phase`` is not used."""
+        return [n for n, _ in self.named_parameters()] if self.frozen else []
+
+    def extra_repr(self) -> str:
+        emb = f", embed={tuple(self.embed.weight.shape)}" if self.c_dim > 0 else ""
+        return (f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}{emb}, "
+                f"frozen={self.frozen}")
+
+
+# ----------------------------------------------------------------------------
+# Layer plan: stem + super-resolution stages (pure functions, no state)
+
+
+class StemParams(BaseModel):
+    """The stem: a StyleGAN3 synthesis network of ``resolution`` pixels with ``num_layers`` layers (the
+    official ``--syn_layers``) before the to-RGB layer; schedule as :func:`~stylegan_plugins.stylegan3.
+    schedule.filter_schedule`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: int = Field(16, ge=4, description="stem output resolution (a power of two)")
+    num_layers: int = Field(7, ge=2, description="synthesis layers of the stem (official --syn_layers)")
+    channel_base: int = Field(32768, ge=1, description="channels = rint(min(channel_base / 2 / cutoff, channel_max))")
+    channel_max: int = Field(512, ge=1)
+    num_critical: int = Field(2, ge=0, description="critically sampled layers at the end (dropped by every stage)")
+    first_cutoff: float = Field(FIRST_CUTOFF, gt=0)
+    first_stopband: float = Field(FIRST_STOPBAND, gt=0)
+    last_stopband_rel: float = Field(LAST_STOPBAND_REL, gt=0)
+    margin_size: int = Field(10, ge=0)
+    conv_kernel: int = Field(3, ge=1, description="3 for configuration T, 1 for R")
+    use_radial_filters: bool = False
+    filter_size: int = Field(6, ge=1)
+    lrelu_upsampling: int = Field(2, ge=1)
+
+
+class StageParams(BaseModel):
+    """One super-resolution stage: ``up_factor`` times the resolution, ``head_layers`` + 1 new layers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    up_factor: int = Field(2, description="resolution factor of the stage: 2, 4, 8 or 16")
+    head_layers: int = Field(7, description="layers of the stage's head before its to-RGB layer (>= 3)")
+
+    @field_validator("up_factor")
+    @classmethod
+    def _up_factor(cls, v: int) -> int:
+        if v not in UP_FACTORS:
+            raise ValueError(f"up_factor must be one of {UP_FACTORS} (as the official SuperresGenerator), got {v}")
+        return v
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """The whole layer list of a synthesis network at one stage."""
+
+    input: InputSpec
+    layers: tuple[LayerSpec, ...]
+    heads: tuple[tuple[str, ...], ...]  # layer names added by each stage (heads[0]: the stem's layers)
+    img_resolution: int
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.layers]
+
+
+def _stem(stem: Union[StemParams, dict, None]) -> StemParams:
+    return stem if isinstance(stem, StemParams) else StemParams.model_validate(stem or {})
+
+
+def _stages(stages: Optional[Sequence[Union[StageParams, dict]]]) -> list[StageParams]:
+    return [s if isinstance(s, StageParams) else StageParams.model_validate(s) for s in (stages or [])]
+
+
+def superres_schedule(last: LayerSpec, img_resolution: int, head_layers: int, stem: StemParams, img_channels: int,
+                      num_fp16_res: int) -> FilterSchedule:
+    """The filter parameters of a stage's ``head_layers + 1`` new layers (official
+    ``compute_superres_filterparams``): continuing from the last kept layer ``last``,
+    ``first_cutoff = last.out_cutoff``, ``first_stopband = last.out_half_width + last.out_cutoff``;
+    with ``e_i = min(i / (head_layers - num_critical), 1)``: cutoffs
+    ``first_cutoff * (R/2 / first_cutoff) ** e_i``, stopbands ``first_stopband * (R/2 *
+    last_stopband_rel / first_stopband) ** e_i``; sampling rates ``2 ** ceil(log2(min(2 stopband, R)))``
+    except layer 0, which keeps ``last``'s rate; half widths ``max(stopband, rate / 2) - cutoff``;
+    sizes ``rate + 2 margin`` (the last two: R); channels ``rint(min(channel_base / 2 / cutoff,
+    channel_max))`` except layer 0 (``last``'s channels) and the to-RGB layer (``img_channels``).
+    Layer 0 therefore repeats ``last``'s geometry (in = out)."""
+    h, nc = int(head_layers), int(stem.num_critical)
+    if h < nc + 1:
+        raise ValueError(f"head_layers must be >= {nc + 1} (num_critical + 1), got {h}: the official "
+                         f"compute_superres_filterparams divides by head_layers - num_critical, so head_layers="
+                         f"{nc} gives NaN filters (and an all-NaN image)")
+    R = int(img_resolution)
+    first_cutoff = float(last.out_cutoff)
+    first_stopband = float(last.out_half_width) + first_cutoff
+    last_cutoff = R / 2
+    last_stopband = last_cutoff * stem.last_stopband_rel
+    e = np.minimum(np.arange(h + 1) / (h - nc), 1.0)
+    cutoffs = first_cutoff * (last_cutoff / first_cutoff) ** e
+    stopbands = first_stopband * (last_stopband / first_stopband) ** e
+    rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, R))))
+    rates[0] = last.out_sampling_rate
+    half_widths = np.maximum(stopbands, rates / 2) - cutoffs
+    sizes = rates + 2 * stem.margin_size
+    sizes[-2:] = R
+    channels = np.rint(np.minimum((stem.channel_base / 2) / cutoffs, stem.channel_max))
+    channels[0] = last.out_channels
+    channels[-1] = img_channels
+    if (channels < 1).any():
+        raise ValueError(f"channel_base={stem.channel_base} leaves a super-resolution layer without channels")
+    use_fp16 = rates * (2 ** int(num_fp16_res)) > R
+    return FilterSchedule(
+        img_resolution=R, num_layers=h, num_critical=nc,
+        cutoffs=tuple(float(v) for v in cutoffs), stopbands=tuple(float(v) for v in stopbands),
+        sampling_rates=tuple(int(v) for v in rates), half_widths=tuple(float(v) for v in half_widths),
+        sizes=tuple(int(v) for v in sizes), channels=tuple(int(v) for v in channels),
+        use_fp16=tuple(bool(v) for v in use_fp16))
+
+
+def layer_plan(stem: Union[StemParams, dict, None] = None, stages: Optional[Sequence[Any]] = None, stage: int = 0,
+               img_channels: int = 3, num_fp16_res: int = 0) -> LayerPlan:
+    """Input and layers of the stem grown by ``stages[:stage]`` (official ``SuperresGenerator``, applied
+    once per stage): drop every critically sampled layer, then append the head's layers named
+    ``L{idx + stem_len}_{size}_{channels}`` with ``stem_len = len(kept layers) + 1`` (so after the stem
+    one index is skipped, e.g. ``L4_36_32`` -> ``L6_36_32``)."""
+    st = _stem(stem)
+    stgs = _stages(stages)
+    stage = int(stage)
+    if not 0 <= stage <= len(stgs):
+        raise ValueError(f"stage must be in 0..{len(stgs)} (0 = the stem alone; {len(stgs)} stage(s) declared), "
+                         f"got {stage}")
+    sched = filter_schedule(st.resolution, img_channels=img_channels, channel_base=st.channel_base,
+                            channel_max=st.channel_max, num_layers=st.num_layers, num_critical=st.num_critical,
+                            first_cutoff=st.first_cutoff, first_stopband=st.first_stopband,
+                            last_stopband_rel=st.last_stopband_rel, margin_size=st.margin_size,
+                            num_fp16_res=num_fp16_res)
+    geometry = dict(conv_kernel=st.conv_kernel, filter_size=st.filter_size, lrelu_upsampling=st.lrelu_upsampling,
+                    use_radial_filters=st.use_radial_filters)
+    layers = list(layer_specs(sched, **geometry))
+    heads = [tuple(s.name for s in layers)]
+    R = sched.img_resolution
+    for k, sp in enumerate(stgs[:stage]):
+        if sp.up_factor not in UP_FACTORS:
+            raise ValueError(f"stages[{k}].up_factor must be one of {UP_FACTORS}, got {sp.up_factor}")
+        layers = [s for s in layers if not s.is_critically_sampled]
+        if not layers:
+            raise ValueError(f"stage {k + 1}: no layer left after dropping the critically sampled ones")
+        stem_len = len(layers) + 1
+        R *= sp.up_factor
+        head_sched = superres_schedule(layers[-1], R, sp.head_layers, st, img_channels, num_fp16_res)
+        head = [dataclasses.replace(s, index=s.index + stem_len, name=f"L{s.index + stem_len}_{s.out_size}_"
+                                    f"{s.out_channels}") for s in layer_specs(head_sched, **geometry)]
+        layers += head
+        heads.append(tuple(s.name for s in head))
+    return LayerPlan(input=input_spec(sched), layers=tuple(layers), heads=tuple(heads), img_resolution=R)
+
+
+def stage_resolution(stem: Union[StemParams, dict, None], stages: Optional[Sequence[Any]], stage: int) -> int:
+    st, stgs = _stem(stem), _stages(stages)
+    return int(st.resolution * math.prod(s.up_factor for s in stgs[:int(stage)]))
+
+
+# ----------------------------------------------------------------------------
+# Synthesis network
+
+
+class SynthesisNetwork(SynthesisBase):
+    """StyleGAN-XL synthesis network: a StyleGAN3 stem grown by super-resolution stages.
+
+    ``stem``: the StyleGAN3 network of ``stem.resolution`` pixels (:class:`StemParams`);
+    ``stages``: the declared super-resolution stages (:class:`StageParams`: ``up_factor``,
+    ``head_layers`` >= 3); ``stage``: how many of them are built (0 = the stem alone).
+    ``img_resolution`` (wired from the data) must equal ``stem.resolution * prod(up_factor of
+    stages[:stage])``. Each stage drops the trailing critically sampled layers and appends
+    ``head_layers + 1`` layers (:func:`layer_plan`); ``num_ws`` = layers + 1 (the input takes ws[0]).
+
+    Training by stages (official ``train_head_only``): at stage k > 0 only the layers the stage added
+    (:attr:`head_layer_names`) train; :meth:`frozen_parameters` names every other parameter, and
+    :meth:`grow_overrides` gives the spec changes of the next stage.
+    ``forward(ws, noise_mode=..., force_fp32=False, update_emas=False)``; no noise inputs.
+    """
+
+    def __init__(self, w_dim: int = 512, img_resolution: int = 16, img_channels: int = 3,
+                 stem: Optional[StemParams] = None, stages: Optional[list[StageParams]] = None, stage: int = 0,
+                 output_scale: float = 0.25, num_fp16_res: int = 0, conv_clamp: Optional[float] = 256,
+                 magnitude_ema_beta: float = 0.999):
+        super().__init__()
+        self.stem = _stem(stem)
+        self.stages = _stages(stages)
+        self.stage = int(stage)
+        if not 0 <= self.stage <= len(self.stages):
+            raise ValueError(f"stylegan_xl.synthesis: stage must be in 0..{len(self.stages)} (0 = the stem alone; "
+                             f"{len(self.stages)} stage(s) declared), got {stage}")
+        expected = stage_resolution(self.stem, self.stages, self.stage)
+        if int(img_resolution) != expected:
+            ups = " x ".join(str(s.up_factor) for s in self.stages[:self.stage])
+            raise ValueError(f"stylegan_xl.synthesis at stage {self.stage} makes {expected}x{expected} images "
+                             f"(stem {self.stem.resolution}{' x ' + ups if ups else ''}), but img_resolution is "
+                             f"{img_resolution} (from the data): set data.resolution: {expected}, or the stage "
+                             f"that makes {img_resolution} px")
+        self.w_dim, self.img_channels = int(w_dim), int(img_channels)
+        self.img_resolution = expected
+        self.output_scale = float(output_scale)
+        self.num_fp16_res = int(num_fp16_res)
+        self.plan = layer_plan(self.stem, self.stages, self.stage, img_channels=self.img_channels,
+                               num_fp16_res=self.num_fp16_res)
+        inp = self.plan.input
+        self.input = SynthesisInput(self.w_dim, channels=inp.channels, size=inp.size,
+                                    sampling_rate=inp.sampling_rate, bandwidth=inp.bandwidth)
+        self.layer_names: list[str] = []
+        for spec in self.plan.layers:
+            cls = ToRGBLayer if spec.is_torgb else SynthesisLayer
+            self.add_module(spec.name, cls(self.w_dim, spec, conv_clamp=conv_clamp,
+                                           magnitude_ema_beta=magnitude_ema_beta))
+            self.layer_names.append(spec.name)
+        self.num_ws = len(self.layer_names) + 1
+        #: the layers the current stage added (the whole stem at stage 0): the ones that train
+        self.head_layer_names: list[str] = list(self.plan.heads[self.stage])
+
+    def frozen_parameters(self, phase: str = "all") -> list[str]:
+        """Stage 0: none. Stage k > 0: every parameter outside the layers stage k added (the input,
+        the stem and earlier stages), as the official ``train_head_only``. ``phase`` is not used."""
+        if self.stage == 0:
+            return []
+        heads = tuple(f"{n}." for n in self.head_layer_names)
+        return [n for n, _ in self.named_parameters() if not n.startswith(heads)]
+
+    def grow_overrides(self) -> dict[str, Any]:
+        """The dotted spec overrides of the next stage: its index, the data resolution, a frozen mapping."""
+        if self.stage >= len(self.stages):
+            raise ValueError(f"stage {self.stage} is the last declared stage ({len(self.stages)} stage(s) in "
+                             f"generator.synthesis.stages): declare another stage to grow")
+        nxt = self.stage + 1
+        return {"generator.synthesis.stage": nxt,
+                "data.resolution": stage_resolution(self.stem, self.stages, nxt),
+                "generator.mapping.frozen": True}
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random", force_fp32: bool = False,
+                update_emas: bool = False, **kwargs: Any) -> torch.Tensor:
+        check_noise_mode(noise_mode)
+        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
+            raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
+        dtype = compute_dtype(ws)
+        ws = ws.to(dtype).unbind(dim=1)
+        x = self.input(ws[0])
+        for name, w in zip(self.layer_names, ws[1:]):
+            x = getattr(self, name)(x, w, noise_mode=noise_mode, force_fp32=force_fp32, update_emas=update_emas)
+        if self.output_scale != 1:
+            x = x * self.output_scale
+        return x.to(dtype)
+
+    def extra_repr(self) -> str:
+        return (f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}, "
+                f"stem={self.stem.resolution}px/{self.stem.num_layers} layers, stage={self.stage}/"
+                f"{len(self.stages)}, head={self.head_layer_names}")
+
+
+# ----------------------------------------------------------------------------
+# Official checkpoints
+
+
+_LAYER = re.compile(r"^synthesis\.(L(\d+)_(\d+)_(\d+))\.weight$")
+
+
+def _layers_in_state(state: dict[str, torch.Tensor]) -> list[tuple[str, int, int, int]]:
+    out = []
+    for k in state:
+        m = _LAYER.match(k)
+        if m:
+            out.append((m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))))
+    if not out:
+        raise ValueError("the state has no synthesis.L*_*_*.weight tensors: not a StyleGAN-XL / StyleGAN3 generator")
+    return sorted(out, key=lambda t: t[1])
+
+
+def _mapping_section(kw: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    mk = dict(kw.get("mapping_kwargs") or {})
+    mk.pop("rand_embedding", None)  # only decides the initial table, which the state replaces
+    num_layers = len([k for k in state if re.match(r"^mapping\.fc\d+\.weight$", k)])
+    if num_layers == 0:
+        raise ValueError("the state has no mapping.fc*.weight tensors")
+    if int(mk.pop("num_layers", num_layers)) != num_layers:
+        raise ValueError(f"mapping_kwargs.num_layers disagrees with the {num_layers} mapping.fc* layers of the state")
+    w_avg = state.get("mapping.w_avg")
+    if w_avg is None:
+        raise ValueError("the state has no mapping.w_avg")
+    c_dim = int(w_avg.shape[0]) if w_avg.ndim == 2 else 0
+    z_dim = int(state["mapping.fc0.weight"].shape[1]) // (2 if c_dim else 1)
+    sec: dict[str, Any] = {"type": "stylegan_xl.mapping", "z_dim": z_dim, "c_dim": c_dim, "num_layers": num_layers}
+    for name in ("z_dim", "c_dim"):
+        if name in kw and int(kw[name]) != sec[name]:
+            raise ValueError(f"constructor {name}={kw[name]} disagrees with the state ({sec[name]})")
+    if c_dim:
+        emb = state["mapping.embed.weight"]
+        sec.update(embeddings="random", num_embeddings=int(emb.shape[0]), embed_dim=int(emb.shape[1]))
+    for k in ("lr_multiplier", "w_avg_beta"):
+        if k in mk:
+            sec[k] = mk.pop(k)
+    if mk:
+        raise ValueError(f"official mapping_kwargs not supported by stylegan_xl.mapping: {sorted(mk)}")
+    return sec
+
+
+#: official synthesis arguments -> StemParams fields (the rest go to the synthesis section)
+_STEM_KEYS = {"num_layers", "channel_base", "channel_max", "num_critical", "first_cutoff", "first_stopband",
+              "last_stopband_rel", "margin_size", "conv_kernel", "use_radial_filters", "filter_size",
+              "lrelu_upsampling"}
+_SYN_KEYS = {"output_scale", "num_fp16_res", "conv_clamp", "magnitude_ema_beta"}
+
+
+def _split_generator_kwargs(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int, int]:
+    kw = {k: v for k, v in kw.items() if k not in ("z_dim", "c_dim", "w_dim", "mapping_kwargs", "channels_last")}
+    res, ch = int(kw.pop("img_resolution")), int(kw.pop("img_channels", 3))
+    stem: dict[str, Any] = {"resolution": res}
+    syn: dict[str, Any] = {}
+    bad = []
+    for k, v in kw.items():
+        if k in _STEM_KEYS:
+            stem[k] = v
+        elif k in _SYN_KEYS:
+            syn[k] = v
+        else:
+            bad.append(f"{k}={v!r}")
+    if bad:
+        raise ValueError(f"official Generator arguments not supported by stylegan_xl.synthesis: {', '.join(bad)}")
+    return stem, syn, res, ch
+
+
+def _plan_matches(plan: LayerPlan, layers: list[tuple[str, int, int, int]], state: dict[str, torch.Tensor]) -> bool:
+    if plan.names != [n for n, *_ in layers]:
+        return False
+    for s in plan.layers:
+        if tuple(state[f"synthesis.{s.name}.weight"].shape) != (s.out_channels, s.in_channels, s.conv_kernel,
+                                                                  s.conv_kernel):
+            return False
+    return True
+
+
+def _compositions(total: int, max_parts: int = 8):
+    """Ordered ways to write ``total`` as a sum of positive parts (at most ``max_parts`` parts)."""
+    if total == 0:
+        yield ()
+        return
+    for n in range(1, min(total, max_parts) + 1):
+        for cuts in itertools.combinations(range(1, total), n - 1):
+            b = (0,) + cuts + (total,)
+            yield tuple(b[i + 1] - b[i] for i in range(n))
+
+
+def official_to_ours(constructor_kwargs: dict[str, Any], state: dict[str, torch.Tensor],
+                     stem_kwargs: Optional[dict[str, Any]] = None
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor]]:
+    """Spec sections ``{"mapping": {...}, "synthesis": {...}}`` and the state dict (official names are
+    ours, so it passes through) for an official StyleGAN-XL generator.
+
+    ``constructor_kwargs``: the recorded arguments of ``training.networks_stylegan3_resetting.Generator``
+    (the stem: everything is given) or ``SuperresGenerator`` (``img_resolution``, ``head_layers``,
+    ``up_factor``, ``path_stem``; the stem is inside the checkpoint). For the latter the stem and any
+    earlier stages are recovered from the state: the stem's kept layers are the leading ``L{i}`` whose
+    index equals their position (every later name is one ahead), its ``num_layers`` is that count plus
+    ``num_critical`` (2); the final head is the last ``head_layers + 1`` layers; the layers in between are
+    split into earlier stages (each keeps ``head_layers - 2`` layers) and every candidate split, up
+    factor and power-of-two ``channel_base`` is laid out with :func:`layer_plan` until one reproduces
+    every layer name and weight shape. ``channel_base`` is then the smallest power of two that does
+    (only layers whose channels are below ``channel_max`` pin it); pass ``stem_kwargs`` (the recorded
+    arguments of the stem ``Generator`` or of its ``SynthesisNetwork``, when known) to take the stem's
+    values (resolution, channel_base, ...) instead. ``conv_kernel``,
+    ``use_radial_filters``, ``img_channels`` and ``channel_max`` are read from the state;
+    ``magnitude_ema_beta`` and other training-only values keep their defaults.
+    """
+    state = dict(state)
+    kw = dict(constructor_kwargs)
+    layers = _layers_in_state(state)
+    mapping = _mapping_section(kw, state)
+    w_dim = int(state[f"mapping.fc{mapping['num_layers'] - 1}.weight"].shape[0])
+    if "w_dim" in kw and int(kw["w_dim"]) != w_dim:
+        raise ValueError(f"constructor w_dim={kw['w_dim']} disagrees with the state ({w_dim})")
+    superres = "head_layers" in kw or "up_factor" in kw or "path_stem" in kw
+
+    if not superres:
+        stem, syn, res, img_channels = _split_generator_kwargs(kw)
+        plan = layer_plan(stem, [], 0, img_channels=img_channels, num_fp16_res=int(syn.get("num_fp16_res", 0)))
+        if not _plan_matches(plan, layers, state):
+            raise ValueError(f"the state's layers {[n for n, *_ in layers]} do not match the StyleGAN3 layout of the "
+                             f"constructor arguments ({plan.names})")
+        synthesis = {"type": "stylegan_xl.synthesis", "w_dim": w_dim, "img_resolution": res,
+                     "img_channels": img_channels, "stem": stem, "stages": [], "stage": 0,
+                     "num_fp16_res": int(syn.pop("num_fp16_res", 0)), **syn}
+        return {"mapping": mapping, "synthesis": synthesis}, state
+
+    for k in ("img_resolution", "head_layers", "up_factor"):
+        if k not in kw:
+            raise ValueError(f"the SuperresGenerator constructor arguments lack {k}")
+    R, head, up = int(kw["img_resolution"]), int(kw["head_layers"]), int(kw["up_factor"])
+    extra = sorted(set(kw) - {"img_resolution", "head_layers", "up_factor", "path_stem"})
+    if extra:
+        raise ValueError(f"official SuperresGenerator arguments not supported: {extra}")
+    if R % up:
+        raise ValueError(f"img_resolution {R} is not a multiple of up_factor {up}")
+    n = len(layers)
+    kept = 0
+    while kept < n and layers[kept][1] == kept:
+        kept += 1
+    middle = n - (head + 1) - kept
+    if kept < 1 or middle < 0:
+        raise ValueError(f"cannot find the stem and a head of {head + 1} layers in the state's layers "
+                         f"{[x[0] for x in layers]}")
+    img_channels = layers[-1][3]
+    first = state[f"synthesis.{layers[0][0]}.weight"]
+    stem_fixed: dict[str, Any] = {"conv_kernel": int(first.shape[-1])}
+    radial = any(state.get(f"synthesis.{name}.down_filter", torch.zeros(1)).ndim == 2 for name, *_ in layers[:kept])
+    stem_fixed["use_radial_filters"] = bool(radial)
+    syn_extra: dict[str, Any] = {}
+    known_stem_res: Optional[int] = None
+    if stem_kwargs:  # the stem Generator's or its SynthesisNetwork's recorded arguments
+        st_kw, syn_extra, known_stem_res, _ = _split_generator_kwargs(dict(stem_kwargs))
+        stem_fixed.update({k: v for k, v in st_kw.items() if k != "resolution"})
+    num_critical = int(stem_fixed.get("num_critical", 2))
+    stem_fixed.setdefault("num_layers", kept + num_critical)
+    ch = [c for (_, _, _, c) in layers[:-1]]
+    cmax_candidates = [int(stem_fixed["channel_max"])] if "channel_max" in stem_fixed else [max(ch)]
+    cb_candidates = ([int(stem_fixed["channel_base"])] if "channel_base" in stem_fixed
+                     else [2 ** k for k in range(2, 25)])
+    num_fp16_res = int(syn_extra.get("num_fp16_res", 0))
+
+    for parts in _compositions(middle):
+        for ups in itertools.product(UP_FACTORS, repeat=len(parts)):
+            total_up = up * math.prod(ups)
+            if R % total_up or R // total_up < 4 or (R // total_up) & (R // total_up - 1):
+                continue
+            stem_res = R // total_up
+            if known_stem_res is not None and stem_res != known_stem_res:
+                continue
+            stages = [{"up_factor": u, "head_layers": p + num_critical} for u, p in zip(ups, parts)]
+            stages.append({"up_factor": up, "head_layers": head})
+            for cmax in cmax_candidates:
+                for cb in cb_candidates:
+                    stem = {**stem_fixed, "resolution": stem_res, "channel_base": cb, "channel_max": cmax}
+                    try:
+                        plan = layer_plan(stem, stages, len(stages), img_channels=img_channels,
+                                          num_fp16_res=num_fp16_res)
+                    except ValueError:
+                        continue
+                    if _plan_matches(plan, layers, state):
+                        synthesis = {"type": "stylegan_xl.synthesis", "w_dim": w_dim, "img_resolution": R,
+                                     "img_channels": img_channels, "stem": stem, "stages": stages,
+                                     "stage": len(stages), "num_fp16_res": num_fp16_res,
+                                     **{k: v for k, v in syn_extra.items() if k != "num_fp16_res"}}
+                        return {"mapping": mapping, "synthesis": synthesis}, state
+    raise ValueError(f"no stem + super-resolution stages reproduce the state's layers {[x[0] for x in layers]} "
+                     f"(stem of {kept} kept layers, final head of {head + 1}, {middle} layer(s) of earlier stages)")
+
+
+def build_generator(sections: dict[str, dict[str, Any]]) -> ComposedGenerator:
+    """A generator (``mapping`` + ``synthesis``) from spec sections such as :func:`official_to_ours` returns,
+    with ``w_dim`` and ``num_ws`` wired from the synthesis network as the builder does."""
+    syn_kw = {k: v for k, v in sections["synthesis"].items() if k != "type"}
+    map_kw = {k: v for k, v in sections["mapping"].items() if k != "type"}
+    synthesis = SynthesisNetwork(**syn_kw)
+    mapping = MappingNetwork(**{**map_kw, "w_dim": synthesis.w_dim, "num_ws": synthesis.num_ws})
+    return ComposedGenerator(mapping, synthesis)
+
+
+__all__ = ["MappingNetwork", "SynthesisNetwork", "StemParams", "StageParams", "LayerPlan", "layer_plan",
+           "superres_schedule", "stage_resolution", "official_to_ours", "build_generator",
+           "read_safetensors_tensor", "UP_FACTORS"]
