@@ -15,10 +15,12 @@ Parts:
 * ``projected_gan.hinge``: the hinge loss (no R1); ``projected_gan.diffaug``: DiffAugment.
 * ``projected_gan.fastgan_mapping`` + ``projected_gan.fastgan``: the FastGAN generator (``lite`` variant too).
 
-Official weights: :func:`official_state_to_ours` renames an official discriminator's state dict.
+Official weights: :func:`official_state_to_ours` renames an official discriminator's state dict;
+official snapshots import through the ``convert_official_network`` hook (:mod:`.importer`).
 """
 from stylegan_core import hookimpl
 
+from . import importer
 from .diffaug import DiffAugment
 from .discriminator import (ProjectedDiscriminator, ProjectedDiscriminatorParams, RandomProjection,
                             official_state_to_ours)
@@ -48,5 +50,10 @@ def register(registry):
                           "GLU up blocks with skip-excitation; official names; no tanh unless output_tanh.")
 
 
-__all__ = ["ProjectedDiscriminator", "RandomProjection", "Hinge", "DiffAugment",
+@hookimpl
+def convert_official_network(record):
+    return importer.convert_official_network(record)
+
+
+__all__ = ["convert_official_network", "ProjectedDiscriminator", "RandomProjection", "Hinge", "DiffAugment",
            "FastGANMapping", "FastGANSynthesis", "official_state_to_ours", "register", "STYLEGAN_CORE_API"]

@@ -30,6 +30,8 @@ def _params(cls: type) -> set[str]:
 def _generator(record: Any, state: dict) -> Optional[OfficialConversion]:
     if "synthesis.input.freqs" not in state:
         return None  # not a StyleGAN3 generator
+    if "mapping.embed.weight" in state and "mapping.embed.bias" not in state:
+        return None  # StyleGAN-XL: an nn.Embedding class table (the stylegan_xl plugin's hook converts it)
     if record.init_args:
         raise ValueError(f"positional constructor arguments {record.init_args!r} are not supported")
     kw = dict(record.init_kwargs)

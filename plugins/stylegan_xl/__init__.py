@@ -56,3 +56,10 @@ def register(registry):
 __all__ = ["XLDiscriminator", "XLHinge", "MappingNetwork", "SynthesisNetwork", "StemParams", "StageParams", "build_generator", "layer_plan",
            "official_to_ours", "superres_schedule", "register", "STYLEGAN_CORE_API"]
 
+
+@hookimpl
+def convert_official_network(record):
+    """Official StyleGAN-XL generator pickles (stem and super-resolution): see :mod:`.importer`."""
+    from . import importer
+
+    return importer.convert_official_network(record)

@@ -1,4 +1,5 @@
-"""Safe reading of official NVIDIA network pickles (StyleGAN2-ADA, StyleGAN2/StyleGAN3 of NVlabs/stylegan3).
+"""Safe reading of official network pickles: NVIDIA's (StyleGAN2-ADA, StyleGAN2/StyleGAN3 of NVlabs/stylegan3)
+and autonomousvision's (Projected GAN, StyleGAN-XL), which add plain torch / timm / pg_modules objects.
 
 An official training snapshot is a plain :mod:`pickle` of ``dict(G=..., D=..., G_ema=...,
 augment_pipe=..., training_set_kwargs=...)`` whose networks are ``torch_utils.persistence``
@@ -20,9 +21,23 @@ is called:
 - ``collections.OrderedDict``; ``dnnlib.util.EasyDict`` -> ``dict``;
 - numpy scalars and arrays (``numpy[._]core.multiarray.scalar`` / ``_reconstruct``,
   ``numpy.ndarray``, ``numpy.dtype``, ``numpy[._]core.numeric._frombuffer``) -> decoded with
-  :func:`numpy.frombuffer` from a validated numeric dtype (no object arrays).
+  :func:`numpy.frombuffer` from a validated numeric dtype (no object arrays);
+- classes of the module paths in :data:`MODULE_CLASS_PATTERNS` (``torch.nn.modules.*``, torch's
+  spectral-norm hook objects, timm 0.4-1.x layers and EfficientNet blocks, ``pg_modules.*``): the
+  plain ``nn.Module`` objects that Projected GAN and StyleGAN-XL snapshots pickle without
+  ``torch_utils.persistence`` (their ``pg_modules`` networks, the timm backbone of the projected
+  discriminator, StyleGAN-XL's class embedding ``nn.Embedding``, spectral-norm hooks). Each such
+  class becomes a data-only :class:`ModuleRecord` subclass of ours named after it: nothing is
+  imported (not torch's, timm's or pg_modules' class), no ``__init__``/``__setstate__`` of a real
+  class runs; the record only keeps the object's state (``_parameters``, ``_buffers``, ``_modules``,
+  hooks, plain attributes). Such a record may only be created empty (``NEWOBJ`` /
+  ``copyreg._reconstructor(cls, object, None)``, as pickle writes a module) and filled once by
+  ``BUILD``; calling the class with arguments is refused;
+- ``builtins.set`` / ``frozenset`` of a list (how protocol 2 writes ``_non_persistent_buffers_set``).
 
-A record's weights flatten to ``state_dict()`` names (:meth:`PersistentRecord.state_dict`).
+A record's weights flatten to ``state_dict()`` names (:meth:`PersistentRecord.state_dict`), through
+nested persistent and module records alike (spectral norm's ``weight_orig``/``weight_u``/``weight_v``,
+batch norm's running statistics and ``num_batches_tracked`` included).
 Which of *our* parts an official network becomes is the business of the plugins
 (``convert_official_network`` hook, see :mod:`stylegan_core.tools.import_official`).
 """
@@ -138,6 +153,93 @@ class PersistentRecord:
         return OrderedDict(self._flat)
 
 
+class ModuleRecord(PersistentRecord):
+    """A plain (non-persistent) object of an allowed class, as data: ``module`` + ``class_name`` name the
+    class the pickle recorded (``'torch.nn.modules.conv'``, ``'Conv2d'``), ``state`` is what pickle's
+    ``BUILD`` gave it (a module's ``__dict__``: ``_parameters``, ``_buffers``, ``_modules``, hooks, plain
+    attributes). ``version`` is 0 and ``module_src_sha256`` empty: no source travels with such a class.
+
+    The unpickler makes one subclass of this per recorded class (see :data:`MODULE_CLASS_PATTERNS`); its
+    instances are created empty (no arguments) and filled by exactly one ``BUILD``. Calling the class
+    (``REDUCE``/``INST``/``OBJ``) or constructing it with arguments is refused: an official pickle never does.
+    """
+
+    __slots__ = ("module", "_built")
+    _official: tuple[str, str] = ("", "")  # set on each per-class subclass
+    _source_file: str = "<pickle>"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "ModuleRecord":
+        module, name = cls._official
+        if cls is ModuleRecord or not name:
+            raise UnsafePickleError(f"{cls._source_file}: a module record without its class ({_PAYLOAD_HINT})")
+        if args or kwargs:
+            raise UnsafePickleError(f"{cls._source_file}: refusing to construct '{module}.{name}' with arguments "
+                                    f"({_PAYLOAD_HINT})")
+        obj = object.__new__(cls)
+        PersistentRecord.__init__(obj, name, 0, "", {}, file=cls._source_file)
+        obj.module = module
+        obj._built = False
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # only reached when the stream *calls* the class
+        raise UnsafePickleError(f"{self.file}: refusing to call '{self.module}.{self.class_name}' "
+                                f"({_PAYLOAD_HINT})")
+
+    def __setstate__(self, state: Any) -> None:
+        if self._built:
+            raise UnsafePickleError(f"{self.file}: state applied twice to a '{self.qualified_name}' object "
+                                    f"({_PAYLOAD_HINT})")
+        if isinstance(state, tuple) and len(state) == 2 and all(s is None or isinstance(s, dict) for s in state):
+            state = {**(state[0] or {}), **(state[1] or {})}  # (__dict__, slots) of a class with __slots__
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise CheckpointError(f"{self.file}: the state of a '{self.qualified_name}' object is a "
+                                  f"{type(state).__name__}, expected its attribute dict")
+        self.state = dict(state)
+        self._built = True
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.module}.{self.class_name}"
+
+    def __repr__(self) -> str:
+        return f"ModuleRecord({self.where}, {self.qualified_name})"
+
+
+def module_records(record: PersistentRecord) -> "OrderedDict[str, PersistentRecord]":
+    """Every (persistent or plain) sub-module of ``record`` by module path (``''`` is ``record``), in order."""
+    out: OrderedDict[str, PersistentRecord] = OrderedDict()
+    stack: set[int] = set()
+
+    def visit(rec: PersistentRecord, prefix: str, depth: int) -> None:
+        if depth > MAX_DEPTH or id(rec) in stack:
+            raise CheckpointError(f"{record.where}: {prefix or rec.class_name}: modules nested too deeply or "
+                                  "a module contains itself (corrupt pickle)")
+        stack.add(id(rec))
+        out[prefix] = rec
+        mods = rec.state.get("_modules") or {}
+        for name, child in (mods.items() if isinstance(mods, dict) else ()):
+            if isinstance(child, PersistentRecord):
+                visit(child, f"{prefix}.{name}" if prefix else str(name), depth + 1)
+        stack.discard(id(rec))
+
+    visit(record, "", 0)
+    return out
+
+
+def spectral_norms(record: PersistentRecord) -> dict[str, dict[str, Any]]:
+    """torch spectral-norm settings per module path: ``{path: {name, dim, n_power_iterations, eps}}``, read
+    from the ``torch.nn.utils.spectral_norm.SpectralNorm`` forward pre-hooks the pickle recorded (as data)."""
+    out: dict[str, dict[str, Any]] = {}
+    for path, rec in module_records(record).items():
+        hooks = rec.state.get("_forward_pre_hooks") or {}
+        if not isinstance(hooks, dict):
+            continue
+        for hook in hooks.values():
+            if isinstance(hook, ModuleRecord) and hook.qualified_name == "torch.nn.utils.spectral_norm.SpectralNorm":
+                out[path] = hook.attributes
+    return out
+
+
 class NumpyArray:
     """A numpy array decoded from the pickle (``.array``); built in two steps by pickle's REDUCE + BUILD."""
 
@@ -229,7 +331,32 @@ ALLOWED_GLOBALS: dict[tuple[str, str], str] = {
     ("numpy._core.multiarray", "_reconstruct"): "_numpy_reconstruct",
     ("numpy.core.numeric", "_frombuffer"): "_numpy_frombuffer",
     ("numpy._core.numeric", "_frombuffer"): "_numpy_frombuffer",
+    ("copyreg", "_reconstructor"): "_reconstructor",  # protocol 0/1 objects: _reconstructor(cls, object, None)
+    ("copy_reg", "_reconstructor"): "_reconstructor",
+    ("builtins", "object"): "object",  # only as _reconstructor's base argument
+    ("__builtin__", "object"): "object",
+    ("_codecs", "encode"): "_codecs_encode",  # bytes as protocols 0-2 write them: encode(text, 'latin1')
+    ("builtins", "set"): "_set",
+    ("__builtin__", "set"): "_set",
+    ("builtins", "frozenset"): "_frozenset",
+    ("__builtin__", "frozenset"): "_frozenset",
 }
+
+#: Module paths whose classes are read as data-only :class:`ModuleRecord` s (full match; the class name
+#: must be an identifier). Official Projected GAN / StyleGAN-XL snapshots pickle these objects plainly.
+MODULE_CLASS_PATTERNS: tuple[str, ...] = (
+    r"torch\.nn\.modules\.[a-z_]+",  # torch layers and containers (conv, batchnorm, container, ...); _WrappedHook
+    r"torch\.nn\.utils\.spectral_norm",  # SpectralNorm, SpectralNormStateDictHook, ...LoadStateDictPreHook
+    r"torch\.(ao\.)?nn\.quantized\.modules\.functional_modules",  # FloatFunctional (pg_modules FeatureFusionBlock)
+    r"timm\.layers(\.[a-z0-9_]+)?",  # timm >= 0.9: Conv2dSame, BatchNormAct2d, activations, ...
+    r"timm\.models\.layers(\.[a-z0-9_]+)?",  # timm 0.4.12 - 0.8 (the official Projected GAN pins 0.4.12)
+    r"timm\.models\.(_?efficientnet_blocks|_?efficientnet_builder|efficientnet)",  # DepthwiseSeparableConv, ...
+    r"pg_modules\.[a-z0-9_]+",  # Projected GAN / StyleGAN-XL modules without torch_utils.persistence
+)
+_MODULE_CLASS = re.compile("|".join(f"(?:{p})" for p in MODULE_CLASS_PATTERNS))
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MAX_RECORD_TYPES = 4096
+_OBJECT = _Sentinel("builtins.object")
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -240,6 +367,7 @@ class _SafeUnpickler(pickle.Unpickler):
         self.name = name
         self.byte_budget = byte_budget  # decoded tensor / array bytes may not exceed the file's size
         self._src_hashes: dict[int, tuple[str, str]] = {}  # id(module_src) -> (src, sha256): memoised sources
+        self._record_types: dict[tuple[str, str], type] = {}  # (module, class) -> its ModuleRecord subclass
 
     # -- the allow-list ------------------------------------------------------------------------------------
     def find_class(self, module: str, name: str) -> Any:
@@ -250,12 +378,53 @@ class _SafeUnpickler(pickle.Unpickler):
             return dict
         if target == "ndarray":
             return _NDARRAY
+        if target == "object":
+            return _OBJECT
         if target is not None:
             return getattr(self, target)
+        if _MODULE_CLASS.fullmatch(module) and _IDENTIFIER.match(name):
+            return self._record_type(module, name)
         if module.startswith("dnnlib.tflib"):
             raise CheckpointError(f"{self.name}: a TensorFlow-era pickle ({module}.{name}); only PyTorch network "
                                   "pickles (StyleGAN2-ADA-PyTorch, StyleGAN3) can be imported")
         raise UnsafePickleError(f"{self.name}: refusing to load global '{module}.{name}' ({_PAYLOAD_HINT})")
+
+    def _record_type(self, module: str, name: str) -> type:
+        """The data-only stand-in of class ``module.name``: a :class:`ModuleRecord` subclass of ours (one per class)."""
+        t = self._record_types.get((module, name))
+        if t is None:
+            if len(self._record_types) >= _MAX_RECORD_TYPES:
+                raise CheckpointError(f"{self.name}: the pickle names more than {_MAX_RECORD_TYPES} module classes")
+            t = type(name, (ModuleRecord,), {"__slots__": (), "__module__": __name__, "_official": (module, name),
+                                             "_source_file": self.name})
+            self._record_types[(module, name)] = t
+        return t
+
+    def _reconstructor(self, cls: Any, base: Any, state: Any = None) -> ModuleRecord:
+        """``copyreg._reconstructor(cls, object, None)`` (protocol 0/1 objects): an empty record of ``cls``."""
+        if not (isinstance(cls, type) and issubclass(cls, ModuleRecord) and cls is not ModuleRecord
+                and base is _OBJECT and state is None):
+            raise UnsafePickleError(f"{self.name}: refusing copyreg._reconstructor({cls!r:.60}, {base!r:.40}, "
+                                    f"{state!r:.40}) ({_PAYLOAD_HINT})")
+        return cls.__new__(cls)
+
+    def _codecs_encode(self, text: Any, encoding: Any = None) -> bytes:
+        if not (isinstance(text, str) and encoding in ("latin1", "latin-1")):
+            raise UnsafePickleError(f"{self.name}: refusing _codecs.encode of a {type(text).__name__} with "
+                                    f"{encoding!r:.20} (only latin1 text, as pickle writes bytes; {_PAYLOAD_HINT})")
+        return text.encode("latin1")
+
+    def _set(self, items: Any = ()) -> set:
+        return set(self._set_items(items, "set"))
+
+    def _frozenset(self, items: Any = ()) -> frozenset:
+        return frozenset(self._set_items(items, "frozenset"))
+
+    def _set_items(self, items: Any, what: str) -> list:
+        if not isinstance(items, (list, tuple)) or not all(type(i) in (str, int) for i in items):
+            raise UnsafePickleError(f"{self.name}: refusing {what}() of a {type(items).__name__} (only lists of "
+                                    f"names; {_PAYLOAD_HINT})")
+        return list(items)
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafePickleError(f"{self.name}: refusing a persistent id ({_PAYLOAD_HINT})")
@@ -598,6 +767,6 @@ def _snapshot(obj: Any, path: Path, shown: str, digest: str, size: int) -> Offic
                           training_set_kwargs=training_set_kwargs, extra=extra)
 
 
-__all__ = ["CheckpointError", "UnsafePickleError", "PersistentRecord", "NumpyArray", "OfficialPickle",
-           "ALLOWED_GLOBALS", "PERSISTENCE_VERSION", "load_official_pickle", "unpickle_safely", "flatten_state",
-           "to_plain", "sha256_file"]
+__all__ = ["CheckpointError", "UnsafePickleError", "PersistentRecord", "ModuleRecord", "NumpyArray", "OfficialPickle",
+           "ALLOWED_GLOBALS", "MODULE_CLASS_PATTERNS", "PERSISTENCE_VERSION", "load_official_pickle", "unpickle_safely",
+           "flatten_state", "module_records", "spectral_norms", "to_plain", "sha256_file"]

@@ -1,0 +1,226 @@
+"""Official Projected GAN networks -> our parts (the ``convert_official_network`` hook).
+
+Official snapshots (``network-snapshot-*.pkl``, ``best_model.pkl`` of autonomousvision/projected-gan)
+pickle ``dict(G, D, G_ema, training_set_kwargs, progress)``. Their ``pg_modules`` networks are plain
+``nn.Module`` objects (no ``torch_utils.persistence``), read by the safe unpickler as data-only
+module records; a persistent variant (``_init_kwargs`` recorded) is read too. Recognised by the
+weights' names:
+
+* FastGAN / FastGAN-lite generator (``pg_modules.networks_fastgan.Generator``:
+  ``synthesis.init.init.0.weight_orig``, ``synthesis.to_big.weight_orig``) ->
+  ``projected_gan.fastgan_mapping`` + ``projected_gan.fastgan``. Its constructor arguments come from
+  ``_init_kwargs`` when recorded, else from the recorded attributes (``z_dim``, ``c_dim``,
+  ``img_resolution``, ``img_channels``) and the weights (``ngf`` = channels of the first layer / 32,
+  ``lite`` = no second conv in the up blocks); both must agree. The names are ours already. The
+  conditional FastGAN (``cond=1``) is refused: our FastGAN is unconditional.
+* ``ProjectedDiscriminator`` (``feature_network.pretrained.*``, ``discriminator.mini_discs.*``) ->
+  ``projected_gan.discriminator`` over ``core.timm`` ``tf_efficientnet_lite0`` (the only backbone of
+  the official code); ``proj_type``, ``cout``, ``expand``, ``num_discs``, ``separable``, ``patch``,
+  ``cond`` (class embedding rows, ``cmap_dim``) are read from the weights (and recorded
+  ``backbone_kwargs`` when present), ``interp224`` from the recorded attribute (-> ``resize: 224``).
+  Names are renamed by :func:`~.discriminator.official_state_to_ours`.
+
+How an imported discriminator gets its backbone: our discriminator rebuilds its frozen feature
+network from the spec's ``weights:`` file (build artifacts never store frozen backbones), so the
+importer writes the checkpoint's backbone weights (timm names, ``conv_stem.*``, ``bn1.*``,
+``blocks.*``) to a safetensors file **next to the pickle**, named
+``<pickle stem>.<key>-backbone-<sha256[:16]>.safetensors`` (content-addressed: importing the same
+pickle again reuses the file), and names it as the feature network's ``weights``; the lock then
+records its absolute path and sha256 as for any weights file. When the pickle's folder is not
+writable the file goes to ``$XDG_CACHE_HOME/stylegan-core/imported`` (default ``~/.cache``).
+
+Official behaviour that is not a constructor argument: ``diffaug=True`` makes the official D apply
+DiffAugment inside its forward; here augmentation is the spec's ``augment`` section (a note says so).
+Spectral-norm settings recorded in the hooks must be torch's defaults (1 power iteration, eps 1e-12).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from stylegan_core.tools.import_official import OfficialConversion
+from stylegan_core.tools.official_pickle import PersistentRecord, spectral_norms
+
+from .discriminator import official_state_to_ours
+from .fastgan import NFC_MULTIPLIER
+
+BACKBONE = "tf_efficientnet_lite0"
+_MINI = re.compile(r"^discriminator\.mini_discs\.(\d+)\.")
+
+
+def _check_spectral_norms(record: PersistentRecord) -> None:
+    for path, sn in spectral_norms(record).items():
+        iters, eps = sn.get("n_power_iterations", 1), sn.get("eps", 1e-12)
+        if iters != 1 or abs(float(eps) - 1e-12) > 1e-18 or sn.get("name", "weight") != "weight":
+            raise ValueError(f"spectral norm of {path or record.class_name} uses n_power_iterations={iters}, "
+                             f"eps={eps}, name={sn.get('name')!r}; ours uses torch's defaults (1, 1e-12, 'weight')")
+
+
+def _agree(name: str, values: list[tuple[str, Any]]) -> Any:
+    """The one value of ``name`` given by several sources (recorded kwargs, attributes, weights); they must agree."""
+    known = [(src, v) for src, v in values if v is not None]
+    if not known:
+        raise ValueError(f"cannot tell {name}: not recorded and not derivable from the weights")
+    first = known[0][1]
+    for src, v in known[1:]:
+        if v != first:
+            raise ValueError(f"{name} is {first!r} ({known[0][0]}) but {v!r} ({src})")
+    return first
+
+
+# -- FastGAN --------------------------------------------------------------------------------------------------
+def _fastgan(record: PersistentRecord, state: dict[str, torch.Tensor]) -> Optional[OfficialConversion]:
+    if "synthesis.init.init.0.weight_orig" not in state or "synthesis.to_big.weight_orig" not in state:
+        return None
+    if record.init_args:
+        raise ValueError(f"positional constructor arguments {record.init_args!r} are not supported")
+    kw = record.init_kwargs
+    attrs = record.attributes
+    syn = record.children().get("synthesis")
+    syn_kw = kw.get("synthesis_kwargs") or {}
+    if not isinstance(syn_kw, dict):
+        raise ValueError(f"synthesis_kwargs is a {type(syn_kw).__name__}, expected a dict")
+    if (kw.get("cond") or "synthesis.embed.weight" in state
+            or (syn is not None and syn.class_name == "FastganSynthesisCond")):
+        raise ValueError("a class-conditional FastGAN (cond=1, FastganSynthesisCond) is not supported by "
+                         "projected_gan.fastgan (unconditional only)")
+    init_w = state["synthesis.init.init.0.weight_orig"]  # ConvTranspose2d(z_dim, 2 * nfc[4], 4): [z_dim, 2 nfc, 4, 4]
+    rgb_w = state["synthesis.to_big.weight_orig"]
+    if init_w.ndim != 4 or rgb_w.ndim != 4:
+        raise ValueError(f"unexpected FastGAN weight shapes {list(init_w.shape)}, {list(rgb_w.shape)}")
+    derived_ngf = int(init_w.shape[1]) // (2 * NFC_MULTIPLIER[4]) if init_w.shape[1] % (2 * NFC_MULTIPLIER[4]) == 0 \
+        else None
+    z_dim = _agree("z_dim", [("recorded", kw.get("z_dim")), ("attribute", attrs.get("z_dim")),
+                             ("weights", int(init_w.shape[0]))])
+    ngf = _agree("ngf", [("recorded", kw.get("ngf")), ("weights", derived_ngf)])
+    res = _agree("img_resolution", [("recorded", kw.get("img_resolution")), ("attribute", attrs.get("img_resolution")),
+                                    ("synthesis attribute", syn.attributes.get("img_resolution") if syn else None)])
+    channels = _agree("img_channels", [("recorded", kw.get("img_channels")),
+                                       ("attribute", attrs.get("img_channels")), ("weights", int(rgb_w.shape[0]))])
+    lite = _agree("lite", [("recorded", syn_kw.get("lite")),
+                           ("weights", "synthesis.feat_8.5.weight_orig" not in state)])
+    c_dim = int(kw.get("c_dim", attrs.get("c_dim", 0)) or 0)
+    other = {k: v for k, v in syn_kw.items() if k != "lite"}
+    if other:
+        raise ValueError(f"official synthesis_kwargs not supported by projected_gan.fastgan: {other}")
+    _check_spectral_norms(record)
+    notes = ["FastGAN draws its noise at every call (the official noise_mode argument is ignored), as here"]
+    if c_dim:
+        notes.append(f"the official generator was built with c_dim={c_dim} but ignores labels (cond=0); here it "
+                     "is unconditional: use data without labels")
+    mapping = {"type": "projected_gan.fastgan_mapping", "z_dim": int(z_dim), "c_dim": 0}
+    synthesis = {"type": "projected_gan.fastgan", "w_dim": int(z_dim), "ngf": int(ngf), "lite": bool(lite),
+                 "img_resolution": int(res), "img_channels": int(channels)}
+    dims = {"img_resolution": int(res), "img_channels": int(channels), "c_dim": 0}
+    summary = (f"FastGAN{'-lite' if lite else ''} generator ({res}x{res}x{channels}, z_dim {z_dim}, ngf {ngf})")
+    return OfficialConversion(role="generator", sections={"generator": {"mapping": mapping, "synthesis": synthesis}},
+                              state_dict=official_state_to_ours(state), dims=dims, summary=summary, notes=notes)
+
+
+# -- the projected discriminator ------------------------------------------------------------------------------
+def _backbone_file(record: PersistentRecord, tensors: dict[str, torch.Tensor]) -> Path:
+    """Write the backbone weights (timm names) next to the pickle, content-addressed; see the module doc."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().clone() for k, v in sorted(tensors.items())},
+                metadata={"model": BACKBONE, "source": Path(record.file).name, "key": record.key or "D"})
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"{Path(record.file).stem}.{record.key or 'D'}-backbone-{digest[:16]}.safetensors"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stylegan-core" / "imported"
+    errors = []
+    for folder in (Path(record.file).resolve().parent, cache):
+        path = folder / name
+        try:
+            if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+                return path
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.{os.getpid()}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            return path
+        except OSError as e:
+            errors.append(f"{folder}: {e.strerror or e}")
+    raise ValueError(f"cannot write the discriminator's backbone weights file ({'; '.join(errors)})")
+
+
+def _discriminator(record: PersistentRecord, state: dict[str, torch.Tensor]) -> Optional[OfficialConversion]:
+    if not any(k.startswith("feature_network.pretrained.") for k in state) \
+            or not any(_MINI.match(k) for k in state):
+        return None
+    if record.init_args:
+        raise ValueError(f"positional constructor arguments {record.init_args!r} are not supported")
+    kw = record.init_kwargs
+    attrs = record.attributes
+    bk = kw.get("backbone_kwargs") or {}
+    fnet = record.children().get("feature_network")
+    f_attrs = fnet.attributes if fnet is not None else {}
+    stem = state.get("feature_network.pretrained.layer0.0.weight")
+    if stem is None or tuple(stem.shape) != (32, 3, 3, 3):
+        raise ValueError(f"the backbone is not {BACKBONE} (feature_network.pretrained.layer0.0.weight "
+                         f"{None if stem is None else list(stem.shape)}, expected [32, 3, 3, 3])")
+    has = lambda pat: any(re.search(pat, k) for k in state)  # noqa: E731
+    derived_proj = 2 if has(r"^feature_network\.scratch\.layer\d_csm\.") else \
+        1 if has(r"^feature_network\.scratch\.layer\d_ccm\.") else 0
+    proj_type = _agree("proj_type", [("recorded", bk.get("proj_type")), ("attribute", f_attrs.get("proj_type")),
+                                     ("weights", derived_proj)])
+    cout = expand = None
+    if proj_type:
+        c0 = int(state["feature_network.scratch.layer0_ccm.weight"].shape[0])
+        c1 = int(state["feature_network.scratch.layer1_ccm.weight"].shape[0])
+        cout = _agree("cout", [("recorded", bk.get("cout")), ("attribute", f_attrs.get("cout")), ("weights", c0)])
+        expand = _agree("expand", [("recorded", bk.get("expand")), ("attribute", f_attrs.get("expand")),
+                                   ("weights", c1 == 2 * c0)])
+    discs = sorted({int(_MINI.match(k).group(1)) for k in state if _MINI.match(k)})
+    if discs != list(range(len(discs))):
+        raise ValueError(f"mini-discriminators {discs}: expected 0..{len(discs) - 1}")
+    num_discs = _agree("num_discs", [("recorded", bk.get("num_discs")), ("weights", len(discs))])
+    separable = _agree("separable", [("recorded", bk.get("separable")), ("weights", has(r"\.depthwise\."))])
+    patch = _agree("patch", [("recorded", bk.get("patch")),
+                             ("weights", has(r"^discriminator\.mini_discs\.\d+\.main\.\d+\.main\.0\.main\."))])
+    cond = _agree("cond", [("recorded", bool(bk["cond"]) if "cond" in bk else None),
+                           ("weights", "discriminator.mini_discs.0.cls.weight_orig" in state)])
+    interp224 = attrs.get("interp224", kw.get("interp224", True))
+    diffaug = attrs.get("diffaug", kw.get("diffaug", True))
+    _check_spectral_norms(record)
+    ours = official_state_to_ours(state)
+    prefix = "feature_network.model."
+    backbone = {k[len(prefix):]: v for k, v in ours.items() if k.startswith(prefix)}
+    weights = _backbone_file(record, backbone)
+    params: dict[str, Any] = {
+        "type": "projected_gan.discriminator",
+        "feature_network": {"type": "core.timm", "model": BACKBONE, "weights": str(weights), "resize": False},
+        "resize": 224 if interp224 else None, "proj_type": int(proj_type), "num_discs": int(num_discs),
+        "separable": bool(separable), "patch": bool(patch)}
+    if proj_type:
+        params.update(cout=int(cout), expand=bool(expand))
+    notes = [f"the frozen {BACKBONE} backbone's weights were written to {weights} (named by the spec)"]
+    if cond:
+        params["embed_classes"] = int(state["discriminator.mini_discs.0.embed.weight"].shape[0])
+        params["cmap_dim"] = int(state["discriminator.mini_discs.0.cls.weight_orig"].shape[0])
+        notes.append("class-conditional heads: the data must have labels (c.argmax(1) indexes the embedding)")
+    if diffaug:
+        notes.append("the official D applies DiffAugment (color, translation, cutout) inside its forward; here "
+                     "augmentation is the spec's augment section (projected_gan.diffaug to train as the official)")
+    summary = (f"Projected GAN discriminator ({BACKBONE}, proj_type {proj_type}, {num_discs} "
+               f"{'separable ' if separable else ''}{'patch ' if patch else ''}heads, "
+               f"{'conditional' if cond else 'unconditional'}{', input resized to 224' if interp224 else ''})")
+    return OfficialConversion(role="discriminator", sections={"discriminator": params}, state_dict=ours,
+                              dims={}, summary=summary, notes=notes)
+
+
+def convert_official_network(record: Any) -> Optional[OfficialConversion]:
+    """An official Projected GAN FastGAN generator or ProjectedDiscriminator as projected_gan parts; else None."""
+    state = record.state_dict()
+    if record.class_name == "Generator":
+        return _fastgan(record, state)
+    if record.class_name == "ProjectedDiscriminator":
+        return _discriminator(record, state)
+    return None
+
+
+__all__ = ["convert_official_network"]
