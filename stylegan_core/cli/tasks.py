@@ -102,11 +102,13 @@ def _common(built, args):
 
 
 def _generate(G, built, run_dir: Path, args) -> int:
-    from ..tools.generate import generate_from_projected_w, generate_images, parse_seeds, style_mixing_grid
+    from ..tools.generate import (generate_from_projected_w, generate_images, is_text_conditioned, parse_seeds,
+                                  style_mixing_grid)
 
     rc = built.spec.model.run
     outdir = Path(args.outdir) if args.outdir else run_dir / "generate"
-    if getattr(args, "text", None) is not None and not getattr(G, "text_conditioned", False):
+    text = getattr(args, "text", None)
+    if text is not None and not is_text_conditioned(G):
         raise ValueError("--text was given but this model is not text-conditioned (it takes "
                          + (f"a class, --class 0-{G.c_dim - 1})" if G.c_dim else "no condition)"))
     kw = _common(built, args)
@@ -116,11 +118,12 @@ def _generate(G, built, run_dir: Path, args) -> int:
         return 0
     if getattr(args, "style_mix", None):
         rows, cols = (parse_seeds(s) for s in args.style_mix)
-        p = style_mixing_grid(G, rows, cols, outdir / "style_mix.png", styles=parse_seeds(args.styles), **kw)
+        p = style_mixing_grid(G, rows, cols, outdir / "style_mix.png", styles=parse_seeds(args.styles), text=text,
+                              **kw)
         print(f"wrote {p} ({len(rows)} rows x {len(cols)} columns, styles {args.styles} from the columns)")
         return 0
     paths = generate_images(G, parse_seeds(args.seeds if args.seeds is not None else rc.seeds), outdir,
-                            grid=rc.grid, **kw)
+                            grid=rc.grid, text=text, **kw)
     print(f"wrote {len(paths)} images to {paths[0].parent}")
     return 0
 

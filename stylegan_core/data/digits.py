@@ -14,6 +14,14 @@ from ..interfaces import Dataset
 
 ASSET = Path(__file__).with_name("assets") / "digits.npz"
 
+#: the number words of the generated captions ("a handwritten digit seven")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def digit_caption(label: int) -> str:
+    """The caption of a digit with class ``label`` (0-9): ``"a handwritten digit seven"``."""
+    return f"a handwritten digit {NUMBER_WORDS[int(label)]}"
+
 
 @lru_cache(maxsize=1)
 def load_raw() -> tuple[np.ndarray, np.ndarray]:
@@ -46,12 +54,17 @@ class DigitsDataset(Dataset):
     Shipped with the package, so it needs no download. ``use_labels`` makes the
     model class-conditional (c_dim 10); ``channels: 3`` repeats the gray channel.
     ``max_size`` keeps a random subset of that many images (seed 0, in dataset order), for
-    limited-data experiments such as ADA's.
+    limited-data experiments such as ADA's. ``captions`` labels every image with a caption instead
+    (``label_type = "text"``, ``label_dim = 0``): ``"a handwritten digit seven"``
+    (:func:`digit_caption`), so text conditioning can be shown on the CPU.
     """
 
     def __init__(self, resolution: int = 32, use_labels: bool = False, channels: Literal[1, 3] = 1,
                  upscale: Literal["bilinear", "nearest", "lanczos"] = "bilinear", xflip: bool = False,
-                 max_size: Optional[int] = None):
+                 max_size: Optional[int] = None, captions: bool = False):
+        if use_labels and captions:
+            raise ValueError("use_labels (one-hot classes) and captions (text labels) exclude each other: "
+                             "set one of them")
         if resolution < 8 or resolution & (resolution - 1):
             raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
         self.resolution = int(resolution)
@@ -75,6 +88,10 @@ class DigitsDataset(Dataset):
         self.images = imgs
         self.labels = labels
         self.label_dim = 10 if use_labels else 0
+        self.captions = bool(captions)
+        if self.captions:
+            self.label_type = "text"
+            self._captions = [digit_caption(int(l)) for l in self.labels]
         self._onehot = F.one_hot(self.labels, 10).to(torch.float32) if use_labels else torch.zeros([len(labels), 0])
 
     def __len__(self) -> int:
@@ -85,9 +102,12 @@ class DigitsDataset(Dataset):
         img = self.images[idx % n]
         if idx >= n:
             img = img.flip(-1)
-        return img, self._onehot[idx % n]
+        return img, self.get_label(idx)
 
-    def get_label(self, idx: int) -> torch.Tensor:
+    def get_label(self, idx: int) -> torch.Tensor | str:
+        """The one-hot label ``[label_dim]`` of item ``idx``, or its caption (``captions``)."""
+        if self.captions:
+            return self._captions[idx % len(self.images)]
         return self._onehot[idx % len(self.images)]
 
     def fingerprint(self) -> str:
@@ -96,6 +116,8 @@ class DigitsDataset(Dataset):
         h.update(f"{self.resolution}/{self.num_channels}/{self.upscale_mode}/{self.xflip}/{self.use_labels}".encode())
         if self.max_size is not None:
             h.update(f"/max_size={self.max_size}".encode())
+        if self.captions:
+            h.update(b"/captions")
         return h.hexdigest()[:16]
 
 

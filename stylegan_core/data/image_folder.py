@@ -4,6 +4,13 @@
 with integer labels (one-hot encoded, ``label_dim = max + 1``). All images must
 share one square, power-of-two resolution and one channel count.
 
+Captions (``captions: true``, text-to-image data as StyleGAN-T's zips): the label of every image
+is a caption string, from ``dataset.json`` (``{"labels": [["path.png", "a caption"], ...]}``)
+when it has labels, else from a ``.txt`` sidecar next to each image (``a/b.png`` -> ``a/b.txt``,
+UTF-8, surrounding whitespace stripped). The dataset then has ``label_type = "text"`` and
+``label_dim = 0``; an image without a caption (or with an empty one) is an error naming it and
+where its caption was looked for.
+
 Every image's header is read when the dataset is built (only the header: a large dataset is
 not decoded or read whole to be built); an image whose resolution or channel count differs
 from the declared ones (``resolution``, ``channels``, else the first image's) is an error
@@ -18,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import posixpath
 import warnings
 import zipfile
 from pathlib import Path
@@ -58,7 +66,10 @@ class ImageFolderDataset(Dataset):
 
     def __init__(self, path: str, resolution: Optional[int] = None, use_labels: bool = False,
                  max_size: Optional[int] = None, xflip: bool = False, channels: Optional[Literal[1, 3]] = None,
-                 on_bad_image: Literal["error", "skip"] = "error"):
+                 on_bad_image: Literal["error", "skip"] = "error", captions: bool = False):
+        if use_labels and captions:
+            raise DatasetError("use_labels (integer classes) and captions (text labels) exclude each other: "
+                               "set one of them")
         self.path = Path(path).expanduser()
         if not self.path.exists():
             raise DatasetError(f"{self.path}: no such folder or zip file")
@@ -84,6 +95,10 @@ class ImageFolderDataset(Dataset):
         self.xflip = xflip
         self._labels = self._read_labels() if use_labels else None
         self.label_dim = int(self._labels.shape[1]) if self._labels is not None else 0
+        self.captions = bool(captions)
+        self._captions: Optional[list[str]] = self._read_captions() if captions else None
+        if self.captions:
+            self.label_type = "text"
 
     def _open_zip(self) -> zipfile.ZipFile:
         if self._zip is None:
@@ -211,6 +226,50 @@ class ImageFolderDataset(Dataset):
         onehot[np.arange(len(ints)), ints] = 1
         return torch.from_numpy(onehot)
 
+    def _read_captions(self) -> list[str]:
+        """One caption per image: dataset.json's string labels when it has labels, else ``.txt`` sidecars."""
+        meta = None
+        try:
+            raw = self._read_bytes("dataset.json")
+        except (FileNotFoundError, KeyError):
+            raw = None
+        if raw is not None:
+            try:
+                meta = json.loads(raw)
+                pairs = None if meta.get("labels") is None else dict(meta["labels"])
+            except Exception as e:
+                raise DatasetError(f"{self.where('dataset.json')}: expected {{\"labels\": [[path, caption], ...]}}: "
+                                   f"{e}") from None
+            if pairs is not None:
+                out = []
+                for n in self._names:
+                    if n not in pairs:
+                        raise DatasetError(f"{self.where(n)}: no caption: dataset.json has no label for this image "
+                                           f"(captions: true reads them from dataset.json when it has labels)")
+                    cap = pairs[n]
+                    if not isinstance(cap, str):
+                        raise DatasetError(f"{self.where('dataset.json')}: the label of {n} is {cap!r}, not a "
+                                           f"caption string (captions: true expects [[path, \"a caption\"], ...]; "
+                                           f"integer class labels need use_labels instead)")
+                    if not cap.strip():
+                        raise DatasetError(f"{self.where(n)}: empty caption in dataset.json")
+                    out.append(cap.strip())
+                return out
+        out = []
+        for n in self._names:
+            side = posixpath.splitext(n)[0] + ".txt"
+            try:
+                text = self._read_bytes(side).decode("utf-8")
+            except (FileNotFoundError, KeyError):
+                raise DatasetError(f"{self.where(n)}: no caption: expected the sidecar {self.where(side)} (or "
+                                   f"captions in dataset.json: {{\"labels\": [[path, caption], ...]}})") from None
+            except UnicodeDecodeError as e:
+                raise DatasetError(f"{self.where(side)}: caption is not UTF-8 text ({e})") from None
+            if not text.strip():
+                raise DatasetError(f"{self.where(side)}: empty caption for {n}")
+            out.append(text.strip())
+        return out
+
     def __len__(self) -> int:
         return len(self._names) * (2 if self.xflip else 1)
 
@@ -224,7 +283,10 @@ class ImageFolderDataset(Dataset):
             img = img.flip(-1)
         return img, self.get_label(idx)
 
-    def get_label(self, idx: int) -> torch.Tensor:
+    def get_label(self, idx: int) -> torch.Tensor | str:
+        """The one-hot label ``[label_dim]`` of item ``idx`` (``[0]`` without labels), or its caption."""
+        if self._captions is not None:
+            return self._captions[idx % len(self._names)]
         if self._labels is None:
             return torch.zeros([0])
         return self._labels[idx % len(self._names)]
@@ -235,6 +297,8 @@ class ImageFolderDataset(Dataset):
             h.update(n.encode())
             h.update(hashlib.sha256(self._read_bytes(n)).digest())
         h.update(f"{self.use_labels}/{self.xflip}".encode())
+        if self._captions is not None:
+            h.update(json.dumps(self._captions).encode())
         return h.hexdigest()[:16]
 
     def __getstate__(self):  # zip handles are not shared across worker processes

@@ -1,4 +1,4 @@
-"""``stylegan-run DIR generate``: images for given seeds with truncation, class and noise mode.
+"""``stylegan-run DIR generate``: images for given seeds with truncation, class or text prompt, and noise mode.
 
 Also the official ``style_mixing.py`` grid (:func:`style_mixing_grid`) and images from a
 projected w (:func:`generate_from_projected_w`, as the official ``gen_images.py --projected-w``).
@@ -56,6 +56,38 @@ def class_vector(G: torch.nn.Module, class_idx: Optional[int], n: int = 1, devic
     return c
 
 
+def is_text_conditioned(G: torch.nn.Module) -> bool:
+    """Whether ``G`` takes captions as ``c``: the first ``text_conditioned`` attribute found on G, its mapping
+    network or the mapping's ``conditioning`` part decides; without one, a conditioning part with a
+    ``tokenize`` method (a text encoder, e.g. ``stylegan_t.clip_text``) makes G text-conditioned."""
+    G = getattr(G, "module", G)
+    mapping = getattr(G, "mapping", None)
+    cond = getattr(mapping, "conditioning", None)
+    for obj in (G, mapping, cond):
+        flag = getattr(obj, "text_conditioned", None)
+        if flag is not None:
+            return bool(flag)
+    return callable(getattr(cond, "tokenize", None))
+
+
+def condition(G: torch.nn.Module, class_idx: Optional[int] = None, text: Optional[str] = None, n: int = 1,
+              device: str = "cpu") -> Union[torch.Tensor, list[str]]:
+    """``c`` for ``n`` images: ``[text] * n`` for a text-conditioned generator, else :func:`class_vector`.
+
+    A text-conditioned generator needs a prompt and refuses a class; any other generator refuses a prompt.
+    """
+    if is_text_conditioned(G):
+        if class_idx is not None:
+            raise ValueError("--class was given but the generator is text-conditioned: give a prompt with --text")
+        if text is None or not str(text).strip():
+            raise ValueError('the generator is text-conditioned: give a prompt with --text "..."')
+        return [str(text)] * n
+    if text is not None:
+        raise ValueError("--text was given but this generator is not text-conditioned (it takes "
+                         + (f"a class, --class 0-{G.c_dim - 1})" if G.c_dim else "no condition)"))
+    return class_vector(G, class_idx, n, device)
+
+
 def seed_z(G: torch.nn.Module, seeds: Sequence[int], device: str = "cpu") -> torch.Tensor:
     """z ``[len(seeds), z_dim]`` drawn as the official tools do: ``np.random.RandomState(seed).randn(z_dim)``."""
     return torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).to(
@@ -77,8 +109,8 @@ def save_image(img: torch.Tensor, path: Path) -> Path:
 def style_mixing_grid(G: torch.nn.Module, row_seeds: Sequence[int], col_seeds: Sequence[int], path: Path,
                       styles: Sequence[int] = tuple(range(7)), truncation_psi: float = 1.0,
                       truncation_cutoff: Optional[int] = None, noise_mode: str = "const",
-                      class_idx: Optional[int] = None, device: str = "cpu") -> Path:
-    """The official ``style_mixing.py`` grid as one PNG.
+                      class_idx: Optional[int] = None, device: str = "cpu", text: Optional[str] = None) -> Path:
+    """The official ``style_mixing.py`` grid as one PNG (``text``: the prompt of a text-conditioned generator).
 
     Each cell (row r, column c) takes the ws of row seed r and replaces the ws at the layer
     indices ``styles`` (default 0-6, the coarse layers: pose, shape) with those of column seed
@@ -94,7 +126,7 @@ def style_mixing_grid(G: torch.nn.Module, row_seeds: Sequence[int], col_seeds: S
         raise ValueError(f"--styles {bad} out of range: this generator has {G.num_ws} ws (layers 0-{G.num_ws - 1})")
     G = G.to(device).eval()
     all_seeds = sorted(set(row_seeds + col_seeds))
-    ws = G.mapping(seed_z(G, all_seeds, device), class_vector(G, class_idx, len(all_seeds), device),
+    ws = G.mapping(seed_z(G, all_seeds, device), condition(G, class_idx, text, len(all_seeds), device),
                    truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
     w_of = dict(zip(all_seeds, ws))
     own = dict(zip(all_seeds, G.synthesize(ws, noise_mode=noise_mode).cpu()))
@@ -150,11 +182,14 @@ def generate_from_projected_w(G: torch.nn.Module, path: Path, out: Path, noise_m
 @torch.no_grad()
 def generate_images(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, truncation_psi: float = 1.0,
                     truncation_cutoff: Optional[int] = None, noise_mode: str = "const",
-                    class_idx: Optional[int] = None, grid: bool = True, device: str = "cpu") -> list[Path]:
-    """One PNG per seed (``seed0042.png``), z drawn as the official tools do (NumPy RandomState(seed)), and a grid."""
+                    class_idx: Optional[int] = None, grid: bool = True, device: str = "cpu",
+                    text: Optional[str] = None) -> list[Path]:
+    """One PNG per seed (``seed0042.png``), z drawn as the official tools do (NumPy RandomState(seed)), and a grid.
+
+    ``text``: the prompt of a text-conditioned generator (every image gets it as its caption)."""
+    c = condition(G, class_idx, text, 1, device)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    c = class_vector(G, class_idx, 1, device)
     G = G.to(device).eval()
     paths, imgs = [], []
     for seed in seeds:
