@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--class", dest="class_idx", type=int, help="generate: class index (conditional models)")
     ap.add_argument("--outdir", help="generate: output folder (default: DIR/generate); grow: the new build folder "
                     "(default: DIR-stage<k>)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="grow: spec overrides for the next stage (repeatable), e.g. data.path=imagenet32.zip")
     ap.add_argument("--metrics", help="evaluate: comma-separated metrics, e.g. fid,kid or fid50k_full or "
                     "fid:num_gen=1000:detector.weights=PATH (see stylegan_core/tools/evaluate.py)")
     from .tasks import TOOL_TASKS, add_tool_arguments, run_plot, run_tool_task
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             versions = {name: p.version for name, p in ps.loaded.items()}
             versions["core"] = __import__("stylegan_core").__version__
             try:
-                grow(built, run_dir, out, versions)
+                grow(built, run_dir, out, versions, overrides=tuple(args.overrides))
             except GrowError as e:
                 err(f"error: {e}")
                 return 2
