@@ -423,3 +423,31 @@ def test_generate_text_and_refusals(text_encoder, tmp_path):
     with pytest.raises(ValueError, match="--class was given"):
         generate_images(Gt, [0], tmp_path / "x", class_idx=1, text="y")
     assert not (tmp_path / "x").exists()
+
+
+def test_mixed_d_batch_interleaves_fakes_and_reals_in_one_call():
+    """d_batch: mixed: one D call on fakes and reals interleaved (captions alike); the D loss is the hinge on the
+    split logits; in phase G the reals ride along without gradient and only the fakes' logits count."""
+    from stylegan_core.interfaces import StepContext
+    from stylegan_plugins.stylegan_t.loss import TextHinge, interleave
+
+    assert interleave(["a", "b"], ["x", "y"]) == ["a", "x", "b", "y"]
+    assert torch.equal(interleave(torch.tensor([1., 2.]), torch.tensor([3., 4.])), torch.tensor([1., 3., 2., 4.]))
+    calls = []
+
+    def run_D(img, c):
+        calls.append((img.clone(), list(c)))
+        return img.flatten(1).mean(1, keepdim=True)
+
+    fake, real = torch.full([2, 1, 4, 4], -0.5, requires_grad=True), torch.full([2, 1, 4, 4], 0.25)
+    ctx = StepContext(real_img=real, real_c=["r0", "r1"], gen_z=torch.zeros(2, 1), gen_c=["f0", "f1"],
+                      run_G=lambda z, c, update_emas=False: (fake, None), run_D=run_D, G=None, D=None)
+    loss = TextHinge(d_batch="mixed")
+    terms = loss.accumulate("D", ctx)
+    assert len(calls) == 1 and calls[0][1] == ["f0", "r0", "f1", "r1"]
+    assert torch.allclose(terms["loss/D"], torch.tensor((1 - 0.5) + (1 - 0.25)))
+    calls.clear()
+    terms = loss.accumulate("G", ctx)
+    assert len(calls) == 1 and torch.allclose(terms["loss/G"], torch.tensor(0.5))
+    terms["loss/G"].backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0

@@ -96,3 +96,22 @@ def test_grow_refuses_past_the_last_stage(grown, capsys):
     _, stage, _ = grown
     assert run_cli.main([str(stage), "grow", "--outdir", str(stage.parent / "stage2")]) == 2
     assert "stage" in capsys.readouterr().err
+
+
+def test_multimodal_truncation_from_computed_centroids(grown, tmp_path):
+    """k-means centroids per class (the tool) feed `generate --centroids`: at psi 0 every image is its class's
+    nearest centroid rendered, so two seeds of one class with one centroid give the same image."""
+    from stylegan_plugins.stylegan_xl.tools import main_centroids
+
+    _, stage, _ = grown
+    cent = tmp_path / "centroids.safetensors"
+    assert main_centroids([str(stage), "--k", "1", "--num-per-class", "8", "--out", str(cent), "--no-progress"]) == 0
+    assert load_file(str(cent))["centroids"].shape == (10, 1, 64)
+    out = tmp_path / "gen"
+    assert run_cli.main([str(stage), "generate", "--class", "4", "--seeds", "0-1", "--trunc", "0", "--centroids",
+                         str(cent), "--outdir", str(out)]) == 0
+    from PIL import Image
+    import numpy as np
+
+    a, b = (np.asarray(Image.open(out / f"seed{s:04d}.png")) for s in (0, 1))
+    assert np.array_equal(a, b)

@@ -17,6 +17,18 @@ import torch.nn.functional as F
 from stylegan_core.interfaces import Loss, StepContext
 
 
+def hinge_d_terms(ctx: StepContext, fake_img: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The hinge D phase on generated images (computed without gradient by the caller) and the reals:
+    ``mean(relu(1 + D(fake))) + mean(relu(1 - D(real)))``; records scores and ``ctx.real_logits``.
+    Shared by the projected-discriminator losses (Projected GAN, StyleGAN-XL, StyleGAN-T)."""
+    fake = ctx.run_D(fake_img, ctx.gen_c)
+    real = ctx.run_D(ctx.real_img.detach(), ctx.real_c)
+    ctx.stats["scores/fake"] = float(fake.detach().mean())
+    ctx.stats["scores/real"] = float(real.detach().mean())
+    ctx.real_logits = real.detach()
+    return {"loss/D": F.relu(1 + fake).mean() + F.relu(1 - real).mean()}
+
+
 class Hinge(Loss):
     """Hinge loss of Projected GAN: G ``-D(G(z))``, D ``relu(1 + D(G(z))) + relu(1 - D(x))`` (means over patches).
 
@@ -36,10 +48,5 @@ class Hinge(Loss):
         if phase == "D":
             with torch.no_grad():
                 img, _ = ctx.run_G(ctx.gen_z, ctx.gen_c, update_emas=True)
-            fake = ctx.run_D(img, ctx.gen_c)
-            real = ctx.run_D(ctx.real_img.detach(), ctx.real_c)
-            ctx.stats["scores/fake"] = float(fake.detach().mean())
-            ctx.stats["scores/real"] = float(real.detach().mean())
-            ctx.real_logits = real.detach()
-            return {"loss/D": F.relu(1 + fake).mean() + F.relu(1 - real).mean()}
+            return hinge_d_terms(ctx, img)
         raise ValueError(f"unknown phase {phase!r}: expected 'G' or 'D'")

@@ -43,6 +43,7 @@ from stylegan_core.interfaces import Loss, StepContext
 from stylegan_core.registry import PartParams
 from stylegan_core.spec.models import NestedPart
 from stylegan_core.training.blur import blur_sigma
+from stylegan_plugins.projected_gan.loss import hinge_d_terms
 from stylegan_plugins.stylegan2.loss import PathLength
 
 #: the official classifier (``timm.create_model('deit_small_distilled_patch16_224')``) as a part spec
@@ -152,12 +153,7 @@ class XLHinge(Loss):
                 # network's never ("enabling emas leads to collapse with PG")
                 ctx.G.mapping(ctx.gen_z, ctx.gen_c, update_emas=True)
                 img, _ = ctx.run_G(ctx.gen_z, ctx.gen_c, update_emas=False)
-            fake = ctx.run_D(img, ctx.gen_c)
-            real = ctx.run_D(ctx.real_img.detach(), ctx.real_c)
-            ctx.stats["scores/fake"] = float(fake.detach().mean())
-            ctx.stats["scores/real"] = float(real.detach().mean())
-            ctx.real_logits = real.detach()
-            return {"loss/D": F.relu(1 + fake).mean() + F.relu(1 - real).mean()}
+            return hinge_d_terms(ctx, img)
         raise ValueError(f"unknown phase {phase!r}: expected 'G' or 'D'")
 
     # -- state ---------------------------------------------------------------

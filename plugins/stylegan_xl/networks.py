@@ -41,8 +41,9 @@ from torch import nn
 from stylegan_core.generator import Generator as ComposedGenerator
 from stylegan_core.interfaces import MappingNetwork as MappingBase
 from stylegan_core.interfaces import SynthesisNetwork as SynthesisBase
-from stylegan_core.layers import FullyConnectedLayer, check_noise_mode, compute_dtype, normalize_2nd_moment
+from stylegan_core.layers import FullyConnectedLayer, compute_dtype, normalize_2nd_moment
 from stylegan_plugins.stylegan3.networks import SynthesisInput, SynthesisLayer, ToRGBLayer
+from stylegan_plugins.stylegan3.networks import SynthesisNetwork as StyleGAN3Synthesis
 from stylegan_plugins.stylegan3.schedule import (FIRST_CUTOFF, FIRST_STOPBAND, LAST_STOPBAND_REL, FilterSchedule,
                                                  InputSpec, LayerSpec, filter_schedule, input_spec, layer_specs)
 
@@ -474,19 +475,8 @@ class SynthesisNetwork(SynthesisBase):
                 "data.resolution": stage_resolution(self.stem, self.stages, nxt),
                 "generator.mapping.frozen": True}
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random", force_fp32: bool = False,
-                update_emas: bool = False, **kwargs: Any) -> torch.Tensor:
-        check_noise_mode(noise_mode)
-        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
-            raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
-        dtype = compute_dtype(ws)
-        ws = ws.to(dtype).unbind(dim=1)
-        x = self.input(ws[0])
-        for name, w in zip(self.layer_names, ws[1:]):
-            x = getattr(self, name)(x, w, noise_mode=noise_mode, force_fp32=force_fp32, update_emas=update_emas)
-        if self.output_scale != 1:
-            x = x * self.output_scale
-        return x.to(dtype)
+    # the StyleGAN3 synthesis network's forward: the Fourier input from the first w, then every layer in order
+    forward = StyleGAN3Synthesis.forward
 
     def extra_repr(self) -> str:
         return (f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}, "

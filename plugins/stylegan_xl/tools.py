@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -185,3 +186,11 @@ def main_centroids(argv: Optional[Sequence[str]] = None) -> int:
 
 
 __all__ = ["compute_class_embeddings", "compute_centroids", "main_embeddings", "main_centroids"]
+
+
+if __name__ == "__main__":  # python -m stylegan_plugins.stylegan_xl.tools embeddings|centroids ...
+    commands = {"embeddings": main_embeddings, "centroids": main_centroids}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print("usage: python -m stylegan_plugins.stylegan_xl.tools {embeddings|centroids} [--help]", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(commands[sys.argv[1]](sys.argv[2:]))

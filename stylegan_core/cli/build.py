@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the JSON Schema of all registered parts (to FILE or stdout) and exit")
     ap.add_argument("--list", action="store_true", help="list plugins and parts and exit (= stylegan-plugins)")
     ap.add_argument("--from-checkpoint", metavar="FILE.pkl",
-                    help="import an official NVIDIA network pickle (StyleGAN2-ADA / StyleGAN3 snapshot) safely: "
+                    help="import an official network pickle (StyleGAN2-ADA, StyleGAN3, Projected GAN or StyleGAN-XL "
+                         "snapshot) safely, nothing in it executed: "
                          "its networks replace the spec's generator and discriminator")
     args = ap.parse_args(argv)
 

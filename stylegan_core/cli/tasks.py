@@ -35,6 +35,9 @@ def add_tool_arguments(ap: argparse.ArgumentParser) -> None:
     add(g, "--styles", default="0-6", help="generate --style-mix: layer indices taken from the columns (default 0-6)")
     add(g, "--projected-w", help="generate: the image of a projected_w.safetensors written by project")
     add(g, "--text", help="generate: a text prompt (text-conditioned models only)")
+    add(g, "--centroids", metavar="FILE.safetensors",
+        help="generate: multimodal truncation toward the nearest k-means centroid of the class (StyleGAN-XL; "
+             "centroids from stylegan_plugins.stylegan_xl.tools centroids); --trunc sets psi")
     g = ap.add_argument_group("interpolate")
     add(g, "--frames", type=int, default=30, help="interpolate: frames per transition between seeds (default 30)")
     add(g, "--loop", action="store_true", help="interpolate: return to the first seed")
@@ -123,7 +126,7 @@ def _generate(G, built, run_dir: Path, args) -> int:
         print(f"wrote {p} ({len(rows)} rows x {len(cols)} columns, styles {args.styles} from the columns)")
         return 0
     paths = generate_images(G, parse_seeds(args.seeds if args.seeds is not None else rc.seeds), outdir,
-                            grid=rc.grid, text=text, **kw)
+                            grid=rc.grid, text=text, centroids=getattr(args, "centroids", None), **kw)
     print(f"wrote {len(paths)} images to {paths[0].parent}")
     return 0
 

@@ -30,6 +30,7 @@ from typing import Literal, Optional, Union
 import torch
 from pydantic import Field, field_validator
 
+from ..layers.attention import route_multihead_attention
 from ..registry import PartParams
 from .base import BackboneFeatureNetwork, FeatureNetworkError, check_taps, even_taps, offline_hub, seeded
 
@@ -109,6 +110,7 @@ class OpenClipFeatureNetwork(BackboneFeatureNetwork):
         if visual is None or not hasattr(visual, "forward_intermediates"):
             raise FeatureNetworkError(f"core.open_clip: {name} has no image tower with forward_intermediates")
         del clip  # the text tower is not kept
+        route_multihead_attention(visual)  # our one attention function (xformers on CUDA when installed, else SDPA)
         self.model = visual
         size = int(input_size) if input_size is not None else _side(visual.image_size)
         pre = getattr(visual, "preprocess_cfg", None) or {}

@@ -50,6 +50,9 @@ def import_timm():
     offline_hub()
     try:
         import timm
+        from ..layers.attention import enable_fused_attention
+
+        enable_fused_attention()  # timm's ViT blocks call torch's scaled_dot_product_attention
     except ImportError as e:  # core never needs timm unless a spec names core.timm
         raise FeatureNetworkError("core.timm needs timm: pip install 'stylegan-core[timm]'") from e
     return timm

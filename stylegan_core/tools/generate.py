@@ -183,18 +183,30 @@ def generate_from_projected_w(G: torch.nn.Module, path: Path, out: Path, noise_m
 def generate_images(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, truncation_psi: float = 1.0,
                     truncation_cutoff: Optional[int] = None, noise_mode: str = "const",
                     class_idx: Optional[int] = None, grid: bool = True, device: str = "cpu",
-                    text: Optional[str] = None) -> list[Path]:
+                    text: Optional[str] = None, centroids: Optional[Union[str, Path]] = None) -> list[Path]:
     """One PNG per seed (``seed0042.png``), z drawn as the official tools do (NumPy RandomState(seed)), and a grid.
 
-    ``text``: the prompt of a text-conditioned generator (every image gets it as its caption)."""
+    ``text``: the prompt of a text-conditioned generator (every image gets it as its caption).
+    ``centroids``: a safetensors file of k-means centroids in W for a mapping network with multimodal
+    truncation (``truncate_to_centroids``, StyleGAN-XL): ws are truncated toward the nearest centroid
+    of their class instead of the class mean."""
     c = condition(G, class_idx, text, 1, device)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     G = G.to(device).eval()
+    if centroids is not None:
+        if not hasattr(G.mapping, "truncate_to_centroids"):
+            raise ValueError(f"--centroids: the mapping network {type(G.mapping).__name__} has no multimodal "
+                             f"truncation (StyleGAN-XL's stylegan_xl.mapping has)")
+        G.mapping.load_centroids(centroids)
     paths, imgs = [], []
     for seed in seeds:
         z = seed_z(G, [seed], device)
-        img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
+        if centroids is not None:
+            ws = G.mapping.truncate_to_centroids(G.mapping(z, c), truncation_psi, c, truncation_cutoff)
+            img = G.synthesize(ws, noise_mode=noise_mode)
+        else:
+            img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
         imgs.append(img.cpu())
         paths.append(save_image(img.cpu(), outdir / f"seed{seed:04d}.png"))
     if grid and len(imgs) > 1:
