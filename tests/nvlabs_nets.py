@@ -20,6 +20,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("STYLEGAN_FIXTURES", REPO.parent / "shared" / "fixtures" / "nvlabs"))
 TOL = 1e-4
+#: gradients: the fixtures README's suggested tolerance for an independent float32 implementation
+#: (``atol = 1e-3 * max|ref|``). A float32 gradient through a StyleGAN3 generator moves by more than 1e-4
+#: relative with the order of PyTorch's own conv reductions, which differs between CPUs (oneDNN picks its
+#: kernels by instruction set): on one machine sg3t_G_uncond's grad.ws differed by 3.6e-3 on 2.55 in float32
+#: while the same network in float64 matched to 2.3e-6; sg3r_G_cond's float32 fixture gradients themselves
+#: sit ~1.3e-4 relative from the float64 value. Values and outputs keep TOL.
+GRAD_TOL = 1e-3
 
 
 def case_stems(prefix: str) -> list[str]:
@@ -75,13 +82,13 @@ def network(stem: str, build_from_official: Callable) -> tuple[dict, dict[str, t
     return manifest, tensors, net
 
 
-def check(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+def check(got: torch.Tensor, expected: torch.Tensor, what: str, tol: float = TOL) -> None:
     assert tuple(got.shape) == tuple(expected.shape), f"{what}: shape {tuple(got.shape)} != {tuple(expected.shape)}"
     if expected.numel() == 0:
         return
     err = (got.detach().double() - expected.double()).abs().max().item()
     scale = max(1.0, expected.abs().max().item())
-    assert err <= TOL * scale, f"{what}: max|diff| {err:.3g} > {TOL:g} * max(1, {scale:.3g})"
+    assert err <= tol * scale, f"{what}: max|diff| {err:.3g} > {tol:g} * max(1, {scale:.3g})"
 
 
 def check_parameter_gradients(net: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
@@ -93,7 +100,7 @@ def check_parameter_gradients(net: torch.nn.Module, tensors: dict[str, torch.Ten
         f"official gradients of unknown parameters: {sorted(set(expected) - set(params))}")
     for name, grad in expected.items():
         got = params[name].grad if params[name].grad is not None else torch.zeros_like(params[name])
-        check(got, grad, f"grad.state.{name}")
+        check(got, grad, f"grad.state.{name}", GRAD_TOL)
 
 
 #: stored generator outputs: out.{ws,img}_psi<P>[_cutoff<N>][_const|_none|_random][_unfused][_transform]

@@ -91,11 +91,17 @@ def test_stats_and_grid(tmp_path, registry):
     assert (tmp_path / "fakes000000.png").is_file() and (tmp_path / "reals.png").is_file()
 
 
+#: presets whose networks read local pretrained weights files (validated, not built, by the test below)
+NEEDS_WEIGHTS_FILES = {"stylegan-xl-imagenet16", "stylegan-t-lite", "stylegan-t-full"}
+
+
 def test_every_preset_builds_and_trains_a_step(tmp_path, registry):
     """Every preset in registry.yaml validates, builds, dry-runs and survives a short training run.
 
     Presets for datasets that are not here (the paper configurations) are validated as they are,
-    then built and trained on the embedded digits with 32 channels (same parts and settings).
+    then built and trained on the embedded digits with 32 channels (same parts and settings). Presets that
+    name pretrained weights files (StyleGAN-XL's ImageNet stem, StyleGAN-T lite/full: nothing is
+    downloaded here) are validated only; their plugins' digits presets build and train the same parts.
     """
     import yaml
 
@@ -105,6 +111,8 @@ def test_every_preset_builds_and_trains_a_step(tmp_path, registry):
     presets = yaml.safe_load((repo / "registry.yaml").read_text())["presets"]
     for name, path in presets.items():
         spec = load_spec(repo / path, [], registry)
+        if name in NEEDS_WEIGHTS_FILES:
+            continue
         overrides = SMALL[:-1] + ["train.batch_size=4"]
         if spec.data["data"]["type"] == "core.image_folder":
             labels = "true" if spec.data["data"].get("use_labels") else "false"
@@ -112,7 +120,8 @@ def test_every_preset_builds_and_trains_a_step(tmp_path, registry):
                           "generator.synthesis.channel_max=32", "discriminator.channel_max=32"]
         built = build_model(load_spec(repo / path, overrides, registry), registry)
         rows = dry_run(built)
-        assert rows[1]["output"] == [2, built.dataset.num_channels, 32, 32], name
+        res = built.dataset.resolution
+        assert rows[1]["output"] == [2, built.dataset.num_channels, res, res], name
         tr = Trainer(built, tmp_path / name, kimg=0.008, progress=False, log=lambda s: None)
         tr.run()
         assert tr.cur_nimg == 8, name
