@@ -20,13 +20,16 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("STYLEGAN_FIXTURES", REPO.parent / "shared" / "fixtures" / "nvlabs"))
 TOL = 1e-4
-#: gradients: the fixtures README's suggested tolerance for an independent float32 implementation
-#: (``atol = 1e-3 * max|ref|``). A float32 gradient through a StyleGAN3 generator moves by more than 1e-4
-#: relative with the order of PyTorch's own conv reductions, which differs between CPUs (oneDNN picks its
-#: kernels by instruction set): on one machine sg3t_G_uncond's grad.ws differed by 3.6e-3 on 2.55 in float32
-#: while the same network in float64 matched to 2.3e-6; sg3r_G_cond's float32 fixture gradients themselves
-#: sit ~1.3e-4 relative from the float64 value. Values and outputs keep TOL.
-GRAD_TOL = 1e-3
+#: gradients: twice the fixtures README's suggested tolerance for an independent float32 implementation
+#: (``atol = 1e-3 * max|ref|``), because the fixtures' own float32 gradients are not more accurate than that:
+#: evaluated in float64, sg3r_G_cond's ``synthesis.L9_52_108.bias`` gradient differs from the stored one by
+#: 7.1e-3 on 6.68 (1.06e-3 relative; a bias gradient sums over every pixel). A float32 gradient through a
+#: StyleGAN3 generator also moves by more than 1e-4 relative with the order of PyTorch's own conv reductions,
+#: which differs between CPUs (oneDNN picks its kernels by instruction set): on one machine sg3r_G_cond's
+#: grad.ws differed by 3.6e-3 on 2.55 in float32 (it matched within 1e-4 on the CPU of an earlier session),
+#: so the StyleGAN3 gradient test runs in float64 and measures only the fixture's own error. Values and
+#: outputs keep TOL.
+GRAD_TOL = 2e-3
 
 
 def case_stems(prefix: str) -> list[str]:
