@@ -42,6 +42,14 @@ def test_train_then_generate_from_a_caption(tmp_path):
     assert run_cli.main([str(out), "generate", "--text", caption(3), "--seeds", "0-1", "--outdir", str(gen)]) == 0
     assert len(list(gen.glob("seed*.png"))) == 2
     assert run_cli.main([str(out), "generate", "--class", "3", "--seeds", "0", "--outdir", str(gen)]) != 0
+    # interpolate and project take the prompt too
+    assert run_cli.main([str(out), "interpolate", "--text", caption(5), "--seeds", "0,1", "--frames", "2",
+                         "--video", "none", "--outdir", str(tmp_path / "interp")]) == 0
+    assert len(list((tmp_path / "interp" / "frames").glob("*.png"))) == 3
+    assert run_cli.main([str(out), "project", "--text", caption(3), "--target", str(gen / "seed0000.png"),
+                         "--steps", "3", "--loss", "mse", "--w-avg-samples", "64", "--video", "none",
+                         "--no-progress", "--outdir", str(tmp_path / "proj")]) == 0
+    assert (tmp_path / "proj" / "projected_w.safetensors").is_file()
 
 
 def _phase_step(phase: str, tmp_path: Path) -> tuple[dict, dict, Trainer]:

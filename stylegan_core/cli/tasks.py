@@ -34,7 +34,7 @@ def add_tool_arguments(ap: argparse.ArgumentParser) -> None:
         help="generate: a style-mixing grid of row seeds x column seeds, e.g. --style-mix 0-3 10-14")
     add(g, "--styles", default="0-6", help="generate --style-mix: layer indices taken from the columns (default 0-6)")
     add(g, "--projected-w", help="generate: the image of a projected_w.safetensors written by project")
-    add(g, "--text", help="generate: a text prompt (text-conditioned models only)")
+    add(g, "--text", help="generate, interpolate, project: a text prompt (text-conditioned models only)")
     add(g, "--centroids", metavar="FILE.safetensors",
         help="generate: multimodal truncation toward the nearest k-means centroid of the class (StyleGAN-XL; "
              "centroids from stylegan_plugins.stylegan_xl.tools centroids); --trunc sets psi")
@@ -140,7 +140,8 @@ def _interpolate(G, built, run_dir: Path, args) -> int:
         raise ValueError(f"interpolate: --space must be w (linear in W) or z (slerp in Z), got {space!r}")
     seeds = parse_seeds(args.seeds if args.seeds is not None else "0-3")
     res = interpolate(G, seeds, Path(args.outdir) if args.outdir else run_dir / "interpolate", frames=args.frames,
-                      space=space, loop=args.loop, fps=args.fps, video=args.video, **_common(built, args))
+                      space=space, loop=args.loop, fps=args.fps, video=args.video, text=getattr(args, "text", None),
+                      **_common(built, args))
     print(f"wrote {res['num_frames']} frames" + (f" and {res['video']}" if res["video"] else "") +
           f" ({len(seeds)} seeds, {space} space)")
     return 0
@@ -169,7 +170,8 @@ def _project(G, run_dir: Path, args) -> int:
     t0 = time.time()
     try:
         res = project(G, target, steps=args.steps, space=space, loss=args.loss, lpips=lp, seed=args.seed,
-                      class_idx=args.class_idx, w_avg_samples=args.w_avg_samples, initial_learning_rate=args.lr,
+                      class_idx=args.class_idx, text=getattr(args, "text", None), w_avg_samples=args.w_avg_samples,
+                      initial_learning_rate=args.lr,
                       regularize_noise_weight=args.noise_reg, frame_every=max(1, args.steps // 200), callback=cb)
     finally:
         bar.close()

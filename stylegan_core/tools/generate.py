@@ -88,6 +88,11 @@ def condition(G: torch.nn.Module, class_idx: Optional[int] = None, text: Optiona
     return class_vector(G, class_idx, n, device)
 
 
+def expand_condition(c: Union[torch.Tensor, list[str]], n: int) -> Union[torch.Tensor, list[str]]:
+    """``n`` copies of the one-sample condition ``c`` from :func:`condition` (a ``[1, c_dim]`` tensor or one caption)."""
+    return c[:1] * n if isinstance(c, list) else c.expand(n, -1)
+
+
 def seed_z(G: torch.nn.Module, seeds: Sequence[int], device: str = "cpu") -> torch.Tensor:
     """z ``[len(seeds), z_dim]`` drawn as the official tools do: ``np.random.RandomState(seed).randn(z_dim)``."""
     return torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).to(

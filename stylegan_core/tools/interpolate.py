@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..training.loop import float_to_uint8
-from .generate import class_vector, seed_z
+from .generate import condition, expand_condition, seed_z
 from .video import write_video
 
 
@@ -33,7 +33,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 def interpolate(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, frames: int = 30, space: str = "w",
                 truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, noise_mode: str = "const",
                 class_idx: Optional[int] = None, loop: bool = False, fps: float = 30, video: str = "auto",
-                write_frames: bool = True, device: str = "cpu") -> dict:
+                write_frames: bool = True, device: str = "cpu", text: Optional[str] = None) -> dict:
     """Write ``frames/frame00000.png ...`` and ``interpolation.mp4`` (or ``.gif``) into ``outdir``.
 
     ``frames`` is the number of frames per transition between consecutive seeds (the last seed's
@@ -51,9 +51,9 @@ def interpolate(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, frames: 
     G = G.to(device).eval()
     keys = seeds + [seeds[0]] if loop else seeds
     z = seed_z(G, keys, device)
-    c = class_vector(G, class_idx, 1, device)
+    c = condition(G, class_idx, text, 1, device)  # a class vector, or the prompt of a text-conditioned G
     kw = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-    ws_key = G.mapping(z, c.expand(len(keys), -1), **kw) if space == "w" else None
+    ws_key = G.mapping(z, expand_condition(c, len(keys)), **kw) if space == "w" else None
     imgs = []
     for i in range(len(keys) - 1):
         last = i == len(keys) - 2

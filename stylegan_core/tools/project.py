@@ -95,7 +95,8 @@ def _noise_reg(bufs: list[torch.Tensor]) -> torch.Tensor:
 
 
 def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 1000, space: str = "w", loss: str = "lpips",
-            lpips: Optional[torch.nn.Module] = None, class_idx: Optional[int] = None, seed: int = 0,
+            lpips: Optional[torch.nn.Module] = None, class_idx: Optional[int] = None, text: Optional[str] = None,
+            seed: int = 0,
             w_avg_samples: int = 10000, initial_learning_rate: float = 0.1, initial_noise_factor: float = 0.05,
             lr_rampdown_length: float = 0.25, lr_rampup_length: float = 0.05, noise_ramp_length: float = 0.75,
             regularize_noise_weight: float = 1e5, mse_weight: float = 1.0, frame_every: int = 0,
@@ -105,7 +106,7 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 1000, spac
     G is not modified (a copy's noise buffers are optimized). ``frame_every`` > 0 records a
     progress frame (target beside the current image) every that many steps, and the last step.
     """
-    from .generate import class_vector
+    from .generate import condition, expand_condition
 
     if steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
@@ -123,10 +124,10 @@ def project(G: torch.nn.Module, target: torch.Tensor, *, steps: int = 1000, spac
     gen = torch.Generator(device="cpu").manual_seed(seed)
 
     # w statistics (official: 10k z from RandomState(123), the first w of each)
-    c1 = class_vector(G, class_idx, 1, device)
+    c1 = condition(G, class_idx, text, 1, device)
     with torch.no_grad():
         z = torch.from_numpy(np.random.RandomState(123).randn(w_avg_samples, G.z_dim)).to(torch.float32).to(device)
-        w_samples = torch.cat([G.mapping(zb, c1.expand(len(zb), -1))[:, :1, :] for zb in z.split(1000)])
+        w_samples = torch.cat([G.mapping(zb, expand_condition(c1, len(zb)))[:, :1, :] for zb in z.split(1000)])
     w_avg = w_samples.mean(0, keepdim=True)  # [1, 1, C]
     w_std = float(((w_samples - w_avg) ** 2).sum() / w_avg_samples) ** 0.5
 
