@@ -10,7 +10,6 @@ import torch
 pytest.importorskip("timm", reason="the StyleGAN-T discriminator's feature network needs timm")
 pytest.importorskip("open_clip", reason="the StyleGAN-T text encoder needs open_clip")
 
-from safetensors.torch import load_file  # noqa: E402
 
 from stylegan_core.build import build_model  # noqa: E402
 from stylegan_core.cli import build as build_cli  # noqa: E402

@@ -52,9 +52,10 @@ from stylegan_core import ops
 from stylegan_core.interfaces import MappingNetwork as MappingBase
 from stylegan_core.interfaces import SynthesisNetwork as SynthesisBase
 from stylegan_core.layers import (RESAMPLE_FILTER, FullyConnectedLayer, ModulatedConvLayer, ToRGBLayer, block_dtype,
-                                  check_noise_mode, compute_dtype, fp16_resolution, normalize_2nd_moment)
+                                  compute_dtype, fp16_resolution, normalize_2nd_moment)
 from stylegan_core.registry import PartParams
 from stylegan_core.spec.models import NestedPart
+from stylegan_plugins.stylegan2.networks import SynthesisNetwork as StyleGAN2Synthesis
 from stylegan_plugins.stylegan2.networks import channels_per_resolution
 from stylegan_plugins.stylegan3.networks import SynthesisInput
 
@@ -278,20 +279,8 @@ class SynthesisNetwork(SynthesisBase):
             self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
             self.add_module(f"b{res}", block)
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random", fused_modconv: Any = None,
-                force_fp32: bool = False, update_emas: bool = False, **kwargs: Any) -> torch.Tensor:
-        check_noise_mode(noise_mode)
-        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
-            raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
-        ws = ws.to(compute_dtype(ws))
-        x = img = None
-        w_idx = 0
-        for res in self.block_resolutions:
-            block = getattr(self, f"b{res}")
-            x, img = block(x, img, ws.narrow(1, w_idx, block.num_ws), noise_mode=noise_mode,
-                           fused_modconv=fused_modconv, force_fp32=force_fp32)
-            w_idx += block.num_conv  # a block's to-RGB shares its w with the next block's first layer
-        return img
+    # StyleGAN2's forward: block by block, each taking its convs' ws and sharing the to-RGB w with the next block
+    forward = StyleGAN2Synthesis.forward
 
     def frozen_parameters(self, phase: str = "all") -> list[str]:
         """``all``: none; ``text_encoder``: all; ``freeze64``: the blocks up to 64 px except every to-RGB layer."""

@@ -105,15 +105,11 @@ def _common(built, args):
 
 
 def _generate(G, built, run_dir: Path, args) -> int:
-    from ..tools.generate import (generate_from_projected_w, generate_images, is_text_conditioned, parse_seeds,
-                                  style_mixing_grid)
+    from ..tools.generate import generate_from_projected_w, generate_images, parse_seeds, style_mixing_grid
 
     rc = built.spec.model.run
     outdir = Path(args.outdir) if args.outdir else run_dir / "generate"
-    text = getattr(args, "text", None)
-    if text is not None and not is_text_conditioned(G):
-        raise ValueError("--text was given but this model is not text-conditioned (it takes "
-                         + (f"a class, --class 0-{G.c_dim - 1})" if G.c_dim else "no condition)"))
+    text = getattr(args, "text", None)  # checked against the generator by tools.generate.condition
     kw = _common(built, args)
     if getattr(args, "projected_w", None):
         p = generate_from_projected_w(G, Path(args.projected_w), outdir / "projected_w.png", noise_mode=kw["noise_mode"])

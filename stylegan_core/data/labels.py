@@ -56,10 +56,6 @@ def distinct(labels: Labels) -> Labels:
     return list(dict.fromkeys(labels))
 
 
-def count(labels: Labels) -> int:
-    return labels.shape[0] if isinstance(labels, torch.Tensor) else len(labels)
-
-
 def width(labels: Labels) -> int:
     """``label_dim`` of a vector batch; captions count as conditional (1)."""
     return int(labels.shape[1]) if isinstance(labels, torch.Tensor) else 1
@@ -75,15 +71,3 @@ def split(labels: Labels, size: int) -> list:
         return list(labels.split(size))
     return [labels[i:i + size] for i in range(0, len(labels), size)]
 
-
-def shard_rows(labels: Labels, rank: int, size: int) -> Labels:
-    """Rows ``[rank * n, (rank + 1) * n)`` with ``n = len / size`` (a process's slice of a global batch)."""
-    n = count(labels) // size
-    return labels[rank * n:(rank + 1) * n]
-
-
-def repeat(label: Any, n: int) -> Labels:
-    """``n`` copies of one label (a caption or a vector)."""
-    if isinstance(label, str):
-        return [label] * n
-    return torch.as_tensor(label, dtype=torch.float32).unsqueeze(0).repeat(n, 1)

@@ -143,10 +143,11 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
                 kwargs["img_size"] = int(input_size)
         path = self.weights_path
         if path is not None:
-            # safe: no network. pretrained=True only makes timm run its own key remapping on the state dict we
-            # read from the local file (the overlay's state_dict replaces any hub/URL source; HF_HUB_OFFLINE=1
-            # is set before timm is imported; tests/test_feature_networks.py fails any socket connection).
-            kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(state_dict=self._read(timm, path)))
+            # No network: timm's pretrained path here only runs its own key remapping on the state dict read
+            # from the local file; the overlay's state_dict replaces any hub or URL source, HF_HUB_OFFLINE=1 is
+            # set before timm is imported, and tests/test_feature_networks.py fails any socket connection.
+            local = dict(state_dict=self._read(timm, path))
+            kwargs.update(pretrained=True, pretrained_cfg_overlay=local)  # safe: the local file's state dict only
         with seeded(self.seed):
             net = self._create(timm, model, path, kwargs)
 

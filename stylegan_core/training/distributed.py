@@ -54,11 +54,11 @@ def from_env(device_type: str) -> World:
     return World(rank=rank, size=size, local_rank=local)
 
 
-def shard(x: torch.Tensor, world: World) -> torch.Tensor:
-    """This rank's contiguous slice of a global batch (the first dimension)."""
+def shard(x, world: World):
+    """This rank's contiguous slice of a global batch (the first dimension of a tensor, or a list of captions)."""
     if not world.enabled:
         return x
-    n = x.shape[0] // world.size
+    n = len(x) // world.size
     return x[world.rank * n:(world.rank + 1) * n]
 
 

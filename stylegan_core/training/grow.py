@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..build import BuiltModel, _node, build_model, write_artifact
 from ..features.frozen import frozen_parameter_names, trainable_state_dict

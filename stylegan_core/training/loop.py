@@ -193,7 +193,7 @@ class Trainer:
             return torch.zeros([n, 0])
         # One class (caption) per row, cycling through the distinct labels of the dataset.
         uniq = labels_mod.distinct(self._labels)
-        return labels_mod.take(uniq, torch.tensor([(i // gw) % labels_mod.count(uniq) for i in range(n)]))
+        return labels_mod.take(uniq, torch.tensor([(i // gw) % len(uniq) for i in range(n)]))
 
     def _real_batch(self) -> tuple[torch.Tensor, labels_mod.Labels]:
         # the global batch's indices (alike on every rank), of which this rank loads its slice
@@ -209,8 +209,8 @@ class Trainer:
             c = labels_mod.take(self._labels, torch.randint(len(self._labels), (self.batch,), generator=self.z_gen))
         else:
             c = torch.zeros([self.batch, 0])
-        c = labels_mod.shard_rows(c, self.world.rank, self.world.size) if self.world.enabled else c
-        return distributed.shard(z, self.world).to(self.device), labels_mod.to_device(c, self.device)
+        return (distributed.shard(z, self.world).to(self.device),
+                labels_mod.to_device(distributed.shard(c, self.world), self.device))
 
     # -- networks ----------------------------------------------------------
     def run_G(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
