@@ -15,6 +15,12 @@ training progress (StyleGAN's progressive growing sets its level of detail) deri
 ``cur_nimg`` alone, deterministically, so a resumed run is in the same state as an uninterrupted one;
 state that ``forward`` reads belongs in a buffer, so that snapshots and ``generate`` keep it.
 
+Optional method of network parts: ``fit_labels(labels) -> bool``. A fresh training run calls it once, on
+every module and submodule of G and D that defines it, with all the dataset's labels (``[N, c_dim]`` or a
+list of captions), before G_ema is copied from G: data-dependent state (StyleGAN-T's caption
+standardisation) is fitted there and kept in buffers. It returns True when it fitted something now and
+must be a no-op when its state was already fitted (a loaded model, a later training phase).
+
 Optional method of network parts: ``frozen_parameters(phase: str = "all") -> list[str]``, names (as in
 the part's own ``named_parameters()``) that do not train in the training phase ``phase`` (the spec's
 ``train.phase``). The loop keeps them out of the optimizer and at ``requires_grad=False``; they are

@@ -28,6 +28,7 @@ import timm  # noqa: E402
 from stylegan_core import hookimpl  # noqa: E402
 from stylegan_core.features import (FeatureNetworkError, build_from_params, set_requires_grad,  # noqa: E402
                                     trainable_parameters, trainable_state_dict)
+from stylegan_core.features.timm_net import TimmFeatureNetwork  # noqa: E402
 from stylegan_core.interfaces import Discriminator, FeatureNetwork  # noqa: E402
 from stylegan_core.plugins import load_plugins  # noqa: E402
 
@@ -116,6 +117,22 @@ def test_deit_base_and_explicit_taps(registry):
     with torch.no_grad():
         outs = fn(images(32))
     assert [tuple(o.shape) for o in outs] == [(2, 768, 2, 2)] * 3
+
+
+def test_timm_model_args_change_the_architecture(registry):
+    """model_args reach timm.create_model (a 4-block random ViT-Tiny); the keys core.timm sets are refused,
+    by the spec schema and by the part."""
+    params = {"type": "core.timm", "model": "vit_tiny_patch16_224", "weights": "random", "input_size": 64,
+              "taps": [0, 1, 2, 3, "patch_embed"], "readout": "add", "model_args": {"depth": 4}}
+    fn = build_from_params(registry, params)
+    assert len(fn.model.blocks) == 4 and fn.channels == [192] * 5
+    assert fn.provenance()["model_args"] == {"depth": 4}
+    with torch.no_grad():
+        assert [tuple(o.shape) for o in fn(images(64))] == [(2, 192, 4, 4)] * 5
+    with pytest.raises(Exception, match="img_size.*set by core.timm"):
+        build_from_params(registry, {**params, "model_args": {"img_size": 32}})
+    with pytest.raises(FeatureNetworkError, match="out_indices"):
+        TimmFeatureNetwork(model="vit_tiny_patch16_224", weights="random", model_args={"out_indices": [1]})
 
 
 def test_open_clip_vit_needs_its_input_size_without_resize(registry):

@@ -102,6 +102,50 @@ def test_clip_text_cache_while_frozen(encoder, monkeypatch):
     assert len(enc._cache) == 2
 
 
+DIGITS = [f"a handwritten digit {w}" for w in "zero one two three four five six seven eight nine".split()]
+
+
+def test_clip_text_standardize_fits_once_on_the_captions(encoder):
+    """A random tower embeds the ten digit captions almost alike; standardised, every feature has mean 0 and
+    standard deviation 1 over them, the captions are far apart, CLIP's own embedding is unchanged, the
+    statistics are buffers saved with the weights and fitted once."""
+    plain = ClipTextEncoder(weights="random", seed=0, **TINY)
+    assert not any("label_" in k for k in plain.state_dict()), "the official state dict has no extra buffers"
+    assert plain.fit_labels(DIGITS) is False
+    raw = plain(DIGITS)
+    cos = raw @ raw.T
+    assert cos[~torch.eye(10, dtype=torch.bool)].mean() > 0.6, "random towers embed the captions alike"
+
+    enc = ClipTextEncoder(weights="random", seed=0, standardize=True, **TINY)
+    torch.testing.assert_close(enc(DIGITS), raw)  # identity until fitted
+    assert enc.fit_labels(DIGITS * 3 + DIGITS[:4]) is True  # repeated captions count once
+    emb = enc(DIGITS)
+    torch.testing.assert_close(emb.mean(0), torch.zeros(emb.shape[1]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(emb.std(0), torch.ones(emb.shape[1]), atol=1e-4, rtol=0)
+    unit = torch.nn.functional.normalize(emb, dim=1)
+    assert (unit @ unit.T)[~torch.eye(10, dtype=torch.bool)].mean() < 0.05
+    torch.testing.assert_close(enc.clip_embedding(DIGITS), raw)  # what CLIP guidance compares with
+    state = enc.state_dict()
+    assert {"label_mean", "label_std", "label_fitted"} <= set(state) and bool(state["label_fitted"])
+    mean = enc.label_mean.clone()
+    assert enc.fit_labels(DIGITS[:3]) is False and torch.equal(enc.label_mean, mean), "fitted once"
+    other = ClipTextEncoder(weights="random", seed=0, standardize=True, **TINY)
+    other.load_state_dict(state)
+    torch.testing.assert_close(other(DIGITS), emb)
+    assert other.fit_labels(DIGITS[:3]) is False, "a loaded model keeps its statistics"
+
+    many = ClipTextEncoder(weights="random", seed=0, standardize=True, standardize_captions=4, **TINY)
+    seen = []
+    real = many.encode
+    many.encode = lambda texts: seen.extend(texts) or real(texts)
+    many.fit_labels(DIGITS)
+    assert len(seen) == 4 and set(seen) <= set(DIGITS), "a sample of standardize_captions distinct captions"
+    with pytest.raises(TextEncoderError, match="at least 2 distinct captions"):
+        ClipTextEncoder(weights="random", seed=0, standardize=True, **TINY).fit_labels(["a cat"] * 5)
+    with pytest.raises(TextEncoderError, match="captioned dataset"):
+        ClipTextEncoder(weights="random", seed=0, standardize=True, **TINY).fit_labels(torch.eye(10))
+
+
 def test_clip_text_trainable_in_text_encoder_phase(encoder):
     enc = copy.deepcopy(encoder)
     names = [n for n, _ in enc.named_parameters()]

@@ -70,8 +70,9 @@ def generator_text_embedding(G: nn.Module, texts: Sequence[str]) -> torch.Tensor
     if cond is None:
         raise ValueError("CLIP guidance needs the generator's text encoder (G.mapping.conditioning, e.g. the "
                          "stylegan_t.mapping with a stylegan_t.clip_text conditioning); this generator has none")
+    embed = getattr(cond, "clip_embedding", cond)  # CLIP's own space, not the standardised conditioning
     with torch.no_grad():
-        return cond(list(texts)).detach().float()
+        return embed(list(texts)).detach().float()
 
 
 def interleave(a: Any, b: Any) -> Any:

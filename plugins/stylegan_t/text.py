@@ -25,6 +25,21 @@ captions repeat every step. The cache is keyed on the parameters' in-place versi
 of the weights (an optimizer step, an EMA update, ``load_state_dict``) invalidates it; ``train()``,
 ``load_state_dict`` and device moves clear it too.
 
+Standardised embeddings (``standardize: true``; not in the official code, off by default): each
+feature of the embedding is centred and scaled by its mean and standard deviation over the training
+captions, ``(e - mean) / std``, so the embeddings have unit second moment, as the normalised ``z``
+beside them in ``w``. Why: a tower with random weights (the CPU specs and tests, where nothing may be
+downloaded) embeds similar captions almost alike -- the ten digit captions have a mean cosine of
+0.87, so what tells them apart is a small fraction of a vector of norm 1, and neither the generator's
+affine layers nor the discriminator's projection pick it up in a short run (measured: the digits
+classifier stays at chance over 10 kimg; with standardised embeddings it rises as with one-hot
+classes). The statistics are fitted once, when training starts on a fresh model
+(:meth:`ClipTextEncoder.fit_labels`, called by the training loop for every part that has it), over
+up to ``standardize_captions`` distinct captions of the dataset, and kept in buffers saved with the
+weights (``label_mean``, ``label_std``, ``label_fitted``), so a resumed run, ``generate`` and a later
+training phase use the same ones. Until fitted they are the identity. CLIP guidance compares images
+with the plain (L2-normalised) embedding, :meth:`ClipTextEncoder.clip_embedding`.
+
 Attention runs through :func:`stylegan_core.layers.attention.attention` (the tower's
 ``nn.MultiheadAttention`` modules are routed there: xformers on CUDA when installed, else SDPA).
 """
@@ -81,6 +96,11 @@ class ClipTextParams(PartParams):
     embed_dim: Optional[int] = Field(None, ge=1, description="override of the embedding width (c_dim)")
     cache_size: int = Field(4096, ge=0, description="captions whose embeddings are cached while the tower is frozen "
                             "(0: no cache)")
+    standardize: bool = Field(False, description="centre and scale every embedding feature by its mean and standard "
+                              "deviation over the training captions, fitted when training starts (not official; for "
+                              "random towers, whose captions embed almost alike; see the module doc)")
+    standardize_captions: int = Field(4096, ge=2, description="distinct training captions (a seeded sample when "
+                                      "there are more) the standardisation is fitted on")
 
     @field_validator("weights")
     @classmethod
@@ -113,7 +133,8 @@ class ClipTextEncoder(nn.Module):
 
     def __init__(self, model: str = "ViT-L-14-quickgelu", weights: str = "random", seed: int = 0,
                  width: Optional[int] = None, layers: Optional[int] = None, heads: Optional[int] = None,
-                 context_length: Optional[int] = None, embed_dim: Optional[int] = None, cache_size: int = 4096):
+                 context_length: Optional[int] = None, embed_dim: Optional[int] = None, cache_size: int = 4096,
+                 standardize: bool = False, standardize_captions: int = 4096):
         super().__init__()
         open_clip = import_open_clip()
         name = model.replace("/", "-")
@@ -157,6 +178,11 @@ class ClipTextEncoder(nn.Module):
         self.cache_size = int(cache_size)
         self._cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
         self._cache_key: Optional[tuple] = None
+        self.standardize, self.standardize_captions = bool(standardize), int(standardize_captions)
+        if self.standardize:  # only then: the official state dict has no such buffers
+            self.register_buffer("label_mean", torch.zeros(self.c_dim))
+            self.register_buffer("label_std", torch.ones(self.c_dim))
+            self.register_buffer("label_fitted", torch.zeros((), dtype=torch.bool))
 
     # -- weights -------------------------------------------------------------
     def _load_file(self, open_clip: Any, clip: nn.Module, path, ctx: int, file_ctx: int) -> None:
@@ -246,6 +272,38 @@ class ClipTextEncoder(nn.Module):
         return F.normalize(emb.float(), dim=-1)
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        """The conditioning embeddings ``[N, c_dim]``: L2-normalised, then standardised when ``standardize``."""
+        emb = self.clip_embedding(texts)
+        if self.standardize:
+            emb = (emb - self.label_mean) / self.label_std
+        return emb
+
+    # -- standardisation -----------------------------------------------------
+    @torch.no_grad()
+    def fit_labels(self, labels: Any) -> bool:
+        """Fit the standardisation on the dataset's captions ``labels`` (a list of str) once: a no-op without
+        ``standardize`` or when already fitted (a resumed or loaded model keeps its statistics). True if fitted now."""
+        if not self.standardize or bool(self.label_fitted):
+            return False
+        if not isinstance(labels, (list, tuple)) or not all(isinstance(t, str) for t in labels):
+            raise TextEncoderError(f"{PART}: standardize needs a captioned dataset (label_type text), got labels of "
+                                   f"type {type(labels).__name__}")
+        captions = list(dict.fromkeys(labels))
+        if len(captions) < 2:
+            raise TextEncoderError(f"{PART}: standardize needs at least 2 distinct captions to fit on, the dataset "
+                                   f"has {len(captions)}")
+        if len(captions) > self.standardize_captions:
+            pick = torch.randperm(len(captions), generator=torch.Generator().manual_seed(self.seed))
+            captions = [captions[int(i)] for i in pick[:self.standardize_captions]]
+        emb = torch.cat([self.encode(captions[i:i + 256]) for i in range(0, len(captions), 256)])
+        std = emb.std(dim=0)
+        self.label_mean.copy_(emb.mean(dim=0))
+        self.label_std.copy_(std.clamp_min(1e-6 * float(std.max().clamp_min(1e-12))))
+        self.label_fitted.fill_(True)
+        return True
+
+    def clip_embedding(self, texts: Sequence[str]) -> torch.Tensor:
+        """The L2-normalised embeddings in CLIP's space (what CLIP guidance compares with), cached while frozen."""
         texts = _check_texts(texts)
         if not self._use_cache():
             return self.encode(texts)
@@ -268,7 +326,8 @@ class ClipTextEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"model={self.model_name!r}, weights={self.weights!r}, c_dim={self.c_dim}, "
-                f"context_length={self.context_length}, cache_size={self.cache_size}")
+                f"context_length={self.context_length}, cache_size={self.cache_size}"
+                + (", standardize=True" if self.standardize else ""))
 
 
 def _check_texts(texts: Any) -> list[str]:

@@ -20,6 +20,11 @@
   one output is the class logits as a ``[N, num_classes, 1, 1]`` map (stride = input size),
   e.g. for classifier guidance (StyleGAN-XL). A distilled DeiT averages its two heads (eval).
 
+``model_args``: keyword arguments of ``timm.create_model`` that change the architecture (e.g.
+``{depth: 4}`` for a shallow random ViT on the CPU, ``patch_size``, ``drop_path_rate``); the keys
+this part sets itself (``features_only``, ``out_indices``, ``img_size``, ``dynamic_img_size``,
+``pretrained*``, ``num_classes``, ...) are refused. A weights file must fit the changed model.
+
 Weights: ``random`` (seeded) or a local file (``.safetensors``, ``.pth``, ``.bin``: an
 original-format or timm-format state dict) read by timm's ``load_state_dict``
 (``weights_only=True``: no code in a pickle runs) and loaded by timm's
@@ -44,6 +49,11 @@ VIT_MODULES = ("vision_transformer", "deit", "eva")
 
 #: the tap of a ViT's embedded tokens before the first block (patch + position embedding)
 PATCH_EMBED = "patch_embed"
+
+#: timm.create_model arguments this part sets itself: not accepted in model_args
+RESERVED_ARGS = frozenset({"features_only", "out_indices", "img_size", "dynamic_img_size", "pretrained",
+                           "pretrained_cfg", "pretrained_cfg_overlay", "num_classes", "checkpoint_path",
+                           "cache_dir"})
 
 
 def import_timm():
@@ -79,6 +89,17 @@ class TimmParams(PartParams):
     resize: bool = Field(True, description="resize images to input_size (bilinear) before the network")
     readout: Literal["ignore", "add"] = Field("ignore", description="ViTs: 'add' adds the mean prefix token "
                                               "(class/distillation) to every patch token")
+    model_args: dict[str, Union[int, float, bool, str]] = Field(
+        default_factory=dict, description="architecture keyword arguments of timm.create_model, e.g. {depth: 4} "
+                                          "(random weights; a weights file must fit), not the ones this part sets")
+
+    @field_validator("model_args")
+    @classmethod
+    def _own_args(cls, v: dict) -> dict:
+        taken = sorted(set(v) & RESERVED_ARGS)
+        if taken:
+            raise ValueError(f"{', '.join(taken)} set by core.timm itself (use input_size / taps / mode / weights)")
+        return v
 
     @field_validator("weights")
     @classmethod
@@ -100,10 +121,15 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
 
     def __init__(self, model: str = "tf_efficientnet_lite0", weights: str = "random", seed: int = 0,
                  taps: Optional[list[Union[int, str]]] = None, mode: str = "auto", input_size: Optional[int] = None,
-                 resize: bool = True, readout: str = "ignore"):
+                 resize: bool = True, readout: str = "ignore", model_args: Optional[dict] = None):
         super().__init__(weights, seed)
+        model_args = dict(model_args or {})
+        taken = sorted(set(model_args) & RESERVED_ARGS)
+        if taken:
+            raise FeatureNetworkError(f"core.timm: model_args {', '.join(taken)} are set by core.timm itself")
         timm = import_timm()
         self.model_name = model
+        self.model_args = model_args
         if not timm.is_model(model):
             close = difflib.get_close_matches(model, timm.list_models(), n=3, cutoff=0.6)
             raise FeatureNetworkError(f"core.timm: unknown timm model {model!r}"
@@ -128,7 +154,7 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
             self.patch_tap = taps.index(PATCH_EMBED)
             taps = [t for t in taps if t != PATCH_EMBED]
 
-        kwargs: dict = {}
+        kwargs: dict = dict(model_args)
         if mode == "classifier":
             if taps:
                 raise FeatureNetworkError(f"core.timm: mode classifier returns the class logits only; taps "
@@ -183,6 +209,12 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
         self.model = net
         self._set_contract(channels, strides, size, cfg["mean"], cfg["std"], resize)
         self._freeze()
+
+    def provenance(self) -> dict:
+        rec = super().provenance()
+        if self.model_args:
+            rec["model_args"] = dict(self.model_args)
+        return rec
 
     @staticmethod
     def _read(timm, path) -> dict:

@@ -21,7 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -91,16 +91,33 @@ def _is_lazy(reg: Any) -> bool:
     return type(reg).penalty is not Regularizer.penalty
 
 
+def _part_methods(modules: "tuple[nn.Module, ...]", method: str) -> "Iterator[tuple[str, Callable]]":
+    """``(name, bound method)`` of every module and submodule (once each) that defines ``method``."""
+    seen: set[int] = set()
+    for m in modules:
+        for name, sub in m.named_modules():
+            fn = getattr(sub, method, None)
+            if callable(fn) and id(sub) not in seen:
+                seen.add(id(sub))
+                yield name, fn
+
+
 def set_training_progress(modules: "tuple[nn.Module, ...]", cur_nimg: int) -> None:
     """Call ``set_training_progress(cur_nimg)`` on every module and submodule that defines it (the optional
     method of parts, see :mod:`stylegan_core.interfaces`; e.g. a progressive-growing level of detail)."""
-    seen: set[int] = set()
-    for m in modules:
-        for sub in m.modules():
-            fn = getattr(sub, "set_training_progress", None)
-            if callable(fn) and id(sub) not in seen:
-                seen.add(id(sub))
-                fn(int(cur_nimg))
+    for _, fn in _part_methods(modules, "set_training_progress"):
+        fn(int(cur_nimg))
+
+
+def fit_labels(modules: "dict[str, nn.Module]", labels: labels_mod.Labels) -> list[str]:
+    """Call ``fit_labels(labels)`` on every part that defines it (the optional method of parts, see
+    :mod:`stylegan_core.interfaces`); the names of those that fitted something now."""
+    fitted = []
+    for prefix, m in modules.items():
+        for name, fn in _part_methods((m,), "fit_labels"):
+            if fn(labels):
+                fitted.append(f"{prefix}.{name}" if name else prefix)
+    return fitted
 
 
 @dataclass
@@ -138,11 +155,15 @@ class Trainer:
         torch.manual_seed(self.cfg.seed * self.world.size + self.world.rank)
         self.G = built.G.to(self.device).train()
         self.D = built.D.to(self.device).train()
+        self.dataset = built.dataset
+        self._labels = self._all_labels()
+        # data-dependent state of a fresh model (a loaded or resumed one keeps its own), alike on every rank
+        for name in fit_labels({"G": self.G, "D": self.D}, self._labels):
+            self.log(f"{name}: fitted to the dataset's labels")
         distributed.broadcast_modules([self.G, self.D], self.world)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.fingerprint = model_fingerprint(built.spec)
         self.augment = built.augment.to(self.device) if built.augment is not None else None
-        self.dataset = built.dataset
         self.regs = list(built.regularizers)
         self.loss = built.loss
         self.batch = int(self.cfg.batch_size)
@@ -177,7 +198,6 @@ class Trainer:
         self.batch_idx = 0
         self.tick_start_nimg = 0
         self.start_time = time.time()
-        self._labels = self._all_labels()
         gw, gh = grid_size(self.dataset.resolution)
         self.grid = (gw, gh)
         g = torch.Generator().manual_seed(self.cfg.seed + 3)
