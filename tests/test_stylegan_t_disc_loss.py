@@ -299,6 +299,19 @@ def test_clip_guidance_off_at_weight_zero_and_changes_G_gradients(text_encoder, 
     torch.testing.assert_close(loss.clip_loss(img, ctx.gen_c, G), expect)
 
 
+def test_clip_guidance_compares_with_clip_space_when_the_conditioning_is_standardised(clip_tower):
+    """A standardised conditioning (centred: no longer in CLIP's space) still gives CLIP guidance the plain
+    L2-normalised CLIP text embedding."""
+    enc = ClipTextEncoder(**SMALL_TEXT, standardize=True)
+    assert enc.fit_labels(CAPS)
+    G = TinyG(enc)
+    img = torch.rand(4, 3, 32, 32) * 2 - 1
+    emb = clip_tower(F.interpolate(img, size=(32, 32), mode="area"))[-1].flatten(1)
+    loss = TextHinge(clip_weight=1.0, clip=clip_tower)
+    torch.testing.assert_close(loss.clip_loss(img, CAPS, G), spherical_distance(emb, enc.clip_embedding(CAPS)).mean())
+    assert not torch.allclose(enc(CAPS), enc.clip_embedding(CAPS))
+
+
 class Narrow(nn.Module):
     c_dim = 16
 
