@@ -222,6 +222,9 @@ def test_timm_weights_from_safetensors_and_pth(registry, tmp_path, model):
         if k in sd:
             assert torch.equal(v, sd[k]), k
     assert a.weights == str(st.resolve()) and a.weights_sha256 and a.provenance()["sha256"] == a.weights_sha256
+    cfgs = [m.pretrained_cfg for m in a.model.modules() if isinstance(getattr(m, "pretrained_cfg", None), dict)]
+    assert cfgs and not any(c.get("url") or c.get("hf_hub_id") or c.get("source") for c in cfgs), \
+        "no remote location is left for timm to fall back on"
     x = images(64)
     with torch.no_grad():
         fa, fb, fr = a(x), b(x), r(x)
@@ -268,6 +271,9 @@ def test_wrong_or_missing_weights_file_is_a_clear_error(registry, tmp_path):
         build_from_params(registry, {"type": "core.timm", "model": "resnet18", "weights": str(lite)})
     with pytest.raises(FeatureNetworkError, match=r"lite0\.safetensors"):  # features_only loads non-strictly
         build_from_params(registry, {"type": "core.timm", "model": "tf_efficientnet_lite1", "weights": str(lite)})
+    empty = _save({}, tmp_path / "empty.pth")
+    with pytest.raises(FeatureNetworkError, match=r"empty\.pth holds no tensors"):
+        build_from_params(registry, {"type": "core.timm", "model": "resnet18", "weights": str(empty)})
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(FeatureNetworkError, match="junk.pth"):

@@ -170,9 +170,10 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
         path = self.weights_path
         if path is not None:
             # No network: timm's pretrained path here only runs its own key remapping on the state dict read
-            # from the local file; the overlay's state_dict replaces any hub or URL source, HF_HUB_OFFLINE=1 is
-            # set before timm is imported, and tests/test_feature_networks.py fails any socket connection.
-            local = dict(state_dict=self._read(timm, path))
+            # from the local file. The overlay gives timm that state dict and takes away every remote location
+            # it could fall back on (source, url, hf_hub_id), HF_HUB_OFFLINE=1 is set before timm is imported,
+            # and tests/test_feature_networks.py fails any socket connection.
+            local = dict(state_dict=self._read(timm, path), source="", url="", hf_hub_id=None)
             kwargs.update(pretrained=True, pretrained_cfg_overlay=local)  # safe: the local file's state dict only
         with seeded(self.seed):
             net = self._create(timm, model, path, kwargs)
@@ -224,10 +225,13 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
         checkpoint filter that remaps original-format keys), but ``weights_only=True`` is explicit here."""
         try:
             # safe: weights_only=True: torch.load rebuilds tensors and plain containers only, runs no code
-            return timm.models.load_state_dict(str(path), weights_only=True)
+            state = timm.models.load_state_dict(str(path), weights_only=True)
         except Exception as e:  # not a checkpoint, truncated, or a pickle needing more than tensors
             raise FeatureNetworkError(f"core.timm: cannot read weights file {path}: {type(e).__name__}: "
                                       f"{str(e)[:300]}") from e
+        if not state:  # timm would fall back to no weights at all, silently
+            raise FeatureNetworkError(f"core.timm: weights file {path} holds no tensors")
+        return state
 
     def _create(self, timm, model: str, path, kwargs: dict):
         try:
