@@ -32,7 +32,8 @@ def register(registry):
                       doc="open_clip text tower (default ViT-L-14-quickgelu; weights random or a local file, only "
                           "the text tower kept) with its own tokenizer: L2-normalised caption embeddings [N, c_dim]; "
                           "small-tower overrides width/layers/heads/context_length/embed_dim; frozen except in the "
-                          "text_encoder phase, caption cache while frozen; attention through "
+                          "text_encoder phase, caption cache while frozen; standardize: embeddings centred and "
+                          "scaled over the training captions (not official; for random towers); attention through "
                           "stylegan_core.layers.attention.")
     registry.register("mapping", "mapping", MappingNetwork, params=MappingParams,
                       doc="StyleGAN-T mapping: normalised z through an MLP (2 layers, lr x0.01); the caption "
