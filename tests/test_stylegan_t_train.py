@@ -38,14 +38,26 @@ def caption(k: int) -> str:
 ACCEPT_KIMG, PER_DIGIT, ACCEPT_ACC = 6, 30, 0.2
 
 
+def _build_and_train(out: Path, kimg: float, *overrides: str) -> Path:
+    """stylegan-build the digits-with-captions spec (random text and ViT towers), stylegan-run train ``kimg``."""
+    sets = [a for o in overrides for a in ("--set", o)]
+    assert build_cli.main([str(SPEC), "-o", str(out), "--set", "metrics=[]", *sets]) == 0
+    assert run_cli.main([str(out), "train", "--kimg", str(kimg), "--no-progress"]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The digits-with-captions spec, random text and ViT towers, trained ACCEPT_KIMG kimg through the CLI."""
-    out = tmp_path_factory.mktemp("stylegan_t") / "t"
-    assert build_cli.main([str(SPEC), "-o", str(out), "--set", "train.tick_kimg=1", "--set", "train.snapshot_ticks=100",
-                           "--set", "train.image_snapshot_ticks=100", "--set", "metrics=[]"]) == 0
-    assert run_cli.main([str(out), "train", "--kimg", str(ACCEPT_KIMG), "--no-progress"]) == 0
-    return out
+    """ACCEPT_KIMG kimg of training: the acceptance run."""
+    return _build_and_train(tmp_path_factory.mktemp("stylegan_t") / "t", ACCEPT_KIMG, "train.tick_kimg=1",
+                            "train.snapshot_ticks=100", "train.image_snapshot_ticks=100")
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """One step of 16 images, with a snapshot and a grid: the same path as the acceptance run, short."""
+    return _build_and_train(tmp_path_factory.mktemp("stylegan_t") / "t", 0.016, "train.tick_kimg=0.016",
+                            "train.snapshot_ticks=1", "train.image_snapshot_ticks=1")
 
 
 def _generated(out: Path, text: str, seeds: str, dest: Path) -> torch.Tensor:
@@ -54,12 +66,14 @@ def _generated(out: Path, text: str, seeds: str, dest: Path) -> torch.Tensor:
     return torch.from_numpy(np.stack(imgs))[:, None] / 127.5 - 1
 
 
+@pytest.mark.slow  # about 2.5 min, which would take the default suite to its 15 min limit; the default run covers
+# the same path, short (test_generate_interpolate_and_project_from_a_caption). Run: pytest -m slow
 def test_text_conditioning_is_learnt_on_the_digits(trained, tmp_path):
-    """Acceptance: after a short CPU run (ACCEPT_KIMG kimg, batch 16, about 3 minutes here) with random-weight
+    """Acceptance: after a short CPU run (ACCEPT_KIMG kimg, batch 16, about 2.5 minutes here) with random-weight
     text and ViT towers, the digits classifier reads the digit asked for in "a handwritten digit N" far above
-    chance (10 %). Measured on this machine (200 images, 20 per caption), the curve from 1 to 10 kimg:
-    0.07, 0.20, 0.15, 0.22, 0.23, 0.32, 0.33, 0.32, 0.31, 0.35; other seeds at 6 kimg: see the issue note.
-    Asserted: ACCEPT_ACC = 0.2 at ACCEPT_KIMG, and more than a chance share for most of the asked digits."""
+    chance (10 %). Measured on this machine with the spec's seed (200 G_ema images, 20 per caption), from 1 to
+    6 kimg: 0.100, 0.175, 0.175, 0.190, 0.220, 0.295; seeds 1 and 2 at 6 kimg: 0.235, 0.230; this test: 0.273.
+    Asserted: ACCEPT_ACC = 0.2 at ACCEPT_KIMG, and more than a chance share for at least 4 of the digits."""
     snap = ckpt.latest_snapshot(trained)
     assert snap is not None and snap[0] == ACCEPT_KIMG * 1000
     tensors = load_file(str(snap[1]))
@@ -78,16 +92,20 @@ def test_text_conditioning_is_learnt_on_the_digits(trained, tmp_path):
     assert sum(c > PER_DIGIT // 10 for c in correct) >= 4, correct  # several digits, not one mode
 
 
-def test_generate_interpolate_and_project_from_a_caption(trained, tmp_path):
+def test_generate_interpolate_and_project_from_a_caption(short_run, tmp_path):
+    # the caption standardisation of both text towers was fitted when training started, and saved
+    tensors = load_file(str(ckpt.latest_snapshot(short_run)[1]))
+    fitted = [k for k in tensors if k.endswith("conditioning.label_fitted")]
+    assert len(fitted) >= 3 and all(bool(tensors[k]) for k in fitted), fitted  # G, G_ema, D
     gen = tmp_path / "gen"
-    assert run_cli.main([str(trained), "generate", "--text", caption(3), "--seeds", "0-1", "--outdir", str(gen)]) == 0
-    assert len(list(gen.glob("seed*.png"))) == 2 and list(trained.glob("fakes*.png"))
-    assert run_cli.main([str(trained), "generate", "--class", "3", "--seeds", "0", "--outdir", str(gen)]) != 0
+    assert run_cli.main([str(short_run), "generate", "--text", caption(3), "--seeds", "0-1", "--outdir", str(gen)]) == 0
+    assert len(list(gen.glob("seed*.png"))) == 2 and list(short_run.glob("fakes*.png"))
+    assert run_cli.main([str(short_run), "generate", "--class", "3", "--seeds", "0", "--outdir", str(gen)]) != 0
     # interpolate and project take the prompt too
-    assert run_cli.main([str(trained), "interpolate", "--text", caption(5), "--seeds", "0,1", "--frames", "2",
+    assert run_cli.main([str(short_run), "interpolate", "--text", caption(5), "--seeds", "0,1", "--frames", "2",
                          "--video", "none", "--outdir", str(tmp_path / "interp")]) == 0
     assert len(list((tmp_path / "interp" / "frames").glob("*.png"))) == 3
-    assert run_cli.main([str(trained), "project", "--text", caption(3), "--target", str(gen / "seed0000.png"),
+    assert run_cli.main([str(short_run), "project", "--text", caption(3), "--target", str(gen / "seed0000.png"),
                          "--steps", "3", "--loss", "mse", "--w-avg-samples", "64", "--video", "none",
                          "--no-progress", "--outdir", str(tmp_path / "proj")]) == 0
     assert (tmp_path / "proj" / "projected_w.safetensors").is_file()
