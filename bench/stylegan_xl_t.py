@@ -6,7 +6,7 @@ Prints, measured in one run, one table with a row per model:
   generator parameter trains);
 * **XL stage** -- the same spec grown to its first super-resolution stage, built the public way with
   ``--set generator.synthesis.stage=1 --set data.resolution=32 --set generator.mapping.frozen=true``: the
-  stem and the mapping are frozen (``stylegan_core.features.frozen.trainable_parameters``), only the
+  stem and the mapping are frozen (``stylegan_core.freezing.trainable_parameters``), only the
   stage's head trains;
 * **T lite** -- ``specs/stylegan-t-lite.yaml`` (74.5 M synthesis parameters, the OpenAI CLIP ViT-L/14
   text tower, the official discriminator on a DINO ViT-S/16 at 224 px) with seeded random weights in
@@ -81,7 +81,7 @@ def fmt_params(n: int) -> str:
 def measure(label: str, spec_path: Path, overrides: list[str], fwd_batch: int, fwd_labels: Callable[[int, Any], Any],
             repeats: int, warmup_steps: int, steps: int, fwd_warmup: bool, threads: int, reg) -> dict[str, Any]:
     from stylegan_core.build import build_model
-    from stylegan_core.features.frozen import trainable_parameters
+    from stylegan_core.freezing import trainable_parameters
     from stylegan_core.spec import load_spec
     from stylegan_core.training.loop import Trainer
 

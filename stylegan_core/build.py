@@ -193,7 +193,7 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metada
 
 def model_state(built: BuiltModel) -> dict[str, torch.Tensor]:
     """G.* and D.* tensors, without those of frozen feature networks (rebuilt from their weights files)."""
-    from .features.frozen import trainable_state_dict
+    from .freezing import trainable_state_dict
 
     state = {f"G.{k}": v for k, v in trainable_state_dict(built.G).items()}
     state.update({f"D.{k}": v for k, v in trainable_state_dict(built.D).items()})
@@ -229,7 +229,7 @@ def check_state(path: Path, module: nn.Module, state: dict[str, torch.Tensor], p
     """Refuse (naming ``path`` and the first few tensors) a state whose names, shapes or dtypes differ from
     ``module.state_dict()``; ``load_state_dict`` would cast dtypes silently and name no file.
     Frozen feature networks' tensors are not expected (they are never saved)."""
-    from .features.frozen import trainable_state_dict
+    from .freezing import trainable_state_dict
 
     own = trainable_state_dict(module)
     problems = [f"{prefix}{k} is missing" for k in own if k not in state]
@@ -247,7 +247,7 @@ def check_state(path: Path, module: nn.Module, state: dict[str, torch.Tensor], p
 
 def load_model_state(built: BuiltModel, path: Path) -> None:
     """Load ``model.safetensors`` (G.* and D.*) into a built model; :class:`WeightsFileError` if it does not fit."""
-    from .features.frozen import load_trainable_state_dict
+    from .freezing import load_trainable_state_dict
 
     state, _ = read_safetensors(path)
     for prefix, module in (("G.", built.G), ("D.", built.D)):

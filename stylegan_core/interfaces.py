@@ -25,7 +25,7 @@ Optional method of network parts: ``frozen_parameters(phase: str = "all") -> lis
 the part's own ``named_parameters()``) that do not train in the training phase ``phase`` (the spec's
 ``train.phase``). The loop keeps them out of the optimizer and at ``requires_grad=False``; they are
 saved as usual. A part that gives meaning to phases other than ``all`` lists them in a class attribute
-``phases`` (the loop refuses a phase no part knows). See :mod:`stylegan_core.features.frozen`.
+``phases`` (the loop refuses a phase no part knows). See :mod:`stylegan_core.freezing`.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from stylegan_core.features.frozen import (declared_phases, frozen_parameter_names, set_requires_grad,
+from stylegan_core.freezing import (declared_phases, frozen_parameter_names, set_requires_grad,
                                            trainable_parameters)
 
 

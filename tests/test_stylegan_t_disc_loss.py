@@ -19,7 +19,7 @@ pytest.importorskip("open_clip", reason="StyleGAN-T's text and CLIP towers need 
 
 from stylegan_core.features import OpenClipFeatureNetwork, TimmFeatureNetwork  # noqa: E402
 from stylegan_core.features.base import FeatureNetworkError  # noqa: E402
-from stylegan_core.features.frozen import set_requires_grad, trainable_parameters  # noqa: E402
+from stylegan_core.freezing import set_requires_grad, trainable_parameters  # noqa: E402
 from stylegan_core.interfaces import StepContext  # noqa: E402
 from stylegan_core.tools.generate import condition, generate_images, is_text_conditioned  # noqa: E402
 from stylegan_plugins.stylegan_t.discriminator import (BatchNormLocal, DiscHead,  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stylegan_core import ops
-from stylegan_core.features.frozen import frozen_parameter_names, set_requires_grad, trainable_parameters
+from stylegan_core.freezing import frozen_parameter_names, set_requires_grad, trainable_parameters
 from stylegan_core.generator import Generator
 from stylegan_core.layers import ModulatedConvLayer
 from stylegan_core.layers.attention import RoutedMultiheadAttention

@@ -102,7 +102,7 @@ def test_frozen_parameters_are_exactly_the_non_head_parameters(nets):
 
 
 def test_trainable_parameters_of_a_grown_generator(nets):
-    from stylegan_core.features.frozen import trainable_parameters
+    from stylegan_core.freezing import trainable_parameters
 
     G = Generator(mapping(nets[1].num_ws, frozen=True), nets[1])
     head = {id(p) for n, p in nets[1].named_parameters() if n.split(".")[0] in nets[1].head_layer_names}
@@ -297,7 +297,7 @@ def test_digits_preset_grows_and_cli_tools(tmp_path):
     carrying every frozen tensor over; the centroids and embeddings CLI entries write their files."""
     from safetensors.torch import load_file
     from stylegan_core.build import build_model, write_artifact
-    from stylegan_core.features.frozen import frozen_parameter_names
+    from stylegan_core.freezing import frozen_parameter_names
     from stylegan_core.plugins import load_plugins
     from stylegan_core.spec import load_spec
     from stylegan_core.training.grow import grow

@@ -17,7 +17,7 @@ from safetensors.torch import load_file  # noqa: E402
 from stylegan_core.cli import build as build_cli  # noqa: E402
 from stylegan_core.cli import run as run_cli  # noqa: E402
 from stylegan_core.cli.run import load_built  # noqa: E402
-from stylegan_core.features.frozen import frozen_parameter_names  # noqa: E402
+from stylegan_core.freezing import frozen_parameter_names  # noqa: E402
 
 from stylegan_core.training import checkpoint as ckpt  # noqa: E402
 

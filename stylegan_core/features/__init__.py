@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from ..interfaces import FeatureNetwork
 from .base import BackboneFeatureNetwork, FeatureNetworkError, file_sha256, is_random, offline_hub
 from .clip_net import OpenClipFeatureNetwork, OpenClipParams
-from .frozen import (feature_networks, load_trainable_state_dict, set_requires_grad, trainable_parameters,
+from ..freezing import (feature_networks, load_trainable_state_dict, set_requires_grad, trainable_parameters,
                      trainable_state_dict)
 from .timm_net import TimmFeatureNetwork, TimmParams
 

@@ -1,7 +1,7 @@
 """Feature networks in the build artifact: what ``spec.lock.yaml`` records and what loading checks.
 
 ``model.safetensors`` and training snapshots leave the feature networks' tensors out
-(:mod:`.frozen`); a build folder is loaded by rebuilding them from the spec, which
+(:mod:`stylegan_core.freezing`); a build folder is loaded by rebuilding them from the spec, which
 reloads their weights files. The lock records, for each feature network in G and D,
 its module path, its spec path, type and model, and either the absolute path and
 sha256 of its weights file or ``random`` and the seed; the spec node's ``weights`` is
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from .base import FeatureNetworkError, is_random
-from .frozen import feature_networks
+from ..freezing import feature_networks
 
 LOCK_KEY = "feature_networks"
 

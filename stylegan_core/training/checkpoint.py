@@ -109,7 +109,7 @@ def load_module_weights(st_path: Path, module: torch.nn.Module, prefix: str) -> 
     tensors, _ = read_safetensors(st_path)
     sub = sub_state(tensors, prefix)
     check_state(st_path, module, sub, prefix + ".", "written for another model?")
-    from ..features.frozen import load_trainable_state_dict
+    from ..freezing import load_trainable_state_dict
 
     load_trainable_state_dict(module, sub)  # frozen feature networks are not in snapshots
 

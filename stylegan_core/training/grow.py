@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..build import BuiltModel, _node, build_model, write_artifact
-from ..features.frozen import frozen_parameter_names, trainable_state_dict
+from ..freezing import frozen_parameter_names, trainable_state_dict
 from ..spec import dump_yaml, load_spec_text
 from . import checkpoint as ckpt
 

@@ -29,8 +29,8 @@ from torch import nn
 
 from ..build import BuiltModel, model_fingerprint
 from ..data import labels as labels_mod
-from ..features.frozen import (declared_phases, load_trainable_state_dict, set_requires_grad, trainable_parameters,
-                               trainable_state_dict)
+from ..freezing import (declared_phases, load_trainable_state_dict, set_requires_grad, trainable_parameters,
+                        trainable_state_dict)
 from ..interfaces import Regularizer, StepContext
 from . import checkpoint as ckpt
 from . import distributed

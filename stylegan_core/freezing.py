@@ -20,7 +20,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
-from ..interfaces import FeatureNetwork
+from .interfaces import FeatureNetwork
 
 
 def feature_networks(module: nn.Module) -> list[tuple[str, FeatureNetwork]]:
