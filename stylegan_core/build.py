@@ -1,6 +1,6 @@
 """Spec -> ``nn.Module`` s, and the build artifact (``spec.lock.yaml`` + ``model.safetensors``).
 
-Wiring (DESIGN section 4): the dataset gives ``img_resolution``,
+Wiring: the dataset gives ``img_resolution``,
 ``img_channels`` and ``c_dim``; the synthesis network gives ``w_dim`` and
 ``num_ws`` to the mapping network. Each value is passed by keyword to every
 factory that accepts it. A value set in the spec that contradicts the wiring
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +19,7 @@ from torch import nn
 
 from . import __version__
 from .generator import Generator
+from .io import atomic_save_safetensors, atomic_write_bytes, check_state, read_safetensors
 from .registry import ComponentInfo, Registry
 from .spec import LoadedSpec, SpecError, SpecIssue, dump_yaml
 from .spec.models import nested_part_fields
@@ -167,30 +166,6 @@ def _row(slot: str, built: BuiltModel, module: nn.Module, shape: tuple, flops: f
             "output": list(shape), "flops_per_image": int(flops)}
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: Optional[dict[str, str]] = None) -> None:
-    """safetensors written to a temporary file in the same folder, then renamed (never a torn file)."""
-    from safetensors.torch import save
-
-    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    atomic_write_bytes(Path(path), save(flat, metadata=metadata or {}))
-
-
 def model_state(built: BuiltModel) -> dict[str, torch.Tensor]:
     """G.* and D.* tensors, without those of frozen feature networks (rebuilt from their weights files)."""
     from .freezing import trainable_state_dict
@@ -200,53 +175,9 @@ def model_state(built: BuiltModel) -> dict[str, torch.Tensor]:
     return state
 
 
-class WeightsFileError(ValueError):
-    """A weights file (``model.safetensors``, a snapshot) that cannot be used: missing, truncated, not
-    safetensors, or holding tensors whose names, shapes or dtypes do not match the model. The message
-    starts with the file's path."""
-
-
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and metadata of a safetensors file; :class:`WeightsFileError` naming the file if it
-    cannot be read. The safetensors library does the validation (header size, JSON, dtypes, offsets
-    covering the file exactly); its reason is kept in the message."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsFileError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except SafetensorError as e:
-        raise WeightsFileError(f"{path}: not a valid safetensors file (truncated, corrupt or another format): "
-                               f"{e}") from None
-    except OSError as e:
-        raise WeightsFileError(f"{path}: cannot read: {e.strerror or e}") from None
-
-
-def check_state(path: Path, module: nn.Module, state: dict[str, torch.Tensor], prefix: str, hint: str) -> None:
-    """Refuse (naming ``path`` and the first few tensors) a state whose names, shapes or dtypes differ from
-    ``module.state_dict()``; ``load_state_dict`` would cast dtypes silently and name no file.
-    Frozen feature networks' tensors are not expected (they are never saved)."""
-    from .freezing import trainable_state_dict
-
-    own = trainable_state_dict(module)
-    problems = [f"{prefix}{k} is missing" for k in own if k not in state]
-    problems += [f"unexpected {prefix}{k}" for k in state if k not in own]
-    for k, v in state.items():
-        if k in own and tuple(v.shape) != tuple(own[k].shape):
-            problems.append(f"{prefix}{k} has shape {list(v.shape)}, the model expects {list(own[k].shape)}")
-        elif k in own and v.dtype != own[k].dtype:
-            problems.append(f"{prefix}{k} is {str(v.dtype).replace('torch.', '')}, the model expects "
-                            f"{str(own[k].dtype).replace('torch.', '')}")
-    if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise WeightsFileError(f"{path}: does not match the model: {'; '.join(problems[:3])}{more}; {hint}")
-
-
 def load_model_state(built: BuiltModel, path: Path) -> None:
-    """Load ``model.safetensors`` (G.* and D.*) into a built model; :class:`WeightsFileError` if it does not fit."""
+    """Load ``model.safetensors`` (G.* and D.*) into a built model; :class:`~stylegan_core.io.WeightsFileError`
+    if it does not fit."""
     from .freezing import load_trainable_state_dict
 
     state, _ = read_safetensors(path)

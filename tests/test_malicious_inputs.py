@@ -411,7 +411,7 @@ def test_the_canary_is_not_vacuous(tmp_path):
 
 def test_load_module_weights_checks_a_snapshot(run_dir):
     """The helper tools use to take one network out of a snapshot refuses a mismatch, naming the file."""
-    from stylegan_core.build import WeightsFileError
+    from stylegan_core.io import WeightsFileError
     from stylegan_core.cli.run import load_built
     from stylegan_core.training.checkpoint import load_module_weights
 

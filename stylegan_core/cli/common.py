@@ -32,7 +32,7 @@ def load_plugins_reporting() -> PluginSet:
 
 def guarded(fn: Callable[[], int]) -> int:
     """Turn the library's errors into one clear line and the documented exit code."""
-    from ..build import WeightsFileError
+    from ..io import WeightsFileError
     from ..spec import SpecError
     from ..tools.official_pickle import CheckpointError
 

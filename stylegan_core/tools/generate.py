@@ -152,7 +152,7 @@ def style_mixing_grid(G: torch.nn.Module, row_seeds: Sequence[int], col_seeds: S
 
 def load_projected_w(path: Path, G: torch.nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """ws ``[1, num_ws, w_dim]`` and noise buffers from a ``projected_w.safetensors`` written by ``project``."""
-    from ..build import read_safetensors
+    from ..io import read_safetensors
 
     t, _ = read_safetensors(Path(path))  # a clear error naming the file if it is not safetensors
     if "w" not in t:

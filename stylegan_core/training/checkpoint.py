@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..build import WeightsFileError, atomic_save_safetensors, atomic_write_bytes, check_state, read_safetensors
+from ..io import WeightsFileError, atomic_save_safetensors, atomic_write_bytes, check_state, read_safetensors
 
 SNAPSHOT_DIR = "snapshots"
 _NAME = re.compile(r"^snapshot-(\d{9,})\.json$")
@@ -85,7 +85,7 @@ def save_snapshot(run_dir: Path, nimg: int, tensors: dict[str, torch.Tensor], me
 
 
 def load_snapshot(st_path: Path, js_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A snapshot's tensors and sidecar; :class:`~stylegan_core.build.WeightsFileError` naming the file
+    """A snapshot's tensors and sidecar; :class:`~stylegan_core.io.WeightsFileError` naming the file
     that is missing, truncated, not safetensors or not a JSON object."""
     try:
         with open(js_path, encoding="utf-8") as f:
