@@ -26,8 +26,8 @@ pytest.importorskip("open_clip", reason="feature-network tests need open_clip (p
 import timm  # noqa: E402
 
 from stylegan_core import hookimpl  # noqa: E402
-from stylegan_core.features import (FeatureNetworkError, build_from_params, set_requires_grad,  # noqa: E402
-                                    trainable_parameters, trainable_state_dict)
+from stylegan_core.features import FeatureNetworkError, build_from_params  # noqa: E402
+from stylegan_core.freezing import set_requires_grad, trainable_parameters, trainable_state_dict  # noqa: E402
 from stylegan_core.features.timm_net import TimmFeatureNetwork  # noqa: E402
 from stylegan_core.interfaces import Discriminator, FeatureNetwork  # noqa: E402
 from stylegan_core.plugins import load_plugins  # noqa: E402
@@ -437,7 +437,7 @@ def test_artifact_keeps_frozen_weights_out_and_restores_them(tmp_path, cli_plugi
     from stylegan_core.build import build_model
     from stylegan_core.cli import build as build_cli
     from stylegan_core.cli import run as run_cli
-    from stylegan_core.features import file_sha256
+    from stylegan_core.io import sha256_file
     from stylegan_core.spec import load_spec
     from stylegan_core.training.checkpoint import latest_snapshot
 
@@ -454,7 +454,7 @@ def test_artifact_keeps_frozen_weights_out_and_restores_them(tmp_path, cli_plugi
     recs = lock["lock"]["feature_networks"]
     assert recs == [{"module": "D.feature_network", "spec_path": "discriminator.feature_network",
                      "type": "core.timm", "model": "tf_efficientnet_lite0", "weights": str(wfile.resolve()),
-                     "sha256": file_sha256(wfile)}]
+                     "sha256": sha256_file(wfile)}]
     assert lock["discriminator"]["feature_network"]["weights"] == str(wfile.resolve())
 
     # loading the folder (what stylegan-run does) rebuilds the network from the file; outputs match

@@ -45,7 +45,7 @@ from torch.nn.utils import spectral_norm
 from test_official_pickle import (BIN, EasyDict, Payload, Persistent, canary_source, data_spec, small_network,
                                   snapshot_bytes)
 from stylegan_core.build import write_artifact
-from stylegan_core.features.base import file_sha256
+from stylegan_core.io import sha256_file
 from stylegan_core.plugins import load_plugins
 from stylegan_core.tools.import_official import build_from_checkpoint
 from stylegan_core.tools.official_pickle import (ModuleRecord, UnsafePickleError,
@@ -450,7 +450,7 @@ def test_projected_gan_snapshot_imports_and_reproduces(stem, tmp_path, plugin_se
         lock = yaml.safe_load((tmp_path / "build" / "spec.lock.yaml").read_text())
         rec = {r["module"]: r for r in lock["lock"]["feature_networks"]}["D.feature_network"]
         assert rec["weights"] == lock["discriminator"]["feature_network"]["weights"] == str(weights.resolve())
-        assert rec["sha256"] == file_sha256(weights)
+        assert rec["sha256"] == sha256_file(weights)
     assert not canary.exists()
 
 

@@ -182,7 +182,8 @@ def test_artifact_keeps_frozen_weights_out_and_restores_them(registry, tmp_path)
     from stylegan_core.build import MODEL_NAME
     from stylegan_core.cli.build import main as build_main
     from stylegan_core.cli.run import load_built
-    from stylegan_core.features import FeatureNetworkError, file_sha256
+    from stylegan_core.features import FeatureNetworkError
+    from stylegan_core.io import sha256_file
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(123)
@@ -199,7 +200,7 @@ def test_artifact_keeps_frozen_weights_out_and_restores_them(registry, tmp_path)
     assert [k for k in saved if k.startswith("D.heads.")] and [k for k in saved if k.startswith("D.projector.")]
     lock = yaml.safe_load((out / "spec.lock.yaml").read_text())
     rec = [r for r in lock["lock"]["feature_networks"] if r["module"] == "D.feature_network"]
-    assert rec and rec[0]["weights"] == str(wfile.resolve()) and rec[0]["sha256"] == file_sha256(wfile)
+    assert rec and rec[0]["weights"] == str(wfile.resolve()) and rec[0]["sha256"] == sha256_file(wfile)
 
     built = load_built(out)
     restored = built.D.feature_network.model.state_dict()

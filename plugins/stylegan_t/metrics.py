@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 
 from stylegan_core.data import labels as labels_mod
-from stylegan_core.features.base import FeatureNetworkError, resolve_weights, seeded
+from stylegan_core.features.base import FeatureNetworkError, seeded
 from stylegan_core.features.clip_net import import_open_clip
 from stylegan_core.interfaces import Dataset, Metric
+from stylegan_core.io import resolve_weights
 from stylegan_core.metrics.gan_metrics import count_str, quantize
 from stylegan_core.registry import PartParams
 
@@ -53,7 +54,8 @@ class CLIPScoreParams(PartParams):
     @field_validator("weights")
     @classmethod
     def _weights_given(cls, v: str) -> str:
-        resolve_weights("stylegan_t.clip_score", v)  # a clear error, at spec time, for a missing file
+        # a clear error, at spec time, for a missing file
+        resolve_weights("stylegan_t.clip_score", v, error=FeatureNetworkError)
         return v
 
 
@@ -67,7 +69,7 @@ class CLIPScore(Metric):
         self.num_gen, self.model_name, self.seed, self.batch_size = int(num_gen), model.replace("/", "-"), int(seed), \
             int(batch_size)
         self.input_size = None if input_size is None else int(input_size)
-        self.weights_path = resolve_weights("stylegan_t.clip_score", weights)
+        self.weights_path = resolve_weights("stylegan_t.clip_score", weights, error=FeatureNetworkError)
         self.name = name or f"cs{count_str(self.num_gen)}"
         self._clip = None
         self._tokenizer = None

@@ -55,8 +55,9 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from stylegan_core.features.base import file_sha256, resolve_weights, seeded
+from stylegan_core.features.base import FeatureNetworkError, seeded
 from stylegan_core.features.clip_net import import_open_clip
+from stylegan_core.io import resolve_weights, sha256_file
 from stylegan_core.layers.attention import route_multihead_attention
 from stylegan_core.registry import PartParams
 
@@ -140,9 +141,9 @@ class ClipTextEncoder(nn.Module):
         name = model.replace("/", "-")
         self.model_name = name
         self.seed = int(seed)
-        path = resolve_weights(PART, weights)
+        path = resolve_weights(PART, weights, error=FeatureNetworkError)
         self.weights: str = str(path) if path is not None else "random"
-        self.weights_sha256: Optional[str] = file_sha256(path) if path is not None else None
+        self.weights_sha256: Optional[str] = sha256_file(path) if path is not None else None
         cfg = _model_config(open_clip, name)
         text_cfg = dict(cfg["text_cfg"])
         for key, val in (("width", width), ("layers", layers), ("heads", heads)):

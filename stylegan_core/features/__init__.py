@@ -25,10 +25,8 @@ from typing import Any, Mapping, Union
 from pydantic import BaseModel, ValidationError
 
 from ..interfaces import FeatureNetwork
-from .base import BackboneFeatureNetwork, FeatureNetworkError, file_sha256, is_random, offline_hub
+from .base import BackboneFeatureNetwork, FeatureNetworkError, offline_hub
 from .clip_net import OpenClipFeatureNetwork, OpenClipParams
-from ..freezing import (feature_networks, load_trainable_state_dict, set_requires_grad, trainable_parameters,
-                     trainable_state_dict)
 from .timm_net import TimmFeatureNetwork, TimmParams
 
 offline_hub()
@@ -83,6 +81,4 @@ def provenance(net: FeatureNetwork) -> dict[str, Any]:
 
 
 __all__ = ["BackboneFeatureNetwork", "FeatureNetworkError", "OpenClipFeatureNetwork", "OpenClipParams",
-           "TimmFeatureNetwork", "TimmParams", "build_from_params", "feature_networks", "file_sha256", "is_random",
-           "load_trainable_state_dict", "provenance", "register_parts", "set_requires_grad", "trainable_parameters",
-           "trainable_state_dict"]
+           "TimmFeatureNetwork", "TimmParams", "build_from_params", "provenance", "register_parts"]

@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .base import FeatureNetworkError, is_random
 from ..freezing import feature_networks
+from ..io import is_random
+from .base import FeatureNetworkError
 
 LOCK_KEY = "feature_networks"
 

@@ -16,7 +16,6 @@ build artifact records it and refuses a changed file later.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -26,8 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..interfaces import FeatureNetwork
-
-RANDOM = "random"
+from ..io import RANDOM, resolve_weights, sha256_file
 
 
 class FeatureNetworkError(ValueError):
@@ -38,36 +36,6 @@ class FeatureNetworkError(ValueError):
 def offline_hub() -> None:
     """Make the Hugging Face hub client refuse network access (set before timm / open_clip import it)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def is_random(weights: Any) -> bool:
-    return isinstance(weights, str) and weights.strip().lower() == RANDOM
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def resolve_weights(part: str, weights: Any) -> Optional[Path]:
-    """``None`` for ``random``; else the absolute path of an existing local file (relative paths are taken
-    from the current directory), or a :class:`FeatureNetworkError` naming it."""
-    if weights is None or (isinstance(weights, str) and not weights.strip()):
-        raise FeatureNetworkError(f"{part}: weights must be 'random' or the path of a local weights file")
-    if is_random(weights):
-        return None
-    text = str(weights)
-    if "://" in text or text.startswith(("hf-hub:", "hf_hub:", "timm/")):
-        raise FeatureNetworkError(f"{part}: weights {text!r} look like a remote location; nothing is downloaded: "
-                                  f"download the file yourself and give its local path (or 'random')")
-    p = Path(text).expanduser().resolve()
-    if not p.is_file():
-        raise FeatureNetworkError(f"{part}: weights file {text!r} not found (resolved to {p}); give the path of a "
-                                  f"local file, or 'random' for a seeded random initialisation")
-    return p
 
 
 @contextlib.contextmanager
@@ -137,11 +105,11 @@ class BackboneFeatureNetwork(FeatureNetwork):
     def __init__(self, weights: str, seed: int = 0):
         super().__init__()
         self.seed = int(seed)
-        path = resolve_weights(self.part_type, weights)
+        path = resolve_weights(self.part_type, weights, error=FeatureNetworkError)
         #: absolute path of the weights file, or "random"
         self.weights: str = str(path) if path is not None else RANDOM
         #: sha256 of the weights file when it was loaded (None for random weights)
-        self.weights_sha256: Optional[str] = file_sha256(path) if path is not None else None
+        self.weights_sha256: Optional[str] = sha256_file(path) if path is not None else None
         self.model_name: str = ""
         self.resize: bool = True
         self.channels: list[int] = []

@@ -17,10 +17,11 @@ Unreadable images are reported by name: an error, or skipped and counted with ``
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import os
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from ..data.image_folder import IMAGE_EXT
+from ..io import atomic_open
 
 TRANSFORMS = ("none", "center-crop", "center-crop-wide")
 RESAMPLE = ("lanczos", "box")
@@ -220,9 +222,12 @@ def convert_dataset(source: str, dest: Union[str, Path], resolution: Union[str, 
     as_zip = dest.suffix.lower() == ".zip"
     if dest.exists() and not as_zip and any(dest.iterdir()):
         raise DatasetToolError(f"{dest}: the folder exists and is not empty")
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    zf = zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) if as_zip else None
-    if not as_zip:
+    stack = contextlib.ExitStack()  # a zip is written to a temporary file, renamed into place on success
+    zf = None
+    if as_zip:
+        zf = stack.enter_context(zipfile.ZipFile(stack.enter_context(atomic_open(dest)), "w",
+                                                 compression=zipfile.ZIP_STORED))
+    else:
         dest.mkdir(parents=True, exist_ok=True)
 
     def put(name: str, data: bytes) -> None:
@@ -239,53 +244,46 @@ def convert_dataset(source: str, dest: Union[str, Path], resolution: Union[str, 
     n = 0
     ok = False
     try:
-        for it in tqdm(items, desc="dataset", unit="img", disable=not progress, dynamic_ncols=True):
-            try:
-                im = _open(it)
-            except Exception as e:
-                if not skip_bad:
-                    raise DatasetToolError(f"{it.name}: cannot read the image ({type(e).__name__}: {e}); "
-                                           "--skip-bad skips such files") from None
-                skipped.append(it.name)
-                continue
-            if mode is None:  # the first image decides: gray stays gray, anything else becomes RGB
-                mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-            if im.mode != mode:
-                im = im.convert("RGBA").convert(mode) if im.mode == "P" else im.convert(mode)
-            im = _transform(im, it.name, transform, size, filt)
-            if out_size is None:
-                if not _is_pow2(im.size[0]):
-                    raise DatasetToolError(f"{it.name}: {im.size[0]}x{im.size[1]} is not a power-of-two size; "
-                                           "give --resolution to resize")
-                out_size = im.size[0]
-            elif im.size != (out_size, out_size):
-                raise DatasetToolError(f"{it.name}: {im.size[0]}x{im.size[1]} differs from the first image's "
-                                       f"{out_size}x{out_size}; give --resolution to resize every image")
-            idx = f"{n:08d}"
-            arch = f"{idx[:5]}/img{idx}.png"
-            buf = io.BytesIO()
-            im.save(buf, format="PNG", compress_level=0, optimize=False)
-            put(arch, buf.getvalue())
-            if table is not None:
-                out_labels.append([arch, table[it.name]])
-            n += 1
-        if n == 0:
-            raise DatasetToolError(f"{source}: no readable images ({len(skipped)} skipped)")
-        meta: dict = {"labels": out_labels if table is not None else None}
-        if table is not None and class_names:
-            meta["class_names"] = class_names
-        put("dataset.json", json.dumps(meta).encode())
-        ok = True
+        with stack:
+            for it in tqdm(items, desc="dataset", unit="img", disable=not progress, dynamic_ncols=True):
+                try:
+                    im = _open(it)
+                except Exception as e:
+                    if not skip_bad:
+                        raise DatasetToolError(f"{it.name}: cannot read the image ({type(e).__name__}: {e}); "
+                                               "--skip-bad skips such files") from None
+                    skipped.append(it.name)
+                    continue
+                if mode is None:  # the first image decides: gray stays gray, anything else becomes RGB
+                    mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+                if im.mode != mode:
+                    im = im.convert("RGBA").convert(mode) if im.mode == "P" else im.convert(mode)
+                im = _transform(im, it.name, transform, size, filt)
+                if out_size is None:
+                    if not _is_pow2(im.size[0]):
+                        raise DatasetToolError(f"{it.name}: {im.size[0]}x{im.size[1]} is not a power-of-two size; "
+                                               "give --resolution to resize")
+                    out_size = im.size[0]
+                elif im.size != (out_size, out_size):
+                    raise DatasetToolError(f"{it.name}: {im.size[0]}x{im.size[1]} differs from the first image's "
+                                           f"{out_size}x{out_size}; give --resolution to resize every image")
+                idx = f"{n:08d}"
+                arch = f"{idx[:5]}/img{idx}.png"
+                buf = io.BytesIO()
+                im.save(buf, format="PNG", compress_level=0, optimize=False)
+                put(arch, buf.getvalue())
+                if table is not None:
+                    out_labels.append([arch, table[it.name]])
+                n += 1
+            if n == 0:
+                raise DatasetToolError(f"{source}: no readable images ({len(skipped)} skipped)")
+            meta: dict = {"labels": out_labels if table is not None else None}
+            if table is not None and class_names:
+                meta["class_names"] = class_names
+            put("dataset.json", json.dumps(meta).encode())
+            ok = True
     finally:
-        if zf is not None:
-            zf.close()
-            if ok:
-                os.replace(tmp, dest)
-            else:
-                tmp.unlink(missing_ok=True)
-        elif not ok:
-            import shutil
-
+        if zf is None and not ok:
             shutil.rmtree(dest, ignore_errors=True)
     label_dim = (max(l for _, l in out_labels) + 1) if out_labels else 0
     log(f"wrote {n} images ({out_size}x{out_size}, {1 if mode == 'L' else 3} channel{'s' if mode != 'L' else ''}) "

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..training.loop import float_to_uint8, save_grid
+from ..images import save_grid, save_image
 
 
 def parse_seeds(spec: Union[str, Sequence[int]]) -> list[int]:
@@ -97,17 +97,6 @@ def seed_z(G: torch.nn.Module, seeds: Sequence[int], device: str = "cpu") -> tor
     """z ``[len(seeds), z_dim]`` drawn as the official tools do: ``np.random.RandomState(seed).randn(z_dim)``."""
     return torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).to(
         torch.float32).to(device)
-
-
-def save_image(img: torch.Tensor, path: Path) -> Path:
-    """Save one image (float in [-1, 1], ``[1, C, H, W]`` or ``[C, H, W]``) as PNG (gray when C is 1)."""
-    from PIL import Image
-
-    arr = float_to_uint8(img if img.ndim == 4 else img[None])[0]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(path)
-    return path
 
 
 @torch.no_grad()

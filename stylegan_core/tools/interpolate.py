@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..training.loop import float_to_uint8
+from ..images import float_to_uint8, save_png
 from .generate import condition, expand_condition, seed_z
 from .video import write_video
 
@@ -66,15 +66,11 @@ def interpolate(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, frames: 
             imgs.append(float_to_uint8(G.synthesize(ws, noise_mode=noise_mode).cpu())[0])
     paths = []
     if write_frames:
-        from PIL import Image
-
         fdir = outdir / "frames"
         fdir.mkdir(parents=True, exist_ok=True)
         for old in fdir.glob("frame*.png"):
             old.unlink()
         for k, arr in enumerate(imgs):
-            p = fdir / f"frame{k:05d}.png"
-            Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(p)
-            paths.append(p)
+            paths.append(save_png(arr, fdir / f"frame{k:05d}.png"))
     vid = write_video(imgs, outdir / "interpolation", fps=fps, fmt=video) if video != "none" else None
     return {"frames": paths, "video": vid, "num_frames": len(imgs)}

@@ -15,6 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+from ..io import atomic_open
+
 WIDTH = 960
 PANEL_HEIGHT = 300
 #: keys of stats.jsonl that are bookkeeping, not curves
@@ -162,9 +164,8 @@ def write_plot(run_dir: Path, out: Optional[Path] = None) -> Optional[Path]:
     for i, (title, series) in enumerate(panels):
         _draw_panel(draw, font, (0, i * PANEL_HEIGHT, WIDTH, (i + 1) * PANEL_HEIGHT), title, series)
     out = Path(out) if out is not None else run_dir / "plot.png"
-    tmp = out.with_name(f".{out.name}.tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(out)
+    with atomic_open(out) as f:
+        img.save(f, format="PNG")
     return out
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..training.loop import float_to_uint8
+from ..images import float_to_uint8, images_to_float
 
 LOSSES = ("lpips", "mse", "lpips+mse")
 
@@ -58,7 +58,7 @@ def load_target(path: Path, resolution: int, channels: int) -> torch.Tensor:
         im = im.resize((resolution, resolution), Image.LANCZOS)
     arr = np.asarray(im)
     arr = arr[:, :, None] if arr.ndim == 2 else arr
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].to(torch.float32) / 127.5 - 1
+    return images_to_float(torch.from_numpy(arr.copy()).permute(2, 0, 1)[None])
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -199,7 +199,7 @@ def save_projection(res: Projection, outdir: Path, target: torch.Tensor, space: 
 
     from safetensors.torch import save_file
 
-    from .generate import save_image
+    from ..images import save_image
     from .video import write_video
 
     outdir = Path(outdir)

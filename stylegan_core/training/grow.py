@@ -19,12 +19,12 @@ raises ``ValueError`` when there is no next stage. Growing then
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from ..build import BuiltModel, _node, build_model, write_artifact
 from ..freezing import frozen_parameter_names, trainable_state_dict
+from ..io import sha256_file
 from ..spec import dump_yaml, load_spec_text
 from . import checkpoint as ckpt
 
@@ -96,7 +96,7 @@ def grow(built: BuiltModel, run_dir: Path, out_dir: Path, plugin_versions: dict[
         raise GrowError(f"the next stage freezes parameters the previous stage does not have (or with other shapes): "
                         f"{missing[:6]}{' ...' if len(missing) > 6 else ''}")
     grown_from = {"dir": str(run_dir.resolve()), "weights": str(weights.resolve()),
-                  "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+                  "sha256": sha256_file(weights),
                   "overrides": {k: v for k, v in overrides.items()}, "copied_tensors": len(copied)}
     if extra:
         grown_from["set"] = list(extra)

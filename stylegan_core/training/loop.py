@@ -31,6 +31,7 @@ from ..build import BuiltModel, model_fingerprint
 from ..data import labels as labels_mod
 from ..freezing import (declared_phases, load_trainable_state_dict, set_requires_grad, trainable_parameters,
                         trainable_state_dict)
+from ..images import images_to_float, save_grid
 from ..interfaces import Regularizer, StepContext
 from . import checkpoint as ckpt
 from . import distributed
@@ -51,34 +52,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device is 'cuda' but no CUDA device is available")
     return torch.device(name)
-
-
-def images_to_float(imgs: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, C, H, W] in 0..255 -> float in [-1, 1]."""
-    return imgs.to(torch.float32) / 127.5 - 1
-
-
-def float_to_uint8(imgs: torch.Tensor) -> np.ndarray:
-    return (imgs * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def save_grid(imgs: torch.Tensor, path: Path, grid: tuple[int, int]) -> None:
-    """Save images (float in [-1, 1], [N, C, H, W]) as one PNG grid of ``gw x gh``."""
-    from PIL import Image
-
-    gw, gh = grid
-    arr = float_to_uint8(imgs[: gw * gh])
-    n, h, w, c = arr.shape
-    canvas = np.zeros((gh * h, gw * w, c), dtype=np.uint8)
-    for i in range(n):
-        y, x = divmod(i, gw)
-        canvas[y * h:(y + 1) * h, x * w:(x + 1) * w] = arr[i]
-    img = Image.fromarray(canvas[:, :, 0], "L") if c == 1 else Image.fromarray(canvas, "RGB")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
 
 
 def grid_size(resolution: int) -> tuple[int, int]:
