@@ -42,7 +42,7 @@ def register(registry):
 def convert_official_network(record):
     """Convert one network of an official NVIDIA pickle into this plugin's parts, or return None.
 
-    ``record`` is a :class:`stylegan_core.tools.official_pickle.PersistentRecord`, read
+    ``record`` is a :class:`stylegan_core.official.records.PersistentRecord`, read
     without running any code of the pickle: ``record.key`` (``'G_ema'``, ``'D'``, ...),
     ``record.class_name`` (bare, e.g. ``'Generator'``: the official module is not
     recorded), ``record.init_args`` / ``record.init_kwargs`` (the recorded constructor
@@ -52,7 +52,7 @@ def convert_official_network(record):
     Return None unless the record is one of this plugin's official networks (tell
     generations apart by the weights' names and the constructor arguments, not by the
     class name alone: StyleGAN2 and StyleGAN3 both have a ``Generator``). Otherwise return
-    a :class:`stylegan_core.tools.import_official.OfficialConversion`: the role
+    a :class:`stylegan_core.official.convert.OfficialConversion`: the role
     (``generator`` or ``discriminator``), the spec sections that rebuild it from
     registered parts, and the weights under the names of the module those sections build.
     Raise (``ValueError``) for a network of this plugin that cannot be represented.

@@ -34,10 +34,9 @@ import torch
 
 from nvlabs_nets import FIXTURES, OUT_KEY, REPO, TOL, case_params, case_stems, check, load_case, psi
 from stylegan_core.plugins import load_plugins
-from stylegan_core.tools.import_official import (HOOK, ConversionError, OfficialConversion, build_from_checkpoint,
-                                                 import_checkpoint)
-from stylegan_core.tools.official_pickle import (CheckpointError, PersistentRecord, UnsafePickleError,
-                                                 load_official_pickle)
+from stylegan_core.official import (CheckpointError, ConversionError, OfficialConversion, PersistentRecord,
+                                    UnsafePickleError, build_from_checkpoint, import_checkpoint, load_official_pickle)
+from stylegan_core.official.convert import HOOK
 from stylegan_plugins.stylegan2.networks import build_from_official
 
 BIN = Path(sys.executable).parent
@@ -549,7 +548,7 @@ def test_numpy_object_array_is_refused(tmp_path):
 
 def test_numpy1_spellings_decode(tmp_path):
     """Published checkpoints were written with numpy 1.x: numpy.core.* names and dtype(code, 0, 1)."""
-    from stylegan_core.tools.official_pickle import unpickle_safely
+    from stylegan_core.official import unpickle_safely
 
     def scalar(code: bytes, order: bytes, raw: bytes) -> bytes:  # protocol 2, as numpy 1.x + Python 3 write it
         return (b"\x80\x02cnumpy.core.multiarray\nscalar\ncnumpy\ndtype\nX" + len(code).to_bytes(4, "little") + code

@@ -46,10 +46,9 @@ from test_official_pickle import (BIN, EasyDict, Payload, Persistent, canary_sou
                                   snapshot_bytes)
 from stylegan_core.build import write_artifact
 from stylegan_core.io import sha256_file
+from stylegan_core.official import (ModuleRecord, UnsafePickleError, build_from_checkpoint, load_official_pickle,
+                                    spectral_norms, unpickle_safely)
 from stylegan_core.plugins import load_plugins
-from stylegan_core.tools.import_official import build_from_checkpoint
-from stylegan_core.tools.official_pickle import (ModuleRecord, UnsafePickleError,
-                                                 load_official_pickle, spectral_norms, unpickle_safely)
 from stylegan_plugins.projected_gan import official_state_to_ours
 
 REPO = Path(__file__).resolve().parents[1]
@@ -494,7 +493,7 @@ def test_module_records_are_data_only(tmp_path):
         assert list(flat) == list(ref) and all(torch.equal(flat[k], ref[k]) for k in ref), proto
         assert {"sn.weight_orig", "sn.weight_u", "sn.weight_v", "bn.num_batches_tracked"} <= set(flat)
         assert flat["bn.num_batches_tracked"].dtype == torch.int64
-        assert type(rec.children()["sn"]).__module__ == "stylegan_core.tools.official_pickle"
+        assert type(rec.children()["sn"]).__module__ == "stylegan_core.official.unpickler"
     assert spectral_norms(rec) == {"sn": {"name": "weight", "dim": 0, "n_power_iterations": 1, "eps": 1e-12},
                                    "ct": {"name": "weight", "dim": 1, "n_power_iterations": 1, "eps": 1e-12}}
 

@@ -17,7 +17,7 @@ import yaml
 from nvlabs_nets import case_params, case_stems, check, load_case, psi
 from test_official_pickle import BIN, data_spec, dims_of, small_network, write_snapshot
 from stylegan_core.plugins import load_plugins
-from stylegan_core.tools.import_official import ConversionError, build_from_checkpoint, import_checkpoint
+from stylegan_core.official import ConversionError, build_from_checkpoint, import_checkpoint
 
 CASES = case_params("nets/sg3")
 

@@ -43,8 +43,7 @@ from typing import Any, Optional
 
 import torch
 
-from stylegan_core.tools.import_official import OfficialConversion
-from stylegan_core.tools.official_pickle import PersistentRecord, spectral_norms
+from stylegan_core.official import OfficialConversion, PersistentRecord, spectral_norms
 
 from .discriminator import official_state_to_ours
 from .fastgan import NFC_MULTIPLIER

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Optional
 
-from stylegan_core.tools.import_official import OfficialConversion
+from stylegan_core.official import OfficialConversion
 
 from .networks import MappingNetwork, SynthesisNetwork
 

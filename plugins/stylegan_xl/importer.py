@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from stylegan_core.tools.import_official import OfficialConversion
+from stylegan_core.official import OfficialConversion
 
 from .networks import official_to_ours
 

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         imported = None
         if args.from_checkpoint:
-            from ..tools.import_official import build_from_checkpoint
+            from ..official import build_from_checkpoint
 
             built, imported = build_from_checkpoint(args.from_checkpoint, ps, args.spec, args.overrides)
             spec = built.spec

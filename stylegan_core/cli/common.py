@@ -34,7 +34,7 @@ def guarded(fn: Callable[[], int]) -> int:
     """Turn the library's errors into one clear line and the documented exit code."""
     from ..io import WeightsFileError
     from ..spec import SpecError
-    from ..tools.official_pickle import CheckpointError
+    from ..official import CheckpointError
 
     try:
         return fn()

@@ -1,6 +1,6 @@
 """``stylegan-build --from-checkpoint net.pkl``: official networks rebuilt from our registered parts.
 
-1. :func:`~stylegan_core.tools.official_pickle.load_official_pickle` reads the pickle without
+1. :func:`~stylegan_core.official.unpickler.load_official_pickle` reads the pickle without
    running anything in it.
 2. Every loaded plugin that implements the optional hook ``convert_official_network`` is asked
    about ``G_ema`` (``G`` when there is no ``G_ema``) and ``D``; the one that recognises a
@@ -25,7 +25,8 @@ from typing import Any, Iterable, Optional, Union
 import torch
 from torch import nn
 
-from .official_pickle import CheckpointError, OfficialPickle, PersistentRecord, load_official_pickle
+from .records import CheckpointError, PersistentRecord
+from .unpickler import OfficialPickle, load_official_pickle
 
 HOOK = "convert_official_network"
 ROLES = ("generator", "discriminator")
