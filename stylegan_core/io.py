@@ -105,6 +105,30 @@ def read_safetensors(path: PathLike) -> tuple[dict[str, torch.Tensor], dict[str,
         raise WeightsFileError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
+def read_tensor(path: PathLike, key: str, part: str) -> torch.Tensor:
+    """Tensor ``key`` of the local safetensors file ``path`` (absolute, or relative to the current directory),
+    as float32; :class:`WeightsFileError` starting with ``part`` when ``path`` is a remote location (nothing is
+    downloaded), the file or the key is missing, or the file is not safetensors."""
+    from safetensors import SafetensorError, safe_open
+
+    text = str(path)
+    if "://" in text:
+        raise WeightsFileError(f"{part}: {text!r} looks like a remote location; nothing is downloaded: give a local "
+                               f"safetensors file")
+    p = Path(text).expanduser().resolve()
+    if not p.is_file():
+        raise WeightsFileError(f"{part}: file {text!r} not found (resolved to {p}); give the path of a local "
+                               f"safetensors file (absolute, or relative to the current directory)")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            keys = list(f.keys())
+            if key not in keys:
+                raise WeightsFileError(f"{part}: {p} has no tensor {key!r} (it holds {keys[:8]})")
+            return f.get_tensor(key).to(torch.float32).clone()
+    except SafetensorError as e:
+        raise WeightsFileError(f"{part}: {p} is not a readable safetensors file: {e}") from None
+
+
 def check_state(path: PathLike, module: nn.Module, state: dict[str, torch.Tensor], prefix: str, hint: str) -> None:
     """Refuse (naming ``path`` and the first few tensors) a state whose names, shapes or dtypes differ from
     ``module.state_dict()``; ``load_state_dict`` would cast dtypes silently and name no file.
@@ -181,5 +205,5 @@ def resolve_weights(part: str, weights: Any, error: type[Exception] = WeightsFil
 
 
 __all__ = ["RANDOM", "WeightsFileError", "atomic_open", "atomic_save_safetensors", "atomic_write_bytes",
-           "atomic_write_text", "cache_dir", "check_state", "is_random", "read_safetensors", "resolve_weights",
-           "sha256_file"]
+           "atomic_write_text", "cache_dir", "check_state", "is_random", "read_safetensors", "read_tensor",
+           "resolve_weights", "sha256_file"]

@@ -74,7 +74,8 @@ def check(ours: torch.Tensor, official: torch.Tensor, what: str) -> None:
 
 @lru_cache(maxsize=None)
 def _built(stem: str):
-    from stylegan_plugins.stylegan_xl.networks import build_generator, official_to_ours
+    from stylegan_plugins.stylegan_xl.importer import official_to_ours
+    from stylegan_plugins.stylegan_xl.networks import build_generator
 
     manifest, tensors = _load(stem)
     sections, state = official_to_ours(manifest["constructor_kwargs"], _state(tensors))
@@ -135,7 +136,8 @@ def test_designed_filters_match_official(case):
 @pytest.mark.parametrize("case", case_params(("SuperresGenerator",)))
 def test_stem_kwargs_pin_channel_base(case):
     """With the stem's recorded constructor arguments the recovered stem is exactly the official one."""
-    from stylegan_plugins.stylegan_xl.networks import build_generator, official_to_ours
+    from stylegan_plugins.stylegan_xl.importer import official_to_ours
+    from stylegan_plugins.stylegan_xl.networks import build_generator
 
     manifest, tensors, sections, _ = _built(case)
     stem_case = manifest.get("stem_case")

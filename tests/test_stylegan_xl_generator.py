@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from stylegan_core.generator import Generator
-from stylegan_plugins.stylegan_xl.networks import (MappingNetwork, SynthesisNetwork, build_generator, layer_plan,
-                                                   official_to_ours)
+from stylegan_plugins.stylegan_xl.importer import official_to_ours
+from stylegan_plugins.stylegan_xl.networks import MappingNetwork, SynthesisNetwork, build_generator, layer_plan
 
 REPO = Path(__file__).resolve().parents[1]
 STEM = {"resolution": 8, "num_layers": 4, "channel_base": 128, "channel_max": 8}

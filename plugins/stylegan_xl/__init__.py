@@ -17,14 +17,15 @@ Parts:
   of feature networks; DeiT-base distilled + EfficientNet-Lite0), ViT reassembly; one logits tensor.
 * ``stylegan_xl.hinge``: hinge + blur (2 -> 0 px over 300 kimg) + stem path length + classifier guidance.
 
-Official generators (stem and super-resolution checkpoints) convert with :func:`.networks.official_to_ours`.
+Official generators (stem and super-resolution checkpoints) convert with :func:`.importer.official_to_ours`.
 """
 from stylegan_core import hookimpl
 
 from .discriminator import XLDiscriminator, XLDiscriminatorParams
+from .importer import official_to_ours
 from .loss import XLHinge, XLHingeParams
 from .networks import (MappingNetwork, StageParams, StemParams, SynthesisNetwork, build_generator, layer_plan,
-                       official_to_ours, superres_schedule)
+                       superres_schedule)
 
 STYLEGAN_CORE_API = 1
 

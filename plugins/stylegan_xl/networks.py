@@ -1,8 +1,7 @@
 """StyleGAN-XL generator: class-embedding mapping network and a StyleGAN3-T synthesis network grown by stages.
 
 Written from the documented behaviour of the official StyleGAN-XL (autonomousvision/stylegan-xl,
-``training/networks_stylegan3_resetting.py``; see the project's research notes, section 2, and the
-fixtures' README). Module, parameter and buffer names are the official ones, so official generators
+``training/networks_stylegan3_resetting.py``). Module, parameter and buffer names are the official ones, so official generators
 (stem ``Generator`` and ``SuperresGenerator`` alike) load with ``strict=True``
 (``tests/test_stylegan_xl_fixtures.py`` reproduces the official ws and images).
 
@@ -19,16 +18,13 @@ fixtures' README). Module, parameter and buffer names are the official ones, so 
   ``SuperresGenerator`` / ``compute_superres_filterparams``), see :func:`superres_schedule`.
   Earlier stages are frozen through :meth:`SynthesisNetwork.frozen_parameters`; the next stage's spec
   comes from :meth:`SynthesisNetwork.grow_overrides`.
-* :func:`official_to_ours`: official constructor arguments + state dict -> our spec sections; for
-  super-resolution checkpoints it recovers the stem and the earlier stages from the layer names and
-  shapes.
+
+Official generators convert through :func:`.importer.official_to_ours`.
 """
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
-import re
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -41,6 +37,7 @@ from torch import nn
 from stylegan_core.generator import Generator as ComposedGenerator
 from stylegan_core.interfaces import MappingNetwork as MappingBase
 from stylegan_core.interfaces import SynthesisNetwork as SynthesisBase
+from stylegan_core.io import read_tensor
 from stylegan_core.layers import FullyConnectedLayer, compute_dtype, normalize_2nd_moment
 from stylegan_plugins.stylegan3.networks import SynthesisInput, SynthesisLayer, ToRGBLayer
 from stylegan_plugins.stylegan3.networks import SynthesisNetwork as StyleGAN3Synthesis
@@ -58,29 +55,6 @@ def _check_2d(x: torch.Tensor, dim: int, what: str) -> torch.Tensor:
     if x is None or x.ndim != 2 or x.shape[1] != dim:
         raise ValueError(f"{what} must be [N, {dim}], got {None if x is None else tuple(x.shape)}")
     return x
-
-
-def read_safetensors_tensor(path: Union[str, Path], key: str, what: str) -> torch.Tensor:
-    """Tensor ``key`` of the local safetensors file ``path`` (absolute, or relative to the current
-    directory), float32; a clear error when the file or the key is missing."""
-    from safetensors import SafetensorError, safe_open
-
-    text = str(path)
-    if "://" in text:
-        raise ValueError(f"{what}: {text!r} looks like a remote location; nothing is downloaded: give a local "
-                         f"safetensors file")
-    p = Path(text).expanduser().resolve()
-    if not p.is_file():
-        raise ValueError(f"{what}: file {text!r} not found (resolved to {p}); give the path of a local "
-                         f"safetensors file (absolute, or relative to the current directory)")
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            keys = list(f.keys())
-            if key not in keys:
-                raise ValueError(f"{what}: {p} has no tensor {key!r} (it holds {keys[:8]})")
-            return f.get_tensor(key).to(torch.float32).clone()
-    except SafetensorError as e:
-        raise ValueError(f"{what}: {p} is not a readable safetensors file: {e}") from None
 
 
 class MappingNetwork(MappingBase):
@@ -153,7 +127,7 @@ class MappingNetwork(MappingBase):
                                  f"{self.c_dim} and embed_dim >= 1 (got {rows} x {dim})")
             g = torch.Generator().manual_seed(int(seed))
             return torch.randn([rows, dim], generator=g)
-        table = read_safetensors_tensor(embeddings, "embed", "stylegan_xl.mapping embeddings")
+        table = read_tensor(embeddings, "embed", "stylegan_xl.mapping embeddings")
         if table.ndim != 2:
             raise ValueError(f"stylegan_xl.mapping embeddings: 'embed' in {embeddings} must be "
                              f"[num_classes, dim], got {tuple(table.shape)}")
@@ -172,7 +146,7 @@ class MappingNetwork(MappingBase):
     def load_centroids(self, centroids: Union[str, Path, torch.Tensor]) -> None:
         """Set the centroids of :meth:`truncate_to_centroids`: a tensor or a safetensors file with
         ``centroids`` ``[c_dim, k, w_dim]`` (``[k, w_dim]`` or ``[1, k, w_dim]`` without classes)."""
-        t = centroids if isinstance(centroids, torch.Tensor) else read_safetensors_tensor(
+        t = centroids if isinstance(centroids, torch.Tensor) else read_tensor(
             centroids, "centroids", "stylegan_xl.mapping truncation_centroids")
         t = t.detach().to(torch.float32)
         if t.ndim == 2:
@@ -484,204 +458,8 @@ class SynthesisNetwork(SynthesisBase):
                 f"{len(self.stages)}, head={self.head_layer_names}")
 
 
-# ----------------------------------------------------------------------------
-# Official checkpoints
-
-
-_LAYER = re.compile(r"^synthesis\.(L(\d+)_(\d+)_(\d+))\.weight$")
-
-
-def _layers_in_state(state: dict[str, torch.Tensor]) -> list[tuple[str, int, int, int]]:
-    out = []
-    for k in state:
-        m = _LAYER.match(k)
-        if m:
-            out.append((m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))))
-    if not out:
-        raise ValueError("the state has no synthesis.L*_*_*.weight tensors: not a StyleGAN-XL / StyleGAN3 generator")
-    return sorted(out, key=lambda t: t[1])
-
-
-def _mapping_section(kw: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    mk = dict(kw.get("mapping_kwargs") or {})
-    mk.pop("rand_embedding", None)  # only decides the initial table, which the state replaces
-    num_layers = len([k for k in state if re.match(r"^mapping\.fc\d+\.weight$", k)])
-    if num_layers == 0:
-        raise ValueError("the state has no mapping.fc*.weight tensors")
-    if int(mk.pop("num_layers", num_layers)) != num_layers:
-        raise ValueError(f"mapping_kwargs.num_layers disagrees with the {num_layers} mapping.fc* layers of the state")
-    w_avg = state.get("mapping.w_avg")
-    if w_avg is None:
-        raise ValueError("the state has no mapping.w_avg")
-    c_dim = int(w_avg.shape[0]) if w_avg.ndim == 2 else 0
-    z_dim = int(state["mapping.fc0.weight"].shape[1]) // (2 if c_dim else 1)
-    sec: dict[str, Any] = {"type": "stylegan_xl.mapping", "z_dim": z_dim, "c_dim": c_dim, "num_layers": num_layers}
-    for name in ("z_dim", "c_dim"):
-        if name in kw and int(kw[name]) != sec[name]:
-            raise ValueError(f"constructor {name}={kw[name]} disagrees with the state ({sec[name]})")
-    if c_dim:
-        emb = state["mapping.embed.weight"]
-        sec.update(embeddings="random", num_embeddings=int(emb.shape[0]), embed_dim=int(emb.shape[1]))
-    for k in ("lr_multiplier", "w_avg_beta"):
-        if k in mk:
-            sec[k] = mk.pop(k)
-    if mk:
-        raise ValueError(f"official mapping_kwargs not supported by stylegan_xl.mapping: {sorted(mk)}")
-    return sec
-
-
-#: official synthesis arguments -> StemParams fields (the rest go to the synthesis section)
-_STEM_KEYS = {"num_layers", "channel_base", "channel_max", "num_critical", "first_cutoff", "first_stopband",
-              "last_stopband_rel", "margin_size", "conv_kernel", "use_radial_filters", "filter_size",
-              "lrelu_upsampling"}
-_SYN_KEYS = {"output_scale", "num_fp16_res", "conv_clamp", "magnitude_ema_beta"}
-
-
-def _split_generator_kwargs(kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int, int]:
-    kw = {k: v for k, v in kw.items() if k not in ("z_dim", "c_dim", "w_dim", "mapping_kwargs", "channels_last")}
-    res, ch = int(kw.pop("img_resolution")), int(kw.pop("img_channels", 3))
-    stem: dict[str, Any] = {"resolution": res}
-    syn: dict[str, Any] = {}
-    bad = []
-    for k, v in kw.items():
-        if k in _STEM_KEYS:
-            stem[k] = v
-        elif k in _SYN_KEYS:
-            syn[k] = v
-        else:
-            bad.append(f"{k}={v!r}")
-    if bad:
-        raise ValueError(f"official Generator arguments not supported by stylegan_xl.synthesis: {', '.join(bad)}")
-    return stem, syn, res, ch
-
-
-def _plan_matches(plan: LayerPlan, layers: list[tuple[str, int, int, int]], state: dict[str, torch.Tensor]) -> bool:
-    if plan.names != [n for n, *_ in layers]:
-        return False
-    for s in plan.layers:
-        if tuple(state[f"synthesis.{s.name}.weight"].shape) != (s.out_channels, s.in_channels, s.conv_kernel,
-                                                                  s.conv_kernel):
-            return False
-    return True
-
-
-def _compositions(total: int, max_parts: int = 8):
-    """Ordered ways to write ``total`` as a sum of positive parts (at most ``max_parts`` parts)."""
-    if total == 0:
-        yield ()
-        return
-    for n in range(1, min(total, max_parts) + 1):
-        for cuts in itertools.combinations(range(1, total), n - 1):
-            b = (0,) + cuts + (total,)
-            yield tuple(b[i + 1] - b[i] for i in range(n))
-
-
-def official_to_ours(constructor_kwargs: dict[str, Any], state: dict[str, torch.Tensor],
-                     stem_kwargs: Optional[dict[str, Any]] = None
-                     ) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor]]:
-    """Spec sections ``{"mapping": {...}, "synthesis": {...}}`` and the state dict (official names are
-    ours, so it passes through) for an official StyleGAN-XL generator.
-
-    ``constructor_kwargs``: the recorded arguments of ``training.networks_stylegan3_resetting.Generator``
-    (the stem: everything is given) or ``SuperresGenerator`` (``img_resolution``, ``head_layers``,
-    ``up_factor``, ``path_stem``; the stem is inside the checkpoint). For the latter the stem and any
-    earlier stages are recovered from the state: the stem's kept layers are the leading ``L{i}`` whose
-    index equals their position (every later name is one ahead), its ``num_layers`` is that count plus
-    ``num_critical`` (2); the final head is the last ``head_layers + 1`` layers; the layers in between are
-    split into earlier stages (each keeps ``head_layers - 2`` layers) and every candidate split, up
-    factor and power-of-two ``channel_base`` is laid out with :func:`layer_plan` until one reproduces
-    every layer name and weight shape. ``channel_base`` is then the smallest power of two that does
-    (only layers whose channels are below ``channel_max`` pin it); pass ``stem_kwargs`` (the recorded
-    arguments of the stem ``Generator`` or of its ``SynthesisNetwork``, when known) to take the stem's
-    values (resolution, channel_base, ...) instead. ``conv_kernel``,
-    ``use_radial_filters``, ``img_channels`` and ``channel_max`` are read from the state;
-    ``magnitude_ema_beta`` and other training-only values keep their defaults.
-    """
-    state = dict(state)
-    kw = dict(constructor_kwargs)
-    layers = _layers_in_state(state)
-    mapping = _mapping_section(kw, state)
-    w_dim = int(state[f"mapping.fc{mapping['num_layers'] - 1}.weight"].shape[0])
-    if "w_dim" in kw and int(kw["w_dim"]) != w_dim:
-        raise ValueError(f"constructor w_dim={kw['w_dim']} disagrees with the state ({w_dim})")
-    superres = "head_layers" in kw or "up_factor" in kw or "path_stem" in kw
-
-    if not superres:
-        stem, syn, res, img_channels = _split_generator_kwargs(kw)
-        plan = layer_plan(stem, [], 0, img_channels=img_channels, num_fp16_res=int(syn.get("num_fp16_res", 0)))
-        if not _plan_matches(plan, layers, state):
-            raise ValueError(f"the state's layers {[n for n, *_ in layers]} do not match the StyleGAN3 layout of the "
-                             f"constructor arguments ({plan.names})")
-        synthesis = {"type": "stylegan_xl.synthesis", "w_dim": w_dim, "img_resolution": res,
-                     "img_channels": img_channels, "stem": stem, "stages": [], "stage": 0,
-                     "num_fp16_res": int(syn.pop("num_fp16_res", 0)), **syn}
-        return {"mapping": mapping, "synthesis": synthesis}, state
-
-    for k in ("img_resolution", "head_layers", "up_factor"):
-        if k not in kw:
-            raise ValueError(f"the SuperresGenerator constructor arguments lack {k}")
-    R, head, up = int(kw["img_resolution"]), int(kw["head_layers"]), int(kw["up_factor"])
-    extra = sorted(set(kw) - {"img_resolution", "head_layers", "up_factor", "path_stem"})
-    if extra:
-        raise ValueError(f"official SuperresGenerator arguments not supported: {extra}")
-    if R % up:
-        raise ValueError(f"img_resolution {R} is not a multiple of up_factor {up}")
-    n = len(layers)
-    kept = 0
-    while kept < n and layers[kept][1] == kept:
-        kept += 1
-    middle = n - (head + 1) - kept
-    if kept < 1 or middle < 0:
-        raise ValueError(f"cannot find the stem and a head of {head + 1} layers in the state's layers "
-                         f"{[x[0] for x in layers]}")
-    img_channels = layers[-1][3]
-    first = state[f"synthesis.{layers[0][0]}.weight"]
-    stem_fixed: dict[str, Any] = {"conv_kernel": int(first.shape[-1])}
-    radial = any(state.get(f"synthesis.{name}.down_filter", torch.zeros(1)).ndim == 2 for name, *_ in layers[:kept])
-    stem_fixed["use_radial_filters"] = bool(radial)
-    syn_extra: dict[str, Any] = {}
-    known_stem_res: Optional[int] = None
-    if stem_kwargs:  # the stem Generator's or its SynthesisNetwork's recorded arguments
-        st_kw, syn_extra, known_stem_res, _ = _split_generator_kwargs(dict(stem_kwargs))
-        stem_fixed.update({k: v for k, v in st_kw.items() if k != "resolution"})
-    num_critical = int(stem_fixed.get("num_critical", 2))
-    stem_fixed.setdefault("num_layers", kept + num_critical)
-    ch = [c for (_, _, _, c) in layers[:-1]]
-    cmax_candidates = [int(stem_fixed["channel_max"])] if "channel_max" in stem_fixed else [max(ch)]
-    cb_candidates = ([int(stem_fixed["channel_base"])] if "channel_base" in stem_fixed
-                     else [2 ** k for k in range(2, 25)])
-    num_fp16_res = int(syn_extra.get("num_fp16_res", 0))
-
-    for parts in _compositions(middle):
-        for ups in itertools.product(UP_FACTORS, repeat=len(parts)):
-            total_up = up * math.prod(ups)
-            if R % total_up or R // total_up < 4 or (R // total_up) & (R // total_up - 1):
-                continue
-            stem_res = R // total_up
-            if known_stem_res is not None and stem_res != known_stem_res:
-                continue
-            stages = [{"up_factor": u, "head_layers": p + num_critical} for u, p in zip(ups, parts)]
-            stages.append({"up_factor": up, "head_layers": head})
-            for cmax in cmax_candidates:
-                for cb in cb_candidates:
-                    stem = {**stem_fixed, "resolution": stem_res, "channel_base": cb, "channel_max": cmax}
-                    try:
-                        plan = layer_plan(stem, stages, len(stages), img_channels=img_channels,
-                                          num_fp16_res=num_fp16_res)
-                    except ValueError:
-                        continue
-                    if _plan_matches(plan, layers, state):
-                        synthesis = {"type": "stylegan_xl.synthesis", "w_dim": w_dim, "img_resolution": R,
-                                     "img_channels": img_channels, "stem": stem, "stages": stages,
-                                     "stage": len(stages), "num_fp16_res": num_fp16_res,
-                                     **{k: v for k, v in syn_extra.items() if k != "num_fp16_res"}}
-                        return {"mapping": mapping, "synthesis": synthesis}, state
-    raise ValueError(f"no stem + super-resolution stages reproduce the state's layers {[x[0] for x in layers]} "
-                     f"(stem of {kept} kept layers, final head of {head + 1}, {middle} layer(s) of earlier stages)")
-
-
 def build_generator(sections: dict[str, dict[str, Any]]) -> ComposedGenerator:
-    """A generator (``mapping`` + ``synthesis``) from spec sections such as :func:`official_to_ours` returns,
+    """A generator (``mapping`` + ``synthesis``) from spec sections such as :func:`.importer.official_to_ours` returns,
     with ``w_dim`` and ``num_ws`` wired from the synthesis network as the builder does."""
     syn_kw = {k: v for k, v in sections["synthesis"].items() if k != "type"}
     map_kw = {k: v for k, v in sections["mapping"].items() if k != "type"}
@@ -691,5 +469,4 @@ def build_generator(sections: dict[str, dict[str, Any]]) -> ComposedGenerator:
 
 
 __all__ = ["MappingNetwork", "SynthesisNetwork", "StemParams", "StageParams", "LayerPlan", "layer_plan",
-           "superres_schedule", "stage_resolution", "official_to_ours", "build_generator",
-           "read_safetensors_tensor", "UP_FACTORS"]
+           "superres_schedule", "stage_resolution", "build_generator", "UP_FACTORS"]
