@@ -37,7 +37,7 @@ from stylegan_core.plugins import load_plugins
 from stylegan_core.official import (CheckpointError, ConversionError, OfficialConversion, PersistentRecord,
                                     UnsafePickleError, build_from_checkpoint, import_checkpoint, load_official_pickle)
 from stylegan_core.official.convert import HOOK
-from stylegan_plugins.stylegan2.networks import build_from_official
+from stylegan_plugins.stylegan2.importer import build_from_official
 
 BIN = Path(sys.executable).parent
 G_CLASS, D_CLASS = "training.networks_stylegan2.Generator", "training.networks_stylegan2.Discriminator"

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from nvlabs_nets import GRAD_TOL, OUT_KEY, case_params, check, check_parameter_gradients, network, psi
-from stylegan_plugins.stylegan2.networks import Discriminator, Generator, build_from_official
+from stylegan_plugins.stylegan2.importer import build_from_official
+from stylegan_plugins.stylegan2.networks import Discriminator, Generator
 
 pytestmark = pytest.mark.fixtures
 

@@ -13,7 +13,7 @@ from stylegan_core.registry import PluginRegistrar, Registry
 from stylegan_plugins import stylegan2
 from stylegan_plugins.stylegan2 import (R1, Discriminator, Generator, MappingNetwork, NonSaturatingLogistic,
                                         PathLength, StyleMixing, SynthesisNetwork)
-from stylegan_plugins.stylegan2.networks import build_from_official, official_discriminator_params
+from stylegan_plugins.stylegan2.importer import build_from_official, official_discriminator_params
 
 RES = 32
 SMALL = dict(channel_base=128, channel_max=8)  # 8 channels at every resolution up to 16, 4 at 32
@@ -130,15 +130,15 @@ def test_discriminator_architectures(arch, c_dim):
 
 
 def test_discriminator_official_kwargs():
-    D = Discriminator.from_official_kwargs(c_dim=2, img_resolution=RES, img_channels=3, **SMALL, cmap_dim=6,
-                                           mapping_kwargs={"num_layers": 3},
-                                           epilogue_kwargs={"mbstd_group_size": 2, "mbstd_num_channels": 2})
+    D = build_from_official("Discriminator", dict(c_dim=2, img_resolution=RES, img_channels=3, **SMALL, cmap_dim=6,
+                                                  mapping_kwargs={"num_layers": 3},
+                                                  epilogue_kwargs={"mbstd_group_size": 2, "mbstd_num_channels": 2}))
     assert D.cmap_dim == 6 and hasattr(D.mapping, "fc2") and not hasattr(D.mapping, "fc3")
     assert D.b4.mbstd.group_size == 2 and D.b4.conv.weight.shape[1] == 8 + 2
     params, notes = official_discriminator_params(dict(img_resolution=RES, block_kwargs={"freeze_layers": 2}))
     assert params == {"img_resolution": RES} and "freeze_layers=2 dropped" in notes[0]
     with pytest.raises(ValueError, match=r"block_kwargs.conv_clamp=256"):
-        Discriminator.from_official_kwargs(img_resolution=RES, block_kwargs={"conv_clamp": 256})
+        build_from_official("Discriminator", dict(img_resolution=RES, block_kwargs={"conv_clamp": 256}))
 
 
 def test_minibatch_std_groups():

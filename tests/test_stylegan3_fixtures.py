@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from nvlabs_nets import GRAD_TOL, OUT_KEY, case_params, check, check_parameter_gradients, load_case, network, psi
-from stylegan_plugins.stylegan3.networks import Generator, build_from_official
+from stylegan_plugins.stylegan3.importer import build_from_official
+from stylegan_plugins.stylegan3.networks import Generator
 from stylegan_plugins.stylegan3.schedule import filter_schedule, layer_specs
 
 pytestmark = pytest.mark.fixtures

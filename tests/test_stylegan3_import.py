@@ -98,7 +98,7 @@ def test_cli_imports_a_stylegan3_snapshot(tmp_path):
 
 
 def test_unsupported_stylegan3_arguments_are_named(tmp_path, plugin_set):
-    from stylegan_plugins.stylegan3.networks import build_from_official
+    from stylegan_plugins.stylegan3.importer import build_from_official
 
     kw = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=256, channel_max=16,
               num_layers=4, num_fp16_res=0, conv_clamp=None)

@@ -19,7 +19,7 @@ from stylegan_core.layers import precision
 from stylegan_core.registry import PluginRegistrar, Registry
 from stylegan_plugins import stylegan3
 from stylegan_plugins.stylegan3 import MappingNetwork, SynthesisInput, SynthesisNetwork, ToRGBLayer
-from stylegan_plugins.stylegan3.networks import build_from_official
+from stylegan_plugins.stylegan3.importer import build_from_official
 from stylegan_plugins.stylegan3.schedule import filter_schedule, input_spec, layer_specs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,9 +22,9 @@ from stylegan_core import hookimpl
 
 from . import importer
 from .diffaug import DiffAugment
-from .discriminator import (ProjectedDiscriminator, ProjectedDiscriminatorParams, RandomProjection,
-                            official_state_to_ours)
+from .discriminator import (ProjectedDiscriminator, ProjectedDiscriminatorParams, RandomProjection)
 from .fastgan import FastGANMapping, FastGANSynthesis
+from .importer import official_state_to_ours
 from .loss import Hinge
 
 STYLEGAN_CORE_API = 1

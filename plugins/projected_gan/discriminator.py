@@ -2,7 +2,7 @@
 
 Written from the documented semantics of the official code (autonomousvision/projected-gan,
 ``pg_modules/{projector,discriminator,blocks}.py``); ``tests/test_projected_gan_fixtures.py``
-loads the official state (through :func:`official_state_to_ours`) and reproduces the official
+loads the official state (through :func:`.importer.official_state_to_ours`) and reproduces the official
 logits in eval and train mode.
 
 * ``feature_network``: any ``feature_network`` part (frozen, eval mode whatever D's mode; its
@@ -262,67 +262,3 @@ class ProjectedDiscriminator(Discriminator):
             raise ValueError(f"c must be [N, {self.c_dim}], got {None if c is None else tuple(c.shape)}")
         return torch.cat([h(f, c).flatten(1) for h, f in zip(self.heads, feats)], dim=1)
 
-
-# -- official names ----------------------------------------------------------------------------------------
-def _official_backbone_key(rest: str) -> str:
-    """``layer0.3.0.bn1.weight`` -> ``model.blocks.0.0.bn1.weight``: the official stage split (layer0 =
-    conv_stem, bn1, [act placeholder], blocks[0], blocks[1]; layer1 = blocks[2]; layer2 = blocks[3:5];
-    layer3 = blocks[5:]) back to the timm model's own names."""
-    layer, idx, *tail = rest.split(".")
-    idx = int(idx)
-    if layer == "layer0":
-        head = {0: ["model", "conv_stem"], 1: ["model", "bn1"]}.get(idx, ["model", "blocks", str(idx - 3)])
-        return ".".join(head + tail)
-    start = {"layer1": 2, "layer2": 3, "layer3": 5}[layer]
-    return ".".join(["model", "blocks", str(start + idx)] + tail)
-
-
-def official_state_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename an official ``ProjectedDiscriminator`` state dict to this plugin's module names.
-
-    ``feature_network.pretrained.layer*`` -> ``feature_network.model.*`` (timm names),
-    ``feature_network.scratch.layer{i}_ccm`` / ``layer{i}_csm.out_conv`` -> ``projector.ccm.{i}`` /
-    ``projector.csm.{i}``, ``discriminator.mini_discs.{k}.main.{j}...`` -> ``heads.{k}.blocks.{j}.{conv,norm,
-    conv2,norm2}`` (down blocks; a DownBlockPatch's inner DownBlock is ``main.0.main.*``) or ``heads.{k}.out``
-    (the final SN conv of an unconditional head), and ``cls`` / ``embed`` / ``embed_proj.0`` of conditional
-    heads. An official FastGAN generator state dict (``synthesis.*``) already has our names.
-    """
-    if not any(k.startswith(("feature_network.", "discriminator.")) for k in state):
-        return dict(state)
-    out: dict[str, torch.Tensor] = {}
-    patch_blocks = {tuple(k.split(".")[2:5]) for k in state
-                    if k.startswith("discriminator.mini_discs.") and k.split(".")[5:7] == ["main", "0"]
-                    and len(k.split(".")) > 7 and k.split(".")[7] == "main"}
-    for k, v in state.items():
-        parts = k.split(".")
-        if k.startswith("feature_network.pretrained."):
-            out["feature_network." + _official_backbone_key(".".join(parts[2:]))] = v
-        elif k.startswith("feature_network.scratch."):
-            layer, kind = parts[2].split("_")
-            rest = parts[4:] if kind == "csm" else parts[3:]  # csm: layer{i}_csm.out_conv.*
-            out[".".join(["projector", kind, layer[len("layer"):]] + rest)] = v
-        elif k.startswith("discriminator.mini_discs."):
-            kk, what = parts[2], parts[3]
-            if what in ("cls", "embed"):
-                out[".".join(["heads", kk, what] + parts[4:])] = v
-            elif what == "embed_proj":  # Sequential(Linear, LeakyReLU): .0 is the Linear
-                out[".".join(["heads", kk, "embed_proj"] + parts[5:])] = v
-            elif what == "main":
-                j, tail = parts[4], parts[5:]
-                if tail[0] != "main":  # the final SN conv of an unconditional head
-                    out[".".join(["heads", kk, "out"] + tail)] = v
-                elif (kk, "main", j) in patch_blocks:
-                    sub, rest = tail[1], tail[2:]
-                    if sub == "0":  # the inner DownBlock: main.{0 conv, 1 BN}
-                        name, rest = {"0": "conv", "1": "norm"}[rest[1]], rest[2:]
-                    else:
-                        name = {"1": "conv2", "2": "norm2"}[sub]
-                    out[".".join(["heads", kk, "blocks", j, name] + rest)] = v
-                else:
-                    name = {"0": "conv", "1": "norm"}[tail[1]]
-                    out[".".join(["heads", kk, "blocks", j, name] + tail[2:])] = v
-            else:
-                raise KeyError(f"unexpected key in an official Projected GAN state dict: {k!r}")
-        else:
-            raise KeyError(f"unexpected key in an official Projected GAN state dict: {k!r}")
-    return out

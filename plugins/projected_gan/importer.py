@@ -18,7 +18,7 @@ weights' names:
   the official code); ``proj_type``, ``cout``, ``expand``, ``num_discs``, ``separable``, ``patch``,
   ``cond`` (class embedding rows, ``cmap_dim``) are read from the weights (and recorded
   ``backbone_kwargs`` when present), ``interp224`` from the recorded attribute (-> ``resize: 224``).
-  Names are renamed by :func:`~.discriminator.official_state_to_ours`.
+  Names are renamed by :func:`official_state_to_ours`.
 
 How an imported discriminator gets its backbone: our discriminator rebuilds its frozen feature
 network from the spec's ``weights:`` file (build artifacts never store frozen backbones), so the
@@ -27,7 +27,7 @@ importer writes the checkpoint's backbone weights (timm names, ``conv_stem.*``, 
 ``<pickle stem>.<key>-backbone-<sha256[:16]>.safetensors`` (content-addressed: importing the same
 pickle again reuses the file), and names it as the feature network's ``weights``; the lock then
 records its absolute path and sha256 as for any weights file. When the pickle's folder is not
-writable the file goes to ``$XDG_CACHE_HOME/stylegan-core/imported`` (default ``~/.cache``).
+writable the file goes to the ``imported`` folder of the cache (:func:`stylegan_core.io.cache_dir`).
 
 Official behaviour that is not a constructor argument: ``diffaug=True`` makes the official D apply
 DiffAugment inside its forward; here augmentation is the spec's ``augment`` section (a note says so).
@@ -36,20 +36,83 @@ Spectral-norm settings recorded in the hooks must be torch's defaults (1 power i
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from stylegan_core.io import atomic_write_bytes, cache_dir, sha256_file
 from stylegan_core.official import OfficialConversion, PersistentRecord, spectral_norms
 
-from .discriminator import official_state_to_ours
 from .fastgan import NFC_MULTIPLIER
 
 BACKBONE = "tf_efficientnet_lite0"
 _MINI = re.compile(r"^discriminator\.mini_discs\.(\d+)\.")
+
+
+def _official_backbone_key(rest: str) -> str:
+    """``layer0.3.0.bn1.weight`` -> ``model.blocks.0.0.bn1.weight``: the official stage split (layer0 =
+    conv_stem, bn1, [act placeholder], blocks[0], blocks[1]; layer1 = blocks[2]; layer2 = blocks[3:5];
+    layer3 = blocks[5:]) back to the timm model's own names."""
+    layer, idx, *tail = rest.split(".")
+    idx = int(idx)
+    if layer == "layer0":
+        head = {0: ["model", "conv_stem"], 1: ["model", "bn1"]}.get(idx, ["model", "blocks", str(idx - 3)])
+        return ".".join(head + tail)
+    start = {"layer1": 2, "layer2": 3, "layer3": 5}[layer]
+    return ".".join(["model", "blocks", str(start + idx)] + tail)
+
+
+def official_state_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an official ``ProjectedDiscriminator`` state dict to this plugin's module names.
+
+    ``feature_network.pretrained.layer*`` -> ``feature_network.model.*`` (timm names),
+    ``feature_network.scratch.layer{i}_ccm`` / ``layer{i}_csm.out_conv`` -> ``projector.ccm.{i}`` /
+    ``projector.csm.{i}``, ``discriminator.mini_discs.{k}.main.{j}...`` -> ``heads.{k}.blocks.{j}.{conv,norm,
+    conv2,norm2}`` (down blocks; a DownBlockPatch's inner DownBlock is ``main.0.main.*``) or ``heads.{k}.out``
+    (the final SN conv of an unconditional head), and ``cls`` / ``embed`` / ``embed_proj.0`` of conditional
+    heads. An official FastGAN generator state dict (``synthesis.*``) already has our names.
+    """
+    if not any(k.startswith(("feature_network.", "discriminator.")) for k in state):
+        return dict(state)
+    out: dict[str, torch.Tensor] = {}
+    patch_blocks = {tuple(k.split(".")[2:5]) for k in state
+                    if k.startswith("discriminator.mini_discs.") and k.split(".")[5:7] == ["main", "0"]
+                    and len(k.split(".")) > 7 and k.split(".")[7] == "main"}
+    for k, v in state.items():
+        parts = k.split(".")
+        if k.startswith("feature_network.pretrained."):
+            out["feature_network." + _official_backbone_key(".".join(parts[2:]))] = v
+        elif k.startswith("feature_network.scratch."):
+            layer, kind = parts[2].split("_")
+            rest = parts[4:] if kind == "csm" else parts[3:]  # csm: layer{i}_csm.out_conv.*
+            out[".".join(["projector", kind, layer[len("layer"):]] + rest)] = v
+        elif k.startswith("discriminator.mini_discs."):
+            kk, what = parts[2], parts[3]
+            if what in ("cls", "embed"):
+                out[".".join(["heads", kk, what] + parts[4:])] = v
+            elif what == "embed_proj":  # Sequential(Linear, LeakyReLU): .0 is the Linear
+                out[".".join(["heads", kk, "embed_proj"] + parts[5:])] = v
+            elif what == "main":
+                j, tail = parts[4], parts[5:]
+                if tail[0] != "main":  # the final SN conv of an unconditional head
+                    out[".".join(["heads", kk, "out"] + tail)] = v
+                elif (kk, "main", j) in patch_blocks:
+                    sub, rest = tail[1], tail[2:]
+                    if sub == "0":  # the inner DownBlock: main.{0 conv, 1 BN}
+                        name, rest = {"0": "conv", "1": "norm"}[rest[1]], rest[2:]
+                    else:
+                        name = {"1": "conv2", "2": "norm2"}[sub]
+                    out[".".join(["heads", kk, "blocks", j, name] + rest)] = v
+                else:
+                    name = {"0": "conv", "1": "norm"}[tail[1]]
+                    out[".".join(["heads", kk, "blocks", j, name] + tail[2:])] = v
+            else:
+                raise KeyError(f"unexpected key in an official Projected GAN state dict: {k!r}")
+        else:
+            raise KeyError(f"unexpected key in an official Projected GAN state dict: {k!r}")
+    return out
 
 
 def _check_spectral_norms(record: PersistentRecord) -> None:
@@ -130,17 +193,13 @@ def _backbone_file(record: PersistentRecord, tensors: dict[str, torch.Tensor]) -
                 metadata={"model": BACKBONE, "source": Path(record.file).name, "key": record.key or "D"})
     digest = hashlib.sha256(data).hexdigest()
     name = f"{Path(record.file).stem}.{record.key or 'D'}-backbone-{digest[:16]}.safetensors"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stylegan-core" / "imported"
     errors = []
-    for folder in (Path(record.file).resolve().parent, cache):
+    for folder in (Path(record.file).resolve().parent, cache_dir("imported")):
         path = folder / name
         try:
-            if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest:
+            if path.is_file() and sha256_file(path) == digest:
                 return path
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{name}.{os.getpid()}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, data)
             return path
         except OSError as e:
             errors.append(f"{folder}: {e.strerror or e}")
@@ -222,4 +281,4 @@ def convert_official_network(record: Any) -> Optional[OfficialConversion]:
     return None
 
 
-__all__ = ["convert_official_network"]
+__all__ = ["convert_official_network", "official_state_to_ours"]

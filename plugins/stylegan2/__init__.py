@@ -7,7 +7,8 @@ from stylegan_core import hookimpl
 
 from .augment import AugmentPipe
 from .loss import R1, NonSaturatingLogistic, PathLength, StyleMixing
-from .networks import Discriminator, Generator, MappingNetwork, SynthesisNetwork, build_from_official
+from .importer import build_from_official
+from .networks import Discriminator, Generator, MappingNetwork, SynthesisNetwork
 
 STYLEGAN_CORE_API = 1
 

@@ -13,9 +13,78 @@ from __future__ import annotations
 import inspect
 from typing import Any, Optional
 
+from torch import nn
+
 from stylegan_core.official import OfficialConversion
 
-from .networks import MappingNetwork, SynthesisNetwork, is_neutral_official_arg, official_discriminator_params
+from .networks import Discriminator, Generator, MappingNetwork, SynthesisNetwork
+
+
+#: Official arguments our layers do not take, accepted when they hold these values (None: any value):
+#: they do not change what the network computes (memory layout, the only filter and activation we build).
+NEUTRAL_OFFICIAL_ARGS = {"fp16_channels_last": None, "channels_last": None, "resample_filter": [1, 3, 3, 1],
+                         "use_noise": True, "activation": "lrelu"}
+
+
+def is_neutral_official_arg(name: str, value: Any) -> bool:
+    if name not in NEUTRAL_OFFICIAL_ARGS:
+        return False
+    want = NEUTRAL_OFFICIAL_ARGS[name]
+    return want is None or (list(value) == want if isinstance(value, (list, tuple)) else value == want)
+
+
+def official_discriminator_params(init_kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Our :class:`Discriminator`'s arguments for an official ``Discriminator``'s recorded ``init_kwargs``.
+
+    The nested ``block_kwargs`` / ``mapping_kwargs`` / ``epilogue_kwargs`` are flattened
+    (``mapping_kwargs.num_layers`` -> ``mapping_layers``, the epilogue's minibatch-std
+    settings); neutral arguments (memory layout, the default filter and activation) are
+    dropped, as is ``block_kwargs.freeze_layers`` (it only stops the training of the first
+    layers), with a note. Returns ``(params, notes)``; anything else raises ValueError naming it.
+    """
+    kw = dict(init_kwargs)
+    block = dict(kw.pop("block_kwargs", None) or {})
+    mapping = dict(kw.pop("mapping_kwargs", None) or {})
+    epilogue = dict(kw.pop("epilogue_kwargs", None) or {})
+    notes: list[str] = []
+    freeze = block.pop("freeze_layers", 0)
+    if freeze:
+        notes.append(f"block_kwargs.freeze_layers={freeze} dropped (it only stops training of the first layers)")
+    own = set(inspect.signature(Discriminator.__init__).parameters) - {"self", "mapping_layers", "mbstd_group_size",
+                                                                        "mbstd_num_channels"}
+    params: dict[str, Any] = {}
+    unsupported: list[str] = []
+    for prefix, src, allowed in (("", kw, own), ("block_kwargs.", block, set()),
+                                 ("mapping_kwargs.", mapping, {"num_layers"}),
+                                 ("epilogue_kwargs.", epilogue, {"mbstd_group_size", "mbstd_num_channels"})):
+        for k, v in src.items():
+            if k in allowed:
+                params["mapping_layers" if prefix == "mapping_kwargs." else k] = v
+            elif not is_neutral_official_arg(k, v):
+                unsupported.append(f"{prefix}{k}={v!r}")
+    if unsupported:
+        raise ValueError(f"official discriminator arguments not supported: {', '.join(sorted(unsupported))}")
+    return params, notes
+
+
+def build_from_official(class_name: str, init_kwargs: dict[str, Any]) -> nn.Module:
+    """Our module for an official StyleGAN2 network class (``...networks_stylegan2.Generator`` or
+    ``training.networks.Generator`` of ADA, ``Discriminator``, ``MappingNetwork``,
+    ``SynthesisNetwork``) built from its recorded ``init_kwargs``."""
+    kind = class_name.rsplit(".", 1)[-1]
+    kw = dict(init_kwargs)
+    if kind == "Generator":
+        kw.update(kw.pop("synthesis_kwargs", None) or {})  # ADA nests the synthesis arguments
+        kw.pop("fp16_channels_last", None)
+        return Generator(**kw)
+    if kind == "Discriminator":
+        return Discriminator(**official_discriminator_params(kw)[0])
+    if kind == "MappingNetwork":
+        return MappingNetwork(**kw)
+    if kind == "SynthesisNetwork":
+        kw.pop("fp16_channels_last", None)
+        return SynthesisNetwork(**kw)
+    raise ValueError(f"no StyleGAN2 network for the official class {class_name!r}")
 
 
 def _params(cls: type) -> set[str]:
@@ -102,4 +171,5 @@ def convert_official_network(record: Any) -> Optional[OfficialConversion]:
     return None
 
 
-__all__ = ["convert_official_network"]
+__all__ = ["NEUTRAL_OFFICIAL_ARGS", "build_from_official", "convert_official_network", "is_neutral_official_arg",
+           "official_discriminator_params"]

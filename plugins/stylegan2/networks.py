@@ -11,7 +11,6 @@ float32, as in the official code (float64 inputs stay float64, for gradient chec
 """
 from __future__ import annotations
 
-import inspect
 
 from typing import Any, Literal, Optional, Union
 
@@ -460,80 +459,6 @@ class Discriminator(DiscriminatorBase):
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
         return self.b4(x, img, cmap)
 
-    @classmethod
-    def from_official_kwargs(cls, **kw: Any) -> "Discriminator":
-        """Build from the official ``Discriminator`` constructor arguments (see :func:`official_discriminator_params`)."""
-        params, _notes = official_discriminator_params(kw)
-        return cls(**params)
-
-
-#: Official arguments our layers do not take, accepted when they hold these values (None: any value):
-#: they do not change what the network computes (memory layout, the only filter and activation we build).
-NEUTRAL_OFFICIAL_ARGS = {"fp16_channels_last": None, "channels_last": None, "resample_filter": [1, 3, 3, 1],
-                         "use_noise": True, "activation": "lrelu"}
-
-
-def is_neutral_official_arg(name: str, value: Any) -> bool:
-    if name not in NEUTRAL_OFFICIAL_ARGS:
-        return False
-    want = NEUTRAL_OFFICIAL_ARGS[name]
-    return want is None or (list(value) == want if isinstance(value, (list, tuple)) else value == want)
-
-
-def official_discriminator_params(init_kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Our :class:`Discriminator`'s arguments for an official ``Discriminator``'s recorded ``init_kwargs``.
-
-    The nested ``block_kwargs`` / ``mapping_kwargs`` / ``epilogue_kwargs`` are flattened
-    (``mapping_kwargs.num_layers`` -> ``mapping_layers``, the epilogue's minibatch-std
-    settings); neutral arguments (memory layout, the default filter and activation) are
-    dropped, as is ``block_kwargs.freeze_layers`` (it only stops the training of the first
-    layers), with a note. Returns ``(params, notes)``; anything else raises ValueError naming it.
-    """
-    kw = dict(init_kwargs)
-    block = dict(kw.pop("block_kwargs", None) or {})
-    mapping = dict(kw.pop("mapping_kwargs", None) or {})
-    epilogue = dict(kw.pop("epilogue_kwargs", None) or {})
-    notes: list[str] = []
-    freeze = block.pop("freeze_layers", 0)
-    if freeze:
-        notes.append(f"block_kwargs.freeze_layers={freeze} dropped (it only stops training of the first layers)")
-    own = set(inspect.signature(Discriminator.__init__).parameters) - {"self", "mapping_layers", "mbstd_group_size",
-                                                                        "mbstd_num_channels"}
-    params: dict[str, Any] = {}
-    unsupported: list[str] = []
-    for prefix, src, allowed in (("", kw, own), ("block_kwargs.", block, set()),
-                                 ("mapping_kwargs.", mapping, {"num_layers"}),
-                                 ("epilogue_kwargs.", epilogue, {"mbstd_group_size", "mbstd_num_channels"})):
-        for k, v in src.items():
-            if k in allowed:
-                params["mapping_layers" if prefix == "mapping_kwargs." else k] = v
-            elif not is_neutral_official_arg(k, v):
-                unsupported.append(f"{prefix}{k}={v!r}")
-    if unsupported:
-        raise ValueError(f"official discriminator arguments not supported: {', '.join(sorted(unsupported))}")
-    return params, notes
-
-
-def build_from_official(class_name: str, init_kwargs: dict[str, Any]) -> nn.Module:
-    """Our module for an official StyleGAN2 network class (``...networks_stylegan2.Generator`` or
-    ``training.networks.Generator`` of ADA, ``Discriminator``, ``MappingNetwork``,
-    ``SynthesisNetwork``) built from its recorded ``init_kwargs``."""
-    kind = class_name.rsplit(".", 1)[-1]
-    kw = dict(init_kwargs)
-    if kind == "Generator":
-        kw.update(kw.pop("synthesis_kwargs", None) or {})  # ADA nests the synthesis arguments
-        kw.pop("fp16_channels_last", None)
-        return Generator(**kw)
-    if kind == "Discriminator":
-        return Discriminator.from_official_kwargs(**kw)
-    if kind == "MappingNetwork":
-        return MappingNetwork(**kw)
-    if kind == "SynthesisNetwork":
-        kw.pop("fp16_channels_last", None)
-        return SynthesisNetwork(**kw)
-    raise ValueError(f"no StyleGAN2 network for the official class {class_name!r}")
-
 
 __all__ = ["MappingNetwork", "SynthesisBlock", "SynthesisNetwork", "Generator", "DiscriminatorBlock",
-           "DiscriminatorEpilogue", "Discriminator", "official_discriminator_params", "build_from_official",
-           "channels_per_resolution"]
+           "DiscriminatorEpilogue", "Discriminator", "channels_per_resolution"]

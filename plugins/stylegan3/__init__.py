@@ -14,9 +14,9 @@ through the ``convert_official_network`` hook (:mod:`.importer`).
 from stylegan_core import hookimpl
 
 from . import importer
+from .importer import build_from_official
 from .metrics import EQR, EQTFractional, EQTInteger
-from .networks import (Generator, MappingNetwork, SynthesisInput, SynthesisLayer, SynthesisNetwork, ToRGBLayer,
-                       build_from_official)
+from .networks import Generator, MappingNetwork, SynthesisInput, SynthesisLayer, SynthesisNetwork, ToRGBLayer
 from .schedule import filter_schedule, layer_specs
 
 STYLEGAN_CORE_API = 1

@@ -14,12 +14,28 @@ from __future__ import annotations
 import inspect
 from typing import Any, Optional
 
+from torch import nn
+
 from stylegan_core.official import OfficialConversion
 
-from .networks import MappingNetwork, SynthesisNetwork
+from .networks import Generator, MappingNetwork, SynthesisNetwork
 
 #: official arguments with no effect on the network's function (memory layout): dropped.
 _NEUTRAL = {"channels_last"}
+
+
+def build_from_official(class_name: str, init_kwargs: dict[str, Any]) -> nn.Module:
+    """Our module for an official StyleGAN3 network class (``training.networks_stylegan3.Generator``,
+    ``MappingNetwork`` or ``SynthesisNetwork``) built from its recorded ``init_kwargs``."""
+    kind = class_name.rsplit(".", 1)[-1]
+    kw = dict(init_kwargs)
+    if kind == "Generator":
+        return Generator(**kw)
+    if kind == "MappingNetwork":
+        return MappingNetwork(**kw)
+    if kind == "SynthesisNetwork":
+        return SynthesisNetwork(**kw)
+    raise ValueError(f"no StyleGAN3 network for the official class {class_name!r}")
 
 
 def _params(cls: type) -> set[str]:
@@ -73,4 +89,4 @@ def convert_official_network(record: Any) -> Optional[OfficialConversion]:
     return None
 
 
-__all__ = ["convert_official_network"]
+__all__ = ["build_from_official", "convert_official_network"]

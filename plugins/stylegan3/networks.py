@@ -325,19 +325,4 @@ class Generator(ComposedGenerator):
         super().__init__(mapping, synthesis)
 
 
-def build_from_official(class_name: str, init_kwargs: dict[str, Any]) -> nn.Module:
-    """Our module for an official StyleGAN3 network class (``training.networks_stylegan3.Generator``,
-    ``MappingNetwork`` or ``SynthesisNetwork``) built from its recorded ``init_kwargs``."""
-    kind = class_name.rsplit(".", 1)[-1]
-    kw = dict(init_kwargs)
-    if kind == "Generator":
-        return Generator(**kw)
-    if kind == "MappingNetwork":
-        return MappingNetwork(**kw)
-    if kind == "SynthesisNetwork":
-        return SynthesisNetwork(**kw)
-    raise ValueError(f"no StyleGAN3 network for the official class {class_name!r}")
-
-
-__all__ = ["MappingNetwork", "SynthesisInput", "SynthesisLayer", "ToRGBLayer", "SynthesisNetwork", "Generator",
-           "build_from_official"]
+__all__ = ["MappingNetwork", "SynthesisInput", "SynthesisLayer", "ToRGBLayer", "SynthesisNetwork", "Generator"]
