@@ -154,7 +154,7 @@ def test_trimmed_ppl_works_on_numpy_2():
 
 @pytest.fixture(scope="module")
 def lpips():
-    return LPIPS(seed=0)
+    return LPIPS(weights="uniform", seed=0)
 
 
 def test_lpips_zero_on_identical_and_symmetric(lpips):
@@ -190,13 +190,16 @@ def test_lpips_linear_weights_file(tmp_path, lpips):
         LPIPS(weights=str(tmp_path / "bad.safetensors"))
 
 
-def test_detectors_with_random_weights_give_declared_shapes():
+def test_detectors_with_random_weights_give_declared_shapes(tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEGAN_CACHE", str(tmp_path))
     x = torch.rand([2, 1, 32, 32]) * 2 - 1
     inc = Inception(weights="random", input_size=75)
     taps = inc(x)
     assert [t.shape[1] for t in taps] == inc.channels == [288, 768, 2048]
     assert inc.features(x).shape == (2, 2048) and inc.logits(x).shape == (2, 1008)
+    assert inc.spatial_features(x).shape == (2, 7 * 3 * 3)  # mixed_6 is 3 x 3 at 75 px (17 x 17 at 299)
     assert inc.weights_hash == "random-0" and not any(p.requires_grad for p in inc.parameters())
+    assert inc.describe() == {"detector": "core.inception(input_size=75)", "detector_hash": "random-0"}
     inc.train()
     assert not inc.training  # frozen: always eval
     vgg = VGG16(weights="random", seed=3, input_size=32)
@@ -209,8 +212,11 @@ def test_detectors_with_random_weights_give_declared_shapes():
     assert [t.shape[1] for t in dig(x)] == dig.channels
     with pytest.raises(ValueError, match=">= 75"):
         Inception(weights="random", input_size=64)
-    with pytest.raises(ValueError, match="weights is required"):
+    # the default weights are the catalogue's reference file: never downloaded, the error says how to get it
+    with pytest.raises(DetectorWeightsError, match="stylegan-weights fetch inception-2015-12-05"):
         Inception()
+    with pytest.raises(DetectorWeightsError, match="stylegan-weights fetch vgg16"):
+        VGG16()
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
@@ -240,20 +246,23 @@ def test_detector_weights_files_are_loaded_safely(tmp_path):
         VGG16(weights=str(tmp_path / "missing.safetensors"))
 
 
-def test_inception_loads_a_torchvision_state_dict(tmp_path):
-    """A torchvision-layout file (1000 classes, aux-logit weights present) loads; features match the source net."""
-    src = Inception(weights="random", seed=5, input_size=75)
-    sd = {k: v.clone() for k, v in src.net.state_dict().items()}
-    sd["fc.weight"], sd["fc.bias"] = torch.randn(1000, 2048), torch.zeros(1000)
-    sd["AuxLogits.fc.weight"] = torch.zeros(1000, 768)  # ignored
-    torch.save(sd, tmp_path / "inception.pth")
-    det = Inception(weights=str(tmp_path / "inception.pth"), input_size=75)
-    assert det.num_classes == 1000 and det.logits(torch.zeros(1, 3, 32, 32)).shape == (1, 1000)
-    assert det.mean == (0.485, 0.456, 0.406) and src.mean == (0.5, 0.5, 0.5)  # normalize: auto
-    det.mean, det.std = src.mean, src.std
+def test_inception_loads_a_reference_format_state_dict(tmp_path):
+    """A file in pytorch-fid's / torch-fidelity's layout (1008 classes; aux-logit weights ignored) loads as
+    .pth and .safetensors and gives the network it holds; a torchvision ImageNet file (1000 classes) is refused."""
+    from stylegan_core.detectors.inception import random_state_dict
+
+    sd = random_state_dict(5)
+    torch.save(dict(sd, **{"AuxLogits.fc.weight": torch.zeros(1000, 768)}), tmp_path / "pt_inception.pth")
+    save_file(dict(sd), tmp_path / "inception.safetensors")
     x = torch.rand([2, 3, 32, 32]) * 2 - 1
-    ref = src.features(x)
-    assert torch.allclose(det.features(x), ref, rtol=1e-4, atol=1e-4 * ref.abs().max())
+    ref = Inception(weights="random", seed=5, input_size=75).features(x)
+    for name in ("pt_inception.pth", "inception.safetensors"):
+        det = Inception(weights=str(tmp_path / name), input_size=75)
+        assert det.num_classes == 1008 and torch.equal(det.features(x), ref)
+    sd["fc.weight"], sd["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
+    torch.save(sd, tmp_path / "torchvision.pth")
+    with pytest.raises(DetectorWeightsError, match="does not fit"):
+        Inception(weights=str(tmp_path / "torchvision.pth"))
 
 
 def test_stats_cache_key_changes_with_detector_weights(tmp_path, monkeypatch):
@@ -295,9 +304,14 @@ def test_stats_cache_key_changes_with_detector_weights(tmp_path, monkeypatch):
     assert fid.describe() == {"detector": "core.digits_classifier", "detector_hash": weights_hash(str(path))}
 
 
-def test_metric_parts_reject_bad_settings(tmp_path):
-    with pytest.raises(ValueError, match="needs weights"):
-        FID()  # Inception without a local weights file: never downloaded
+def test_metric_parts_reject_bad_settings(tmp_path, monkeypatch):
+    from stylegan_core.registry import UnknownComponentError
+
+    monkeypatch.setenv("STYLEGAN_CACHE", str(tmp_path))
+    with pytest.raises(DetectorWeightsError, match="stylegan-weights fetch inception-2015-12-05"):
+        FID()  # the reference weights are not in this (empty) cache: never downloaded at run time
+    with pytest.raises(UnknownComponentError, match="core.inception"):
+        FID(detector={"type": "core.incepton", "weights": "random"})
     with pytest.raises(ValueError, match="detector must be one of"):
         PPL(detector={"type": "core.inception", "weights": "random"})
     with pytest.raises(ValueError, match="no parameter"):
@@ -359,7 +373,7 @@ def test_spec_metric_is_evaluated_during_training(trained):
     assert "fid16" in p.stdout
     (line,) = _lines(out / "metric-fid16.jsonl")
     assert OFFICIAL_KEYS <= set(line) and line["metric"] == "fid16"
-    assert line["detector"] == "core.inception" and line["detector_hash"] == "random-0"
+    assert line["detector"] == "core.inception(input_size=75)" and line["detector_hash"] == "random-0"
     assert np.isfinite(line["results"]["fid16"]) and line["results"]["fid16"] > 0
     assert line["snapshot_pkl"] == "000000032"
     assert list((Path(env["STYLEGAN_CACHE"]) / "stats").glob("fid-*.npz"))  # real stats cached
@@ -382,10 +396,10 @@ def test_cli_evaluate_writes_official_json_lines(trained):
         assert OFFICIAL_KEYS <= set(line)
         assert line["snapshot_pkl"] == "snapshot-000000032.safetensors" and line["num_gpus"] == 1
         assert all(np.isfinite(v) for v in line["results"].values())
-    assert set(kid["results"]) == {"kid16"} and kid["detector"] == "core.inception"
+    assert set(kid["results"]) == {"kid16"} and kid["detector"] == "core.inception(input_size=75)"
     assert kid["detector_hash"] == "random-0"
     assert set(is_["results"]) == {"is16_mean", "is16_std"} and is_["results"]["is16_mean"] >= 1 - 1e-6
-    assert set(pr["results"]) == {"pr163_precision", "pr163_recall"} and pr["detector"] == "core.vgg16"
+    assert set(pr["results"]) == {"pr163_precision", "pr163_recall"} and pr["detector"] == "core.vgg16(input_size=32)"
     assert all(0 <= v <= 1 for v in pr["results"].values())
     assert ppl["detector"] == "core.vgg16+lpips" and ppl["results"]["ppl2_wend"] >= 0
     assert f"fid16 {fid['results']['fid16']:.6g}" in p.stdout
@@ -401,10 +415,11 @@ def test_cli_evaluate_errors_are_clear(trained):
     assert "unknown metric 'fidd'" in p.stderr and "did you mean fid" in p.stderr
 
 
-def test_evaluate_resolves_names_presets_spec_settings_and_overrides():
+def test_evaluate_resolves_names_presets_spec_settings_and_overrides(tmp_path, monkeypatch):
     from stylegan_core.plugins import load_plugins
     from stylegan_core.tools.evaluate import EvaluateError, build_metric, parse_metrics_arg, resolve_metric_config
 
+    monkeypatch.setenv("STYLEGAN_CACHE", str(tmp_path))  # an empty cache: no fetched weights
     reg = load_plugins().registry
     spec_metrics = [{"type": "core.fid", "num_gen": 16, "detector": INCEPTION}]
     items = parse_metrics_arg("fid, kid:num_gen=8:detector.seed=2 ,fid50k_full,pr:detector.weights=random")
@@ -418,7 +433,7 @@ def test_evaluate_resolves_names_presets_spec_settings_and_overrides():
     pr = resolve_metric_config(*items[3], spec_metrics, reg)
     assert pr["detector"] == {"type": "core.vgg16", "weights": "random"}
     assert build_metric(pr, reg).name == "pr50k3_full"
-    with pytest.raises(EvaluateError, match="needs weights"):
+    with pytest.raises(EvaluateError, match="stylegan-weights fetch vgg16"):
         build_metric(resolve_metric_config("pr", {}, spec_metrics, reg), reg)
     with pytest.raises(EvaluateError, match="num_gen"):
         build_metric(resolve_metric_config("fid", {"num_gen": "abc"}, spec_metrics, reg), reg)

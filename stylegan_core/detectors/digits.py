@@ -1,9 +1,10 @@
 """``core.digits_classifier``: the embedded default's digits classifier as a detector."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
+from pydantic import Field
 
 from ..metrics.classifier import FEATURE_DIM, WEIGHTS, DigitsClassifier
 from .base import Detector
@@ -20,7 +21,11 @@ class DigitsClassifierDetector(Detector):
     name = "core.digits_classifier"
     mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
-    def __init__(self, weights: Optional[str] = None, seed: int = 0):
+    def __init__(self,
+                 weights: Annotated[Optional[str], Field(description=(
+                     "null: the shipped digits_classifier.safetensors; or a local file of the same architecture, "
+                     "or 'random' (tests)"))] = None,
+                 seed: Annotated[int, Field(description="seed of the random weights (weights: random)")] = 0):
         super().__init__()
         check_weights_arg("core.digits_classifier", weights)
         with torch.random.fork_rng(devices=[]):

@@ -1,6 +1,6 @@
-"""Metrics: FID, KID, precision/recall, PPL, IS and the digits Fréchet distance, reported as JSON lines.
+"""Metrics: FID, sFID, KID, precision/recall, PPL, IS and the digits Fréchet distance, reported as JSON lines.
 
-Core registers here the metric parts (``core.fid``, ``core.kid``, ``core.precision_recall``,
+Core registers here the metric parts (``core.fid``, ``core.sfid``, ``core.kid``, ``core.precision_recall``,
 ``core.ppl``, ``core.is``, ``core.digits_fd``) and the detectors they use (kind
 ``feature_network``: ``core.inception``, ``core.vgg16``, ``core.digits_classifier``; see
 :mod:`stylegan_core.detectors`). Official metric names (``fid50k_full`` ...) are documented

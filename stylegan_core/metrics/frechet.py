@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..data import labels as labels_mod
 from ..interfaces import Dataset, Metric
@@ -34,52 +34,39 @@ def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return feats.mean(0), np.cov(feats, rowvar=False)
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("STYLEGAN_CACHE", Path.home() / ".cache" / "stylegan_core")) / "stats"
-
-
 _MEMO: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def dataset_stats(detector: Any, dataset: Dataset, key: str, num: Optional[int], batch_size: int,
-                  device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                  device: str = "cpu", progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Feature statistics of real images, cached in memory and on disk (npz, written atomically) by ``key``."""
+    from . import runner
+
     if key in _MEMO:
         return _MEMO[key]
-    path = _cache_dir() / f"{key}.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            _MEMO[key] = (f["mu"], f["sigma"])
-            return _MEMO[key]
-    n = len(dataset) if num is None else min(num, len(dataset))
-    feats = []
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            imgs = torch.stack([torch.as_tensor(dataset[j][0]) for j in range(i, min(i + batch_size, n))])
-            x = imgs.to(device=device, dtype=torch.float32) / 127.5 - 1
-            feats.append(detector.features(x).cpu().numpy())
-    stats = feature_stats(np.concatenate(feats))
+    got = runner.load_cached(key, ".npz", key.split("-")[0], progress)
+    if got is not None:
+        _MEMO[key] = (got["mu"], got["sigma"])
+        return _MEMO[key]
+    feats = runner.real_outputs(detector.features, dataset, num, batch_size, device, "real images", progress)
+    stats = feature_stats(feats)
     _MEMO[key] = stats
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, mu=stats[0], sigma=stats[1])
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache is not an error
+    runner.save_cached(key, ".npz", mu=stats[0], sigma=stats[1])
     return stats
 
 
 def generator_features(detector: Any, G: torch.nn.Module, dataset: Dataset, num: int, batch_size: int,
-                       seed: int, device: str = "cpu") -> np.ndarray:
+                       seed: int, device: str = "cpu", progress: bool = False) -> np.ndarray:
+    """Detector features of ``num`` generated images (const noise, not quantized: the digits FD's protocol)."""
+    from . import runner
+
     gen = torch.Generator().manual_seed(seed)
     labels = labels_mod.all_labels(dataset) if getattr(G, "c_dim", 0) else None
     feats = []
     was_training = G.training
     G.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), runner._bar(num, "digits_fd: generated images", progress) as bar:
             for i in range(0, num, batch_size):
                 b = min(batch_size, num - i)
                 z = torch.randn([b, G.z_dim], generator=gen)
@@ -89,6 +76,7 @@ def generator_features(detector: Any, G: torch.nn.Module, dataset: Dataset, num:
                     c = torch.zeros([b, 0])
                 img = G(z.to(device), labels_mod.to_device(c, device), truncation_psi=1, noise_mode="const")
                 feats.append(detector.features(img.float().clamp(-1, 1)).cpu().numpy())
+                bar.update(b)
     finally:
         G.train(was_training)
     return np.concatenate(feats)
@@ -99,18 +87,23 @@ class DigitsFrechetDistance(Metric):
 
     name = "digits_fd"
 
-    def __init__(self, num_gen: int = 2000, num_real: Optional[int] = None, batch_size: int = 100, seed: int = 0):
+    def __init__(self,
+                 num_gen: Annotated[int, Field(ge=2, description="generated images")] = 2000,
+                 num_real: Annotated[Optional[int], Field(ge=2, description="real images (null: all)")] = None,
+                 batch_size: Annotated[int, Field(ge=1, description="images per batch")] = 100,
+                 seed: Annotated[int, Field(description="seed of z and labels")] = 0):
         if num_gen < 2:
             raise ValueError("num_gen must be at least 2")
         self.num_gen, self.num_real, self.batch_size, self.seed = num_gen, num_real, batch_size, seed
 
-    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", **kwargs: Any) -> dict[str, float]:
+    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", progress: bool = False,
+                **kwargs: Any) -> dict[str, float]:
         from .classifier import classifier_hash, load_classifier
 
         det = load_classifier().to(device)
         key = f"digits_fd-{dataset.fingerprint()}-{classifier_hash()}-{self.num_real}"
-        mu_r, sig_r = dataset_stats(det, dataset, key, self.num_real, self.batch_size, device)
-        feats = generator_features(det, generator, dataset, self.num_gen, self.batch_size, self.seed, device)
+        mu_r, sig_r = dataset_stats(det, dataset, key, self.num_real, self.batch_size, device, progress)
+        feats = generator_features(det, generator, dataset, self.num_gen, self.batch_size, self.seed, device, progress)
         mu_g, sig_g = feature_stats(feats)
         return {self.name: frechet_distance(mu_g, sig_g, mu_r, sig_r)}
 

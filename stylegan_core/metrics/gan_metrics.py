@@ -1,5 +1,5 @@
-"""The official GAN metrics as metric parts: ``core.fid``, ``core.kid``, ``core.precision_recall``,
-``core.ppl``, ``core.is``.
+"""The official GAN metrics as metric parts: ``core.fid``, ``core.sfid``, ``core.kid``,
+``core.precision_recall``, ``core.ppl``, ``core.is``.
 
 The definitions follow NVlabs' ``metrics/`` of StyleGAN2-ADA / StyleGAN3 (``metric_main.py``):
 
@@ -14,6 +14,8 @@ PPL             ``LPIPS(G(t), G(t + eps)) / eps^2`` between interpolants in W (l
                 (``end``) or uniform (``full``), mean of the values between the 1st and 99th percentile
 IS              ``exp(E KL(p(y|x) || p(y)))`` over ``num_splits`` splits of the softmax of the detector
                 logits without the output bias; mean and std over the splits
+sFID            the FID formula on the first 7 channels of the Inception's ``mixed_6/conv``, flattened
+                (2023 features; guided-diffusion's evaluator, Nash et al. 2021)
 ==============  ====================================================================================
 
 Presets. The official metric names are documented spec snippets, not a separate field: every
@@ -27,6 +29,7 @@ part derives its report name from its sample counts the way the official names d
 ``ppl_zfull``    ``{type: core.ppl, space: z, sampling: full, crop: true}`` (and ``ppl_wfull`` ...)
 ``is50k``        ``{type: core.is, num_gen: 50000, num_splits: 10}``
 ``fid50k``       ``{type: core.fid, num_gen: 50000, num_real: 50000}`` (legacy)
+``sfid50k_full`` ``{type: core.sfid, num_gen: 50000}``
 ===============  ===================================================================
 
 and these are the parts' defaults (each with ``detector`` settings added). Other counts give
@@ -34,33 +37,37 @@ names in the same pattern (``fid1k_full``, ``kid200``); ``name:`` overrides the 
 :data:`PRESETS` maps each official name to its snippet (``stylegan-run DIR evaluate
 --metrics fid50k_full`` accepts them).
 
-Deviations, stated: detectors are torchvision architectures with local weights (see
-:mod:`stylegan_core.detectors`), so values are comparable to the official ones only with
-converted official weights, and even then not bit-identical; precision/recall distances are
-computed in float32 (the official code uses float16 on GPU); the random subsets / samples
-are drawn from generators seeded by ``seed`` so results are reproducible.
+Detectors (see :mod:`stylegan_core.detectors`): FID, KID, IS and sFID use the TF 2015-12-05
+Inception as torch-fidelity defines it (identical features and logits, tested); precision/recall
+uses torchvision's ImageNet VGG16 as torch-fidelity's precision/recall does (not NVlabs' TorchScript
+VGG16 of the paper); PPL uses LPIPS v0.1 (the lpips package's weights) on that VGG16. Deviations,
+stated: precision/recall distances are computed in float32 (the official code uses float16 on GPU);
+the random subsets / samples are drawn from generators seeded by ``seed`` so results are
+reproducible.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
 import json
-import os
-from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
-from ..detectors import DETECTORS, Detector, build_detector
-from ..detectors.weights import check_weights_arg
 from ..data import labels as labels_mod
+from ..detectors import CORE_DETECTORS, build_detector, check_contract
+from ..detectors.base import describe as describe_detector
+from ..detectors.base import identity
+from ..detectors.weights import check_weights_arg
+from ..images import quantize  # noqa: F401  (plugins import it from here)
 from ..interfaces import Dataset, Metric
-from ..registry import PartParams
-from .frechet import _cache_dir, dataset_stats, feature_stats, frechet_distance
+from . import runner
+from .frechet import feature_stats, frechet_distance
 
 # -------------------------------------------------------------------------------------------------
 # Pure computations on features (the definitions; tested against direct formulas)
@@ -153,7 +160,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def compute_ppl(G: torch.nn.Module, distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                 num_samples: int, epsilon: float = 1e-4, space: str = "w", sampling: str = "end",
                 crop: bool = False, batch_size: int = 16, seed: int = 0, labels: Optional[torch.Tensor] = None,
-                device: str = "cpu") -> float:
+                device: str = "cpu", progress: bool = False, desc: str = "ppl: paths") -> float:
     """Perceptual path length of ``G`` (``G.mapping``, ``G.synthesis``) under ``distance(img0, img1) -> [N]``.
 
     As ``perceptual_path_length.py``: per sample ``distance(G(t), G(t + eps)) / eps^2``; W
@@ -174,7 +181,7 @@ def compute_ppl(G: torch.nn.Module, distance: Callable[[torch.Tensor, torch.Tens
         pass
     c_dim = getattr(G, "c_dim", 0)
     dists = []
-    with torch.no_grad():
+    with torch.no_grad(), runner._bar(num_samples, desc, progress) as bar:
         for i in range(0, num_samples, batch_size):
             b = min(batch_size, num_samples - i)
             t = torch.rand([b], generator=gen) * (1 if sampling == "full" else 0)
@@ -206,6 +213,7 @@ def compute_ppl(G: torch.nn.Module, distance: Callable[[torch.Tensor, torch.Tens
                                    img.shape[3] // factor, factor]).mean([3, 5])
             img0, img1 = img.chunk(2)
             dists.append((distance(img0, img1).double() / epsilon ** 2).cpu())
+            bar.update(b)
     return trimmed_ppl(torch.cat(dists).numpy())
 
 
@@ -219,13 +227,16 @@ def count_str(n: int) -> str:
 
 
 class DetectorSpec(BaseModel):
-    """Which detector a metric uses: ``{type: core.inception|core.vgg16|core.digits_classifier, weights:
-    path|random, seed, ...}`` (further keys go to the detector, e.g. ``input_size``)."""
+    """Which detector a metric uses: any registered feature network with the detector contract, e.g.
+    ``{type: core.inception, weights: inception-2015-12-05}``; further keys go to the network."""
 
     model_config = {"extra": "allow"}
-    type: Literal["core.inception", "core.vgg16", "core.digits_classifier"]
-    weights: Optional[str] = None
-    seed: int = 0
+    type: str = Field(description="a registered feature_network part with the detector contract (core.inception, "
+                                  "core.vgg16, core.digits_classifier, or a plugin's)")
+    weights: Optional[str] = Field(None, description="weights: a name of `stylegan-weights list` (fetched into the "
+                                                     "cache), a local file, or 'random' (tests); null: the "
+                                                     "network's default")
+    seed: int = Field(0, description="seed of random weights")
 
     def kwargs(self) -> dict[str, Any]:
         d = self.model_dump()
@@ -234,70 +245,118 @@ class DetectorSpec(BaseModel):
         return d
 
 
-def _check_detector(spec: DetectorSpec, allowed: tuple[str, ...], metric: str) -> DetectorSpec:
-    if spec.type not in allowed:
+def _check_detector(spec: DetectorSpec, metric: str, allowed: Optional[tuple[str, ...]] = None) -> DetectorSpec:
+    """What can be checked without the registry: a core detector's parameter names and weights file."""
+    if allowed is not None and spec.type not in allowed:
         raise ValueError(f"{metric}: detector must be one of {', '.join(allowed)}, got {spec.type!r}")
-    cls = DETECTORS[spec.type]
+    cls = CORE_DETECTORS.get(spec.type)
+    if cls is None:
+        return spec  # a plugin's detector: checked through the registry when the metric is built
     params = inspect.signature(cls.__init__).parameters
     unknown = [k for k in spec.kwargs() if k not in params and k != "type"]
     if unknown:
         raise ValueError(f"{metric}: detector {spec.type} has no parameter(s) {', '.join(unknown)}; "
                          f"known: {', '.join(p for p in params if p != 'self')}")
-    if spec.weights is None and spec.type != "core.digits_classifier":
-        raise ValueError(f"{metric}: detector {spec.type} needs weights: a local file (safetensors or a "
-                         f"torch.save-d state dict; nothing is downloaded) or 'random' (tests only)")
-    check_weights_arg(spec.type, spec.weights)
+    weights = spec.weights if spec.weights is not None else params["weights"].default
+    check_weights_arg(spec.type, weights)
     return spec
 
 
-_DETECTOR_MEMO: dict[str, Detector] = {}
+def detector_field(metric: str, default_type: str, allowed: Optional[tuple[str, ...]] = None,
+                   what: str = "pool features") -> Any:
+    """The ``detector`` parameter of a metric part: checked when the spec is read."""
+    def check(v: DetectorSpec) -> DetectorSpec:
+        return _check_detector(v, metric, allowed)
+
+    return Annotated[DetectorSpec, AfterValidator(check), Field(description=(
+        f"the detector whose {what} the metric uses: {{type: {default_type}, weights: ...}} by default; "
+        + (f"one of {', '.join(allowed)}" if allowed else "any feature_network part with the detector contract")))]
 
 
-def get_detector(spec: DetectorSpec, device: str = "cpu") -> Detector:
-    """Build (once per process and configuration) a detector."""
+_CORE_REGISTRY: list = []
+
+
+def core_registry():
+    """A registry of core's parts (for metric parts built directly, outside a build)."""
+    if not _CORE_REGISTRY:
+        from ..plugins import register_core_parts
+        from ..registry import Registry
+
+        reg = Registry()
+        register_core_parts(reg)
+        _CORE_REGISTRY.append(reg)
+    return _CORE_REGISTRY[0]
+
+
+_DETECTOR_MEMO: dict[str, Any] = {}
+
+
+def get_detector(spec: DetectorSpec, device: str = "cpu", registry: Any = None) -> Any:
+    """Build (once per process, registry and configuration) the detector ``spec`` names, through the registry."""
+    registry = registry if registry is not None else core_registry()
     kw = spec.kwargs()
-    key = json.dumps(kw, sort_keys=True)
+    key = json.dumps(kw, sort_keys=True) + f"|{id(registry)}|{device}"
     w = kw.get("weights")
     if w and str(w).lower() != "random":
-        st = Path(w).expanduser().stat()
-        key += f"|{st.st_mtime_ns}|{st.st_size}"
-    key += f"|{device}"
+        with contextlib.suppress(Exception):
+            from ..detectors.weights import resolve
+
+            p = resolve(spec.type, w)
+            st = p.stat()
+            key += f"|{p}|{st.st_mtime_ns}|{st.st_size}"
     if key not in _DETECTOR_MEMO:
-        _DETECTOR_MEMO[key] = build_detector(kw).to(device)
+        _DETECTOR_MEMO[key] = build_detector(registry, kw).to(device)
     return _DETECTOR_MEMO[key]
 
 
-def stats_key(metric: str, dataset: Dataset, detector: Detector, spec: DetectorSpec, num: Optional[int]) -> str:
-    """Cache key of real-data statistics: dataset fingerprint + detector (weights hash and settings) + count."""
+def stats_key(metric: str, dataset: Dataset, detector: Any, spec: DetectorSpec, num: Optional[int]) -> Optional[str]:
+    """Cache key of real-data statistics: dataset fingerprint + detector (weights identity and settings) + count;
+    None (no disk cache) for a detector that declares no weights identity."""
+    ident = identity(detector)
+    if ident is None:
+        return None
     settings = {k: v for k, v in spec.kwargs().items() if k not in ("weights", "seed")}
-    det = hashlib.sha256(f"{detector.name}|{detector.weights_hash}|{json.dumps(settings, sort_keys=True)}"
-                         .encode()).hexdigest()[:16]
+    det = hashlib.sha256(f"{spec.type}|{ident}|{json.dumps(settings, sort_keys=True)}".encode()).hexdigest()[:16]
     return f"{metric}-{dataset.fingerprint()}-{det}-{num if num is not None else 'full'}"
 
 
-def real_features(detector: Detector, dataset: Dataset, key: str, num: Optional[int], batch_size: int,
-                  device: str = "cpu") -> np.ndarray:
+_MEMO: dict[str, dict[str, np.ndarray]] = {}
+
+
+def real_arrays(metric: str, fn: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, key: Optional[str],
+                num: Optional[int], batch_size: int, device: str, progress: bool, stats: bool) -> dict[str, np.ndarray]:
+    """Real-image features (``stats=False``: ``feats``) or their Gaussian fit (``mu``, ``sigma``), cached in
+    memory and on disk by ``key``."""
+    suffix = ".npz" if stats else ".feats.npz"
+    memo = f"{key}{suffix}" if key is not None else None
+    if memo is not None and memo in _MEMO:
+        runner.note(f"{metric}: real-image statistics from memory", progress)
+        return _MEMO[memo]
+    got = runner.load_cached(key, suffix, metric, progress)
+    if got is None:
+        feats = runner.real_outputs(fn, dataset, num, batch_size, device, desc=f"{metric}: real images", progress=progress)
+        if stats:
+            mu, sigma = feature_stats(feats)
+            got = {"mu": mu, "sigma": sigma}
+        else:
+            got = {"feats": feats.astype(np.float32)}
+        runner.save_cached(key, suffix, **got)
+    if memo is not None:
+        _MEMO[memo] = got
+    return got
+
+
+def real_features(detector: Any, dataset: Dataset, key: Optional[str], num: Optional[int], batch_size: int,
+                  device: str = "cpu", progress: bool = False, metric: str = "metric") -> np.ndarray:
     """All detector features of the (first ``num``) real images, cached on disk (npz, atomic) by ``key``."""
-    path = _cache_dir() / f"{key}.feats.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as f:
-            return f["feats"]
-    n = len(dataset) if num is None else min(num, len(dataset))
-    feats = []
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            imgs = torch.stack([torch.as_tensor(dataset[j][0]) for j in range(i, min(i + batch_size, n))])
-            feats.append(detector.features(imgs.to(device=device, dtype=torch.float32) / 127.5 - 1).cpu().numpy())
-    out = np.concatenate(feats).astype(np.float32)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, feats=out)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache is not an error
-    return out
+    return real_arrays(metric, detector.features, dataset, key, num, batch_size, device, progress, False)["feats"]
+
+
+def gen_outputs(fn: Callable[[torch.Tensor], torch.Tensor], G: torch.nn.Module, dataset: Dataset, num: int,
+                batch_size: int, seed: int, device: str = "cpu", desc: str = "generated images",
+                progress: bool = False) -> np.ndarray:
+    """``fn`` of ``num`` generated images (see :func:`stylegan_core.metrics.runner.gen_outputs`)."""
+    return runner.gen_outputs(fn, G, dataset, num, batch_size, seed, device, desc, progress)
 
 
 def _labels(G: torch.nn.Module, dataset: Dataset) -> Optional[labels_mod.Labels]:
@@ -307,222 +366,200 @@ def _labels(G: torch.nn.Module, dataset: Dataset) -> Optional[labels_mod.Labels]
     return labels_mod.all_labels(dataset)
 
 
-def quantize(img: torch.Tensor) -> torch.Tensor:
-    """Generated images through uint8 and back, as the official metrics feed the detector
-    (``(img * 127.5 + 128).clamp(0, 255).to(uint8)``); real images are uint8 already."""
-    return (img * 127.5 + 128).clamp(0, 255).to(torch.uint8).float() / 127.5 - 1
-
-
-def gen_outputs(fn: Callable[[torch.Tensor], torch.Tensor], G: torch.nn.Module, dataset: Dataset, num: int,
-                batch_size: int, seed: int, device: str = "cpu") -> np.ndarray:
-    """``fn`` of ``num`` generated images, quantized to uint8 as the official code does.
-
-    z ~ N(0, I), labels drawn from the dataset's, psi 1 and the generator's default noise mode
-    (random noise, as the official ``G(z, c)``); z, labels and the noise all come from ``seed``
-    (the global RNG is restored afterwards), so a metric is reproducible.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    labels = _labels(G, dataset)
-    out = []
-    was_training = G.training
-    G.eval()
-    dev = torch.device(device)
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            for i in range(0, num, batch_size):
-                b = min(batch_size, num - i)
-                z = torch.randn([b, G.z_dim], generator=gen)
-                c = labels_mod.take(labels, torch.randint(len(labels), (b,), generator=gen)) if labels is not None \
-                    else torch.zeros([b, 0])
-                img = G(z.to(device), labels_mod.to_device(c, device), truncation_psi=1)
-                out.append(fn(quantize(img.float())).cpu().numpy())
-    finally:
-        G.train(was_training)
-    return np.concatenate(out)
-
-
 # -------------------------------------------------------------------------------------------------
 # The metric parts
 
+BatchSize = Annotated[Optional[int], Field(ge=1, description=(
+    "images per batch (null: sized from the memory available on the device, at most 64)"))]
+Seed = Annotated[int, Field(description="seed of z, labels and noise (and of random subsets): results are reproducible")]
+Name = Annotated[Optional[str], Field(description="report name (null: derived from the counts the official way, "
+                                                  "e.g. fid50k_full)")]
+NumGen = Annotated[int, Field(ge=2, description="generated images (official: 50000)")]
+
 
 class _DetectorMetric(Metric):
+    """A metric on a detector built through the registry the part was registered in (``_registry``)."""
+
     prefix = "metric"
-    allowed: tuple[str, ...] = ("core.inception",)
-    default_detector: dict[str, Any] = {"type": "core.inception"}
+    use = "features"  # what the detector must provide (detectors.base.CONTRACT)
+    _registry: Any = None
 
-    def _init_detector(self, detector: Optional[DetectorSpec | dict]) -> None:
-        spec = detector if detector is not None else dict(self.default_detector)
+    def _init_detector(self, detector: Optional[DetectorSpec | dict], default: dict[str, Any]) -> None:
+        spec = detector if detector is not None else dict(default)
         spec = spec if isinstance(spec, DetectorSpec) else DetectorSpec(**spec)
-        self.detector_spec = _check_detector(spec, self.allowed, self.prefix)
-        self._det: Optional[Detector] = None
+        self.detector_spec = _check_detector(spec, self.prefix)
+        reg = self.registry()
+        info = reg.get("feature_network", spec.type)  # an unknown type: UnknownComponentError with suggestions
+        try:
+            info.params.model_validate(dict(spec.model_dump(exclude_none=True), type=spec.type))
+        except ValidationError as e:
+            raise ValueError(f"{self.prefix}: detector {spec.type}: {e}") from None
+        self._det: Optional[Any] = None
 
-    def detector(self, device: str = "cpu") -> Detector:
-        self._det = get_detector(self.detector_spec, device)
-        return self._det
+    def registry(self) -> Any:
+        return type(self)._registry if type(self)._registry is not None else core_registry()
+
+    def detector(self, device: str = "cpu") -> Any:
+        det = get_detector(self.detector_spec, device, self.registry())
+        check_contract(det, self.use, self.detector_spec.type, self.prefix)
+        self._det = det
+        return det
+
+    def batch(self, det: Any, G: Any, device: str) -> int:
+        return self.batch_size or runner.auto_batch_size(det, int(getattr(G, "img_resolution", 256)), device)
 
     def describe(self) -> dict[str, Any]:
         """Detector name and hash, added to each JSON line."""
-        det = self._det or get_detector(self.detector_spec)
-        return det.describe()
+        det = self._det or self.detector()
+        return describe_detector(det, self.detector_spec.type)
 
 
-class _DetectorParams(PartParams):
-    """Validates ``detector`` when the spec is read, so a bad detector is reported with its location."""
-
-    _allowed: ClassVar[tuple[str, ...]] = ("core.inception", "core.digits_classifier", "core.vgg16")
-    _metric: ClassVar[str] = "metric"
-
-    @field_validator("detector", check_fields=False)
-    @classmethod
-    def _valid_detector(cls, v: DetectorSpec) -> DetectorSpec:
-        return _check_detector(v, cls._allowed, cls._metric)
-
-
-class _CommonParams(_DetectorParams):
-    num_gen: int = Field(50000, ge=2, description="generated images")
-    batch_size: int = Field(64, ge=1)
-    seed: int = 0
-    name: Optional[str] = Field(None, description="report name (default: derived, e.g. fid50k_full)")
-
-
-class FIDParams(_CommonParams):
-    """Fréchet Inception Distance; ``fid50k_full`` is the default (``num_real: null`` = the full dataset)."""
-
-    _metric: ClassVar[str] = "fid"
-
-    num_real: Optional[int] = Field(None, ge=2, description="real images (null: the full dataset)")
-    detector: DetectorSpec = Field(default_factory=lambda: DetectorSpec(type="core.inception"), validate_default=True)
+INCEPTION = {"type": "core.inception"}
 
 
 class FID(_DetectorMetric):
     """Fréchet Inception Distance (``fid50k_full`` by default) on the detector's pool features."""
 
     prefix = "fid"
-    allowed = ("core.inception", "core.digits_classifier", "core.vgg16")
 
-    def __init__(self, num_gen: int = 50000, num_real: Optional[int] = None, batch_size: int = 64, seed: int = 0,
-                 name: Optional[str] = None, detector: Optional[DetectorSpec | dict] = None):
+    def __init__(self, num_gen: NumGen = 50000,
+                 num_real: Annotated[Optional[int], Field(ge=2, description=(
+                     "real images (null: the full dataset, the official _full)"))] = None,
+                 batch_size: BatchSize = None, seed: Seed = 0, name: Name = None,
+                 detector: detector_field("fid", "core.inception") = DetectorSpec(**INCEPTION)):
         self.num_gen, self.num_real, self.batch_size, self.seed = num_gen, num_real, batch_size, seed
-        self.name = name or f"fid{count_str(num_gen)}" + ("_full" if num_real is None else "")
-        self._init_detector(detector)
+        self.name = name or f"{self.prefix}{count_str(num_gen)}" + ("_full" if num_real is None else "")
+        self._init_detector(detector, INCEPTION)
 
-    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", **kwargs: Any) -> dict[str, float]:
+    def _fn(self, det: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        return det.features
+
+    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", progress: bool = False,
+                **kwargs: Any) -> dict[str, float]:
         det = self.detector(device)
-        key = stats_key("fid", dataset, det, self.detector_spec, self.num_real)
-        mu_r, sig_r = dataset_stats(det, dataset, key, self.num_real, self.batch_size, device)
-        feats = gen_outputs(det.features, generator, dataset, self.num_gen, self.batch_size, self.seed, device)
+        bs = self.batch(det, generator, device)
+        key = stats_key(self.prefix, dataset, det, self.detector_spec, self.num_real)
+        real = real_arrays(self.name, self._fn(det), dataset, key, self.num_real, bs, device, progress, True)
+        feats = gen_outputs(self._fn(det), generator, dataset, self.num_gen, bs, self.seed, device,
+                            f"{self.name}: generated images", progress)
         mu_g, sig_g = feature_stats(feats)
-        return {self.name: frechet_distance(mu_g, sig_g, mu_r, sig_r)}
+        return {self.name: frechet_distance(mu_g, sig_g, real["mu"], real["sigma"])}
 
 
-class KIDParams(_CommonParams):
-    """Kernel Inception Distance; ``kid50k_full`` is the default (at most 1M reals, 100 subsets of <= 1000)."""
+class SFID(FID):
+    """Spatial FID (Nash et al. 2021; ``sfid50k_full`` by default): the Fréchet distance of the first 7 channels
+    of the Inception's ``mixed_6/conv`` (7 x 17 x 17 = 2023 features), as guided-diffusion's evaluator."""
 
-    _metric: ClassVar[str] = "kid"
+    prefix = "sfid"
+    use = "spatial"
 
-    num_real: Optional[int] = Field(1000000, ge=2, description="at most this many real images (null: all)")
-    num_subsets: int = Field(100, ge=1)
-    max_subset_size: int = Field(1000, ge=2)
-    detector: DetectorSpec = Field(default_factory=lambda: DetectorSpec(type="core.inception"), validate_default=True)
+    def __init__(self, num_gen: NumGen = 50000,
+                 num_real: Annotated[Optional[int], Field(ge=2, description=(
+                     "real images (null: the full dataset)"))] = None,
+                 batch_size: BatchSize = None, seed: Seed = 0, name: Name = None,
+                 detector: detector_field("sfid", "core.inception", what="spatial features (mixed_6/conv)")
+                 = DetectorSpec(**INCEPTION)):
+        super().__init__(num_gen, num_real, batch_size, seed, name, detector)
+
+    def _fn(self, det: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        return det.spatial_features
 
 
 class KID(_DetectorMetric):
     """Kernel Inception Distance (``kid50k_full``): the official unbiased cubic-kernel MMD estimator."""
 
     prefix = "kid"
-    allowed = ("core.inception", "core.digits_classifier", "core.vgg16")
 
-    def __init__(self, num_gen: int = 50000, num_real: Optional[int] = 1000000, num_subsets: int = 100,
-                 max_subset_size: int = 1000, batch_size: int = 64, seed: int = 0, name: Optional[str] = None,
-                 detector: Optional[DetectorSpec | dict] = None):
+    def __init__(self, num_gen: NumGen = 50000,
+                 num_real: Annotated[Optional[int], Field(ge=2, description=(
+                     "at most this many real images (official: 1000000; null: all)"))] = 1000000,
+                 num_subsets: Annotated[int, Field(ge=1, description="random subsets averaged (official: 100)")] = 100,
+                 max_subset_size: Annotated[int, Field(ge=2, description=(
+                     "subset size cap (official: 1000)"))] = 1000,
+                 batch_size: BatchSize = None, seed: Seed = 0, name: Name = None,
+                 detector: detector_field("kid", "core.inception") = DetectorSpec(**INCEPTION)):
         self.num_gen, self.num_real, self.batch_size, self.seed = num_gen, num_real, batch_size, seed
         self.num_subsets, self.max_subset_size = num_subsets, max_subset_size
         full = num_real is None or num_real >= 1000000
         self.name = name or f"kid{count_str(num_gen)}" + ("_full" if full else "")
-        self._init_detector(detector)
+        self._init_detector(detector, INCEPTION)
 
-    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", **kwargs: Any) -> dict[str, float]:
+    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", progress: bool = False,
+                **kwargs: Any) -> dict[str, float]:
         det = self.detector(device)
+        bs = self.batch(det, generator, device)
         real = real_features(det, dataset, stats_key("kid", dataset, det, self.detector_spec, self.num_real),
-                             self.num_real, self.batch_size, device)
-        gen = gen_outputs(det.features, generator, dataset, self.num_gen, self.batch_size, self.seed, device)
+                             self.num_real, bs, device, progress, self.name)
+        gen = gen_outputs(det.features, generator, dataset, self.num_gen, bs, self.seed, device,
+                          f"{self.name}: generated images", progress)
         return {self.name: kid_from_features(real, gen, self.num_subsets, self.max_subset_size, self.seed)}
 
 
-class PRParams(_CommonParams):
-    """Improved precision and recall; ``pr50k3_full`` is the default (VGG16 fc2 features, at most 200k reals, k=3)."""
-
-    _metric: ClassVar[str] = "pr"
-
-    num_real: Optional[int] = Field(200000, ge=2, description="at most this many real images (null: all)")
-    nhood_size: int = Field(3, ge=1, description="k of the k-NN manifolds")
-    row_batch_size: int = Field(10000, ge=1)
-    col_batch_size: int = Field(10000, ge=1)
-    detector: DetectorSpec = Field(default_factory=lambda: DetectorSpec(type="core.vgg16"), validate_default=True)
+VGG = {"type": "core.vgg16"}
 
 
 class PrecisionRecall(_DetectorMetric):
     """Improved precision and recall (``pr50k3_full``) on k-NN manifolds of VGG16 fc2 features."""
 
     prefix = "pr"
-    allowed = ("core.vgg16", "core.inception", "core.digits_classifier")
-    default_detector = {"type": "core.vgg16"}
 
-    def __init__(self, num_gen: int = 50000, num_real: Optional[int] = 200000, nhood_size: int = 3,
-                 row_batch_size: int = 10000, col_batch_size: int = 10000, batch_size: int = 64, seed: int = 0,
-                 name: Optional[str] = None, detector: Optional[DetectorSpec | dict] = None):
+    def __init__(self, num_gen: NumGen = 50000,
+                 num_real: Annotated[Optional[int], Field(ge=2, description=(
+                     "at most this many real images (official: 200000; null: all)"))] = 200000,
+                 nhood_size: Annotated[int, Field(ge=1, description="k of the k-NN manifolds (official: 3)")] = 3,
+                 row_batch_size: Annotated[int, Field(ge=1, description="rows per distance block")] = 10000,
+                 col_batch_size: Annotated[int, Field(ge=1, description="columns per distance block")] = 10000,
+                 batch_size: BatchSize = None, seed: Seed = 0, name: Name = None,
+                 detector: detector_field("pr", "core.vgg16", what="fc2 features") = DetectorSpec(**VGG)):
         self.num_gen, self.num_real, self.batch_size, self.seed = num_gen, num_real, batch_size, seed
         self.nhood_size, self.row_batch_size, self.col_batch_size = nhood_size, row_batch_size, col_batch_size
         full = num_real is None or num_real >= 200000
         self.name = name or f"pr{count_str(num_gen)}{nhood_size}" + ("_full" if full else "")
-        self._init_detector(detector)
+        self._init_detector(detector, VGG)
 
-    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", **kwargs: Any) -> dict[str, float]:
+    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", progress: bool = False,
+                **kwargs: Any) -> dict[str, float]:
         det = self.detector(device)
+        bs = self.batch(det, generator, device)
         real = real_features(det, dataset, stats_key("pr", dataset, det, self.detector_spec, self.num_real),
-                             self.num_real, self.batch_size, device)
-        gen = gen_outputs(det.features, generator, dataset, self.num_gen, self.batch_size, self.seed, device)
+                             self.num_real, bs, device, progress, self.name)
+        gen = gen_outputs(det.features, generator, dataset, self.num_gen, bs, self.seed, device,
+                          f"{self.name}: generated images", progress)
         p, r = precision_recall_from_features(real, gen, self.nhood_size, self.row_batch_size, self.col_batch_size)
         return {f"{self.name}_precision": p, f"{self.name}_recall": r}
 
 
-class PPLParams(_DetectorParams):
-    """Perceptual path length; ``ppl2_wend`` is the default (W, endpoints, eps 1e-4, no crop, VGG16-LPIPS)."""
-
-    _metric: ClassVar[str] = "ppl"
-    _allowed: ClassVar[tuple[str, ...]] = ("core.vgg16",)
-
-    num_samples: int = Field(50000, ge=2)
-    epsilon: float = Field(1e-4, gt=0)
-    space: Literal["w", "z"] = "w"
-    sampling: Literal["end", "full"] = "end"
-    crop: bool = False
-    batch_size: int = Field(2, ge=1)
-    seed: int = 0
-    name: Optional[str] = None
-    lpips_weights: Optional[str] = Field(None, description="LPIPS linear weights file (null: uniform 1/C)")
-    detector: DetectorSpec = Field(default_factory=lambda: DetectorSpec(type="core.vgg16"), validate_default=True,
-                                   description="the VGG16 under LPIPS (core.vgg16 only)")
-
-
 class PPL(_DetectorMetric):
-    """Perceptual path length (``ppl2_wend`` by default) with our VGG16 LPIPS."""
+    """Perceptual path length (``ppl2_wend`` by default) with LPIPS (VGG16, the lpips package's v0.1 weights)."""
 
     prefix = "ppl"
-    allowed = ("core.vgg16",)
-    default_detector = {"type": "core.vgg16"}
 
-    def __init__(self, num_samples: int = 50000, epsilon: float = 1e-4, space: str = "w", sampling: str = "end",
-                 crop: bool = False, batch_size: int = 2, seed: int = 0, name: Optional[str] = None,
-                 lpips_weights: Optional[str] = None, detector: Optional[DetectorSpec | dict] = None):
+    def __init__(self,
+                 num_samples: Annotated[int, Field(ge=2, description="sampled paths (official: 50000)")] = 50000,
+                 epsilon: Annotated[float, Field(gt=0, description="step along the path (official: 1e-4)")] = 1e-4,
+                 space: Annotated[Literal["w", "z"], Field(description=(
+                     "interpolate in W (lerp) or Z (slerp)"))] = "w",
+                 sampling: Annotated[Literal["end", "full"], Field(description=(
+                     "t = 0 (end) or uniform in [0, 1] (full)"))] = "end",
+                 crop: Annotated[bool, Field(description="keep the face-centred window (official ppl_*)")] = False,
+                 batch_size: Annotated[int, Field(ge=1, description="paths per batch")] = 2,
+                 seed: Seed = 0, name: Name = None,
+                 lpips_weights: Annotated[Optional[str], Field(description=(
+                     "LPIPS linear weights: null = the lpips package's v0.1 VGG weights (lpips-vgg-v0.1), a file, "
+                     "or 'uniform' (1/C, uncalibrated)"))] = None,
+                 detector: detector_field("ppl", "core.vgg16", ("core.vgg16",), what="LPIPS layers")
+                 = DetectorSpec(**VGG)):
         if space not in ("w", "z") or sampling not in ("end", "full"):
             raise ValueError(f"ppl: space must be w|z and sampling end|full, got {space!r}, {sampling!r}")
         self.num_samples, self.epsilon, self.space, self.sampling, self.crop = num_samples, epsilon, space, sampling, crop
         self.batch_size, self.seed, self.lpips_weights = batch_size, seed, lpips_weights
-        check_weights_arg("LPIPS linear weights", lpips_weights)
+        if lpips_weights is not None and str(lpips_weights).lower() != "uniform":
+            check_weights_arg("LPIPS linear weights", lpips_weights)
         self.name = name or (f"ppl_{space}{sampling}" if crop else f"ppl2_{space}{sampling}")
-        self._init_detector(detector)
+        if detector is not None:
+            detector = detector if isinstance(detector, DetectorSpec) else DetectorSpec(**detector)
+            _check_detector(detector, "ppl", ("core.vgg16",))
+        self._init_detector(detector, VGG)
         self._lpips = None
 
     def lpips(self, device: str = "cpu") -> torch.nn.Module:
@@ -530,51 +567,46 @@ class PPL(_DetectorMetric):
 
         if self._lpips is None:
             w = self.detector_spec.weights
-            self._lpips = LPIPS(weights=self.lpips_weights, vgg_weights=None if w in (None, "random") else w,
+            self._lpips = LPIPS(weights=self.lpips_weights, vgg_weights=w if w is not None else "vgg16",
                                 seed=self.detector_spec.seed)
         return self._lpips.to(device)
 
     def describe(self) -> dict[str, Any]:
-        net = self.lpips().net
-        return {"detector": "core.vgg16+lpips", "detector_hash": net.weights_hash,
-                "lpips_weights": "uniform" if self.lpips_weights is None else self.lpips_weights}
+        lp = self.lpips()
+        return {"detector": "core.vgg16+lpips", "detector_hash": lp.net.weights_hash, "lpips_weights": lp.lin_weights}
 
-    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", **kwargs: Any) -> dict[str, float]:
+    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", progress: bool = False,
+                **kwargs: Any) -> dict[str, float]:
         if min(generator.img_resolution // (2 if self.crop else 1), 256) < 32:
             raise ValueError(f"ppl: LPIPS needs images of at least 32 px, the generator makes {generator.img_resolution}")
         value = compute_ppl(generator, self.lpips(device), self.num_samples, self.epsilon, self.space, self.sampling,
-                            self.crop, self.batch_size, self.seed, _labels(generator, dataset), device)
+                            self.crop, self.batch_size, self.seed, _labels(generator, dataset), device,
+                            progress=progress, desc=f"{self.name}: paths")
         return {self.name: value}
 
 
-class ISParams(_CommonParams):
-    """Inception score; ``is50k`` is the default (10 splits, logits without the output bias)."""
-
-    _metric: ClassVar[str] = "is"
-    _allowed: ClassVar[tuple[str, ...]] = ("core.inception", "core.digits_classifier")
-
-    num_splits: int = Field(10, ge=1)
-    detector: DetectorSpec = Field(default_factory=lambda: DetectorSpec(type="core.inception"), validate_default=True)
-
-
 class InceptionScore(_DetectorMetric):
-    """Inception score (``is50k``): mean and std over splits."""
+    """Inception score (``is50k``): mean and std over splits of the softmax of the logits without output bias."""
 
     prefix = "is"
-    allowed = ("core.inception", "core.digits_classifier")
+    use = "logits"
 
-    def __init__(self, num_gen: int = 50000, num_splits: int = 10, batch_size: int = 64, seed: int = 0,
-                 name: Optional[str] = None, detector: Optional[DetectorSpec | dict] = None):
+    def __init__(self, num_gen: NumGen = 50000,
+                 num_splits: Annotated[int, Field(ge=1, description="splits (official: 10)")] = 10,
+                 batch_size: BatchSize = None, seed: Seed = 0, name: Name = None,
+                 detector: detector_field("is", "core.inception", what="logits") = DetectorSpec(**INCEPTION)):
         if num_gen < num_splits:
             raise ValueError(f"is: num_gen ({num_gen}) must be at least num_splits ({num_splits})")
         self.num_gen, self.num_splits, self.batch_size, self.seed = num_gen, num_splits, batch_size, seed
         self.name = name or f"is{count_str(num_gen)}"
-        self._init_detector(detector)
+        self._init_detector(detector, INCEPTION)
 
-    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", **kwargs: Any) -> dict[str, float]:
+    def compute(self, generator: torch.nn.Module, dataset: Dataset, device: str = "cpu", progress: bool = False,
+                **kwargs: Any) -> dict[str, float]:
         det = self.detector(device)
         probs = gen_outputs(lambda x: F.softmax(det.logits(x).double(), dim=1), generator, dataset, self.num_gen,
-                            self.batch_size, self.seed, device)
+                            self.batch(det, generator, device), self.seed, device, f"{self.name}: generated images",
+                            progress)
         mean, std = inception_score_from_probs(probs, self.num_splits)
         return {f"{self.name}_mean": mean, f"{self.name}_std": std}
 
@@ -583,6 +615,7 @@ class InceptionScore(_DetectorMetric):
 PRESETS: dict[str, dict[str, Any]] = {
     "fid50k_full": {"type": "core.fid", "num_gen": 50000},
     "fid50k": {"type": "core.fid", "num_gen": 50000, "num_real": 50000},
+    "sfid50k_full": {"type": "core.sfid", "num_gen": 50000},
     "kid50k_full": {"type": "core.kid", "num_gen": 50000},
     "kid50k": {"type": "core.kid", "num_gen": 50000, "num_real": 50000},
     "pr50k3_full": {"type": "core.precision_recall", "num_gen": 50000, "nhood_size": 3},
@@ -596,14 +629,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 #: short names of ``stylegan-run DIR evaluate --metrics``
-SHORT_NAMES = {"fid": "core.fid", "kid": "core.kid", "pr": "core.precision_recall",
+SHORT_NAMES = {"fid": "core.fid", "sfid": "core.sfid", "kid": "core.kid", "pr": "core.precision_recall",
                "precision_recall": "core.precision_recall", "ppl": "core.ppl", "is": "core.is",
                "digits_fd": "core.digits_fd"}
 
 
+def bound(cls: type, registry: Any) -> type:
+    """``cls`` whose detector is built through ``registry`` (the registry the part is registered in, so a
+    plugin's feature network can serve as its detector). Same parameters, same documentation."""
+    return type(cls.__name__, (cls,), {"_registry": registry, "__module__": cls.__module__, "__doc__": cls.__doc__,
+                                       "__qualname__": cls.__qualname__})
+
+
 def register_parts(registry) -> None:
-    registry.register("metric", "fid", FID, params=FIDParams, plugin="core")
-    registry.register("metric", "kid", KID, params=KIDParams, plugin="core")
-    registry.register("metric", "precision_recall", PrecisionRecall, params=PRParams, plugin="core")
-    registry.register("metric", "ppl", PPL, params=PPLParams, plugin="core")
-    registry.register("metric", "is", InceptionScore, params=ISParams, plugin="core")
+    registry.register("metric", "fid", bound(FID, registry), plugin="core")
+    registry.register("metric", "sfid", bound(SFID, registry), plugin="core")
+    registry.register("metric", "kid", bound(KID, registry), plugin="core")
+    registry.register("metric", "precision_recall", bound(PrecisionRecall, registry), plugin="core")
+    registry.register("metric", "ppl", bound(PPL, registry), plugin="core")
+    registry.register("metric", "is", bound(InceptionScore, registry), plugin="core")
