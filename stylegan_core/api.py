@@ -1,0 +1,105 @@
+"""The public API for plugin authors: everything a plugin needs, in one import.
+
+A plugin (built-in or third-party) imports core names from here only::
+
+    from stylegan_core.api import MappingNetwork, PartParams, hookimpl, ops
+
+    @hookimpl
+    def register(registry):
+        registry.register("mapping", "my_mapping", MyMapping)
+
+What is here:
+
+- the plugin hooks: :data:`hookimpl` (``register``, ``convert_official_network``);
+- the part interfaces (:class:`MappingNetwork`, :class:`SynthesisNetwork`, :class:`Discriminator`,
+  :class:`FeatureNetwork`, :class:`Loss`, :class:`Regularizer`, :class:`Augment`, :class:`Dataset`,
+  :class:`Metric`, :class:`StepContext`), :data:`WIRED_NAMES`, the composed :class:`Generator`;
+- part parameters: :class:`PartParams` (a part's own params model), :class:`NestedPart` (a field holding
+  another part, e.g. a feature network);
+- building blocks: the layers (:mod:`stylegan_core.layers`), :mod:`ops <stylegan_core.ops>` (the
+  compiled / reference ops: ``ops.upfirdn2d``, ``ops.bias_act``, ...), attention, the blur schedule;
+- frozen networks: :class:`TimmFeatureNetwork`, :func:`build_feature_network`, :func:`resolve_weights`,
+  :func:`seeded`, :class:`FeatureNetworkError`, :func:`import_open_clip`;
+- files and images: atomic writes, safetensors reading, :func:`sha256_file`, :func:`cache_dir`,
+  uint8 <-> [-1, 1] conversions and :func:`quantize` (as the official metrics feed detectors);
+- datasets and labels: :class:`DigitsDataset`, :class:`ImageFolderDataset`, :mod:`labels`
+  (class vectors or captions: ``labels.all_labels``, ``labels.take``, ...);
+- official checkpoints, for a plugin's ``convert_official_network``: :class:`OfficialConversion`
+  and the records it reads (:class:`PersistentRecord`, :class:`ModuleRecord`, :func:`module_records`,
+  :func:`spectral_norms`);
+- runs: :func:`load_run` (the built model of a build or run folder, its generator with the latest
+  ``G_ema``).
+
+The other ``stylegan_core`` modules are internal: the test suite (``tests/test_public_api.py``) refuses a
+built-in or example plugin that imports one of them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Union
+
+from . import ops
+from .data import DigitsDataset, ImageFolderDataset
+from .data import labels
+from .features import FeatureNetworkError, TimmFeatureNetwork
+from .features import build_from_params as build_feature_network
+from .features.base import seeded
+from .features.clip_net import import_open_clip
+from .generator import Generator
+from .hookspecs import PLUGIN_API, hookimpl
+from .images import float_to_uint8, images_to_float, quantize, save_grid, save_image, save_png
+from .interfaces import (KINDS, WIRED_NAMES, Augment, Dataset, Discriminator, FeatureNetwork, Loss, MappingNetwork,
+                         Metric, Regularizer, StepContext, SynthesisNetwork)
+from .io import (RANDOM, WeightsFileError, atomic_open, atomic_save_safetensors, atomic_write_bytes, atomic_write_text,
+                 cache_dir, is_random, read_safetensors, read_tensor, resolve_weights, sha256_file)
+from .layers import (FP16_DEVICE_TYPES, NOISE_MODES, RESAMPLE_FILTER, Conv2dLayer, FullyConnectedLayer,
+                     MinibatchStdLayer, ModulatedConvLayer, SynthesisLayer, ToRGBLayer, block_dtype, check_activation,
+                     check_noise_mode, compute_dtype, fp16_resolution, layer_noise, normalize_2nd_moment)
+from .layers.attention import attention, route_multihead_attention
+from .metrics.gan_metrics import count_str
+from .official import ModuleRecord, OfficialConversion, PersistentRecord, module_records, spectral_norms
+from .registry import PartParams
+from .spec.models import NestedPart
+from .training.blur import blur_images, blur_sigma
+
+
+def load_run(run_dir: Union[str, Path], log: Callable[[str], Any] = print):
+    """The model of a build or run folder, rebuilt from its ``spec.lock.yaml`` with the installed plugins
+    and loaded from its ``model.safetensors``; its generator ``G`` then gets ``G_ema`` of the folder's
+    latest training snapshot when there is one (``log`` says which weights it uses). Returns the
+    :class:`stylegan_core.build.BuiltModel` (``.G``, ``.D``, ``.spec``, ``.dataset``, ...)."""
+    from .cli.run import load_built
+    from .training.checkpoint import latest_generator
+
+    run_dir = Path(run_dir)
+    built = load_built(run_dir)
+    latest_generator(built.G, run_dir, log=log)
+    return built
+
+
+__all__ = [
+    # hooks and versions
+    "PLUGIN_API", "hookimpl",
+    # interfaces
+    "KINDS", "WIRED_NAMES", "Augment", "Dataset", "Discriminator", "FeatureNetwork", "Generator", "Loss",
+    "MappingNetwork", "Metric", "Regularizer", "StepContext", "SynthesisNetwork",
+    # params
+    "NestedPart", "PartParams",
+    # layers and ops
+    "FP16_DEVICE_TYPES", "NOISE_MODES", "RESAMPLE_FILTER", "Conv2dLayer", "FullyConnectedLayer", "MinibatchStdLayer",
+    "ModulatedConvLayer", "SynthesisLayer", "ToRGBLayer", "attention", "block_dtype", "blur_images", "blur_sigma",
+    "check_activation", "check_noise_mode", "compute_dtype", "fp16_resolution", "layer_noise", "normalize_2nd_moment",
+    "ops", "route_multihead_attention",
+    # frozen networks
+    "FeatureNetworkError", "TimmFeatureNetwork", "build_feature_network", "import_open_clip", "seeded",
+    # files and images
+    "RANDOM", "WeightsFileError", "atomic_open", "atomic_save_safetensors", "atomic_write_bytes", "atomic_write_text",
+    "cache_dir", "float_to_uint8", "images_to_float", "is_random", "quantize", "read_safetensors", "read_tensor",
+    "resolve_weights", "save_grid", "save_image", "save_png", "sha256_file",
+    # data and metrics
+    "DigitsDataset", "ImageFolderDataset", "count_str", "labels",
+    # official checkpoints
+    "ModuleRecord", "OfficialConversion", "PersistentRecord", "module_records", "spectral_norms",
+    # runs
+    "load_run",
+]
