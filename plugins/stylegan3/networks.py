@@ -1,7 +1,7 @@
 """StyleGAN3 generator: mapping, Fourier-feature input, alias-free synthesis layers (T and R configurations).
 
 Written from the documented semantics of the official StyleGAN3 (NVlabs/stylegan3,
-``training/networks_stylegan3.py``; see the project's research notes, section 1.3); module,
+``training/networks_stylegan3.py``); module,
 parameter and buffer names are the official ones (``synthesis.input.freqs``,
 ``synthesis.L5_52_64.up_filter``, ...), so official weights load with ``strict=True``
 (``tests/test_stylegan3_fixtures.py`` reproduces the official outputs and gradients).

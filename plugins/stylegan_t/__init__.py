@@ -27,7 +27,7 @@ STYLEGAN_CORE_API = 1
 
 @hookimpl
 def register(registry):
-    # generator side (helper H3)
+    # generator side
     registry.register("conditioning", "clip_text", ClipTextEncoder, params=ClipTextParams,
                       doc="open_clip text tower (default ViT-L-14-quickgelu; weights random or a local file, only "
                           "the text tower kept) with its own tokenizer: L2-normalised caption embeddings [N, c_dim]; "
@@ -43,7 +43,7 @@ def register(registry):
                       doc="StyleGAN-T synthesis: skip generator from 8x8 with StyleGAN3's Fourier-feature input, "
                           "blocks of conv0 (up 2) + num_res_blocks x [modconv, residual modconv with GroupNorm and "
                           "LayerScale 1e-5], second-order styles s = m1*m2 + m3; presets lite / full / custom.")
-    # discriminator, loss and metric (helper H4) below
+    # discriminator, loss and metric
     from .discriminator import StyleGANTDiscriminator, StyleGANTDiscriminatorParams
     from .loss import TextHinge, TextHingeParams
     from .metrics import CLIPScore, CLIPScoreParams

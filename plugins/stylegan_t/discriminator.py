@@ -1,7 +1,7 @@
 """StyleGAN-T's discriminator (``stylegan_t.discriminator``): a frozen ViT, five token heads, text projection.
 
 Written from the documented behaviour of the official code (autonomousvision/stylegan-t,
-``networks/discriminator.py``); see ``../shared/reference/projected_gan_xl_t.md`` section 3.2.
+``networks/discriminator.py``).
 
 * ``feature_network``: any ``feature_network`` part, frozen; the official one is DINO ViT-S/16,
   ``{type: core.timm, model: vit_small_patch16_224.dino, taps: [2, 5, 8, 11, patch_embed],

@@ -1,8 +1,7 @@
 """StyleGAN-XL's discriminator: one projected discriminator per frozen backbone, one tensor of logits.
 
 Written from the documented behaviour of the official code (autonomousvision/stylegan-xl,
-``pg_modules/{discriminator,projector}.py``, ``feature_networks/vit.py``); see
-``../shared/reference/projected_gan_xl_t.md`` section 2.3. Built on the Projected GAN plugin: its
+``pg_modules/{discriminator,projector}.py``, ``feature_networks/vit.py``). Built on the Projected GAN plugin: its
 :class:`~stylegan_plugins.projected_gan.discriminator.RandomProjection` (CCM + CSM) and
 :class:`~stylegan_plugins.projected_gan.discriminator.Head` (the multi-scale heads) are reused as they are.
 

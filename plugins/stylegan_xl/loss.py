@@ -1,8 +1,7 @@
 """StyleGAN-XL's loss (``stylegan_xl.hinge``): hinge, blur of D's inputs, path length for the stem,
 classifier guidance.
 
-Semantics of the official ``ProjectedGANLoss`` (autonomousvision/stylegan-xl ``training/loss.py``; see
-``../shared/reference/projected_gan_xl_t.md`` section 2.4):
+Semantics of the official ``ProjectedGANLoss`` (autonomousvision/stylegan-xl ``training/loss.py``):
 
 * Hinge as Projected GAN (:class:`stylegan_plugins.projected_gan.loss.Hinge`): G ``mean(-D(G(z)))``,
   D ``mean(relu(1 + D(G(z)))) + mean(relu(1 - D(x)))``, the means over every logit of every head of every

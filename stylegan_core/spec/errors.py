@@ -50,7 +50,7 @@ def _one_line(text: object) -> str:
 
     Keys, ``--set`` arguments and file names come from the user and may hold line breaks,
     control or bidi characters: printed raw they would split an issue over several lines or
-    forge others (found by the fuzzer). The issue keeps the raw values; only its text is escaped.
+    forge others. The issue keeps the raw values; only its text is escaped.
     """
     s = str(text)
     if s.isprintable():

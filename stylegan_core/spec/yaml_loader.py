@@ -83,8 +83,8 @@ class SpecLoader(yaml.SafeLoader):
             if self._depth > MAX_DEPTH:
                 raise _Refused(self.peek_event().start_mark, f"nesting deeper than {MAX_DEPTH} levels")
             # the node budget is also spent while composing (aliases are not composed again, so this
-            # counts distinct nodes): a large flat document used to be composed whole, seconds of
-            # work and ~100 MB, before the walk refused it (found by the fuzzer)
+            # counts distinct nodes): a large flat document is refused here, before it is composed
+            # whole (seconds of work and ~100 MB otherwise)
             if self._nodes > MAX_NODES:
                 raise _Refused(self.peek_event().start_mark, f"the document has more than {MAX_NODES} nodes; "
                                                              "refusing to load it")
@@ -203,8 +203,8 @@ def _compose(text: str, file: str) -> Optional[Node]:
             msg += f" ({e.context} on line {e.context_mark.line + 1})"
         raise _fail(file, mark, (), msg) from None
     except yaml.reader.ReaderError as e:  # a control character: located like any other YAML error
-        # (found by the fuzzer: PyYAML's ReaderError has only a character offset and a two-line message
-        # naming "<unicode string>"; this was reported at 1:1 with that message)
+        # (PyYAML's ReaderError has only a character offset and a two-line message naming
+        # "<unicode string>": the offset is turned into a line and column here)
         raise SpecError([_reader_issue(text, file, e)]) from None
     except yaml.YAMLError as e:  # anything else of PyYAML's, on one line
         raise SpecError([SpecIssue(file, 1, 1, "", "invalid YAML: " + " ".join(str(e).split()))]) from None
