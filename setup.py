@@ -51,9 +51,14 @@ setup(
         "scipy>=1.10",
         "Pillow>=9.0",
         "tqdm>=4.60",
+        # the FID/KID/IS/sFID Inception and the precision/recall VGG16 pass (torch-fidelity's definitions), the
+        # LPIPS linear weights of PPL and projection (shipped in lpips); both pure Python over torch/torchvision
+        "torch-fidelity>=0.3",
+        "lpips>=0.1.4",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "timm>=1.0", "open-clip-torch>=3.0"],  # feature-network tests
+        # feature-network tests; pytorch-fid: the FID Inception blocks are compared against it
+        "test": ["pytest>=7", "hypothesis>=6", "timm>=1.0", "open-clip-torch>=3.0", "pytorch-fid>=0.3"],
         "timm": ["timm>=1.0"],
         "clip": ["open-clip-torch>=3.0"],
         "xformers": ["xformers"],
@@ -65,6 +70,7 @@ setup(
             "stylegan-run=stylegan_core.cli.run:main",
             "stylegan-plugins=stylegan_core.cli.plugins:main",
             "stylegan-dataset=stylegan_core.cli.dataset:main",
+            "stylegan-weights=stylegan_core.cli.weights:main",
         ],
         "stylegan_core.plugins": [f"{p} = stylegan_plugins.{p}" for p in BUILTIN_PLUGINS],
     },
