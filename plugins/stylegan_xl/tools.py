@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -25,16 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from stylegan_core.api import (DigitsDataset, ImageFolderDataset, TimmFeatureNetwork, atomic_save_safetensors,
+                             images_to_float, load_run)
+
 
 def _save(tensors: dict[str, torch.Tensor], metadata: dict[str, Any], out_path: Union[str, Path]) -> Path:
-    from safetensors.torch import save_file
-
     out = Path(out_path).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    save_file({k: v.detach().to(torch.float32).contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, out)
+    atomic_save_safetensors({k: v.to(torch.float32) for k, v in tensors.items()}, out, metadata=meta)
     return out
 
 
@@ -67,8 +64,7 @@ def compute_class_embeddings(feature_network: nn.Module, dataset: Any, out_path:
     with _progress(n, "class embeddings", progress) as bar:
         for start in range(0, n, batch):
             items = [dataset[i] for i in range(start, min(n, start + batch))]
-            img = torch.stack([torch.as_tensor(x) for x, _ in items]).to(device=device, dtype=torch.float32)
-            img = img / 127.5 - 1
+            img = images_to_float(torch.stack([torch.as_tensor(x) for x, _ in items]).to(device))
             labels = torch.stack([torch.as_tensor(y) for _, y in items]).reshape(len(items), -1)
             if labels.shape[1] != num_classes:
                 raise ValueError(f"dataset labels have {labels.shape[1]} entries, label_dim is {num_classes}")
@@ -149,9 +145,6 @@ def main_embeddings(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--out", required=True, help="output .safetensors file")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    from stylegan_core.data import DigitsDataset, ImageFolderDataset
-    from stylegan_core.features import TimmFeatureNetwork
-
     if a.data == "digits":
         ds = DigitsDataset(resolution=a.resolution or 32, use_labels=True, channels=3)
     else:
@@ -173,12 +166,7 @@ def main_centroids(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--out", required=True, help="output .safetensors file")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    from stylegan_core.cli.run import load_built
-    from stylegan_core.training.checkpoint import latest_generator
-
-    run_dir = Path(a.dir)
-    built = load_built(run_dir)
-    latest_generator(built.G, run_dir)
+    built = load_run(a.dir)
     cent = compute_centroids(built.G.eval(), a.num_per_class, a.k, a.seed, a.out, batch=a.batch,
                              progress=not a.no_progress)
     print(f"wrote {a.out}: centroids {tuple(cent.shape)}")
