@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -402,11 +403,23 @@ def test_cli_evaluate_writes_official_json_lines(trained):
     assert set(pr["results"]) == {"pr163_precision", "pr163_recall"} and pr["detector"] == "core.vgg16(input_size=32)"
     assert all(0 <= v <= 1 for v in pr["results"].values())
     assert ppl["detector"] == "core.vgg16+lpips" and ppl["results"]["ppl2_wend"] >= 0
-    assert f"fid16 {fid['results']['fid16']:.6g}" in p.stdout
-    # the same metric again gives the same value (fixed seeds, cached real statistics)
-    cli("stylegan-run", out, "evaluate", "--metrics", "fid", env=env)
+    # a table of the results; a progress bar per pass with images/s
+    value = re.escape(f"{fid['results']['fid16']:.6g}")
+    assert re.search(rf"^fid16 +{value} +core\.inception\(input_size=75\) +[0-9.]+ s$", p.stdout, re.M), p.stdout
+    assert ["metric", "value", "detector", "time"] in [line.split() for line in p.stdout.splitlines()]
+    assert "fid16: generated images" in p.stderr and "img/s" in p.stderr
+    assert kid["kimg"] == 0.032
+    # without --metrics: the spec's metrics; the same value again (fixed seeds), real statistics from the cache
+    p = cli("stylegan-run", out, "evaluate", env=env)
     again = _lines(out / "metric-fid16.jsonl")[-1]
     assert again["results"]["fid16"] == pytest.approx(fid["results"]["fid16"], rel=1e-6)
+    assert "fid16: real-image statistics from the cache" in p.stderr
+    # plot.png draws evaluate's lines with training's (kimg from the snapshot)
+    from stylegan_core.tools.plot import collect_series
+
+    panels = dict(collect_series(out))
+    assert [k for k, _ in panels["metric fid16"]["fid16"]] == [0.032, 0.032, 0.032]
+    assert (out / "plot.png").is_file()
 
 
 def test_cli_evaluate_errors_are_clear(trained):

@@ -1,6 +1,7 @@
-"""``stylegan-run DIR evaluate --metrics fid,kid``: compute metrics of a build folder's latest G_ema.
+"""``stylegan-run DIR evaluate [--metrics fid,kid]``: compute metrics of a build folder's latest G_ema.
 
-``--metrics`` is a comma-separated list. Each item is
+Without ``--metrics`` the spec's ``metrics:`` entries are computed. ``--metrics`` is a
+comma-separated list. Each item is
 
 - a short name: ``fid``, ``kid``, ``pr`` (``precision_recall``), ``ppl``, ``is``, ``digits_fd``;
 - an official metric name: ``fid50k_full``, ``kid50k_full``, ``pr50k3_full``, ``ppl2_wend``,
@@ -13,21 +14,32 @@ keys set the detector), e.g. ``fid:num_gen=1000:detector.weights=random``.
 Parameters come, lowest priority first, from: the part's defaults; the spec's ``metrics:``
 entry of the same type (its sample counts and detector); for a part the spec does not list,
 the detector settings of a spec entry using the same detector type; the official preset;
-the ``:key=value`` overrides. The latest snapshot's G_ema is evaluated (the weights of
-``model.safetensors`` when there is no snapshot, as ``generate`` does); each result is
-appended to ``DIR/metric-<name>.jsonl`` in the official format plus the detector and its hash.
+the ``:key=value`` overrides; then ``num_gen`` / ``num_real`` (``--num-gen`` / ``--num-real``) or
+the ``quick`` profile (at most :data:`QUICK` generated images), which rename the metric after its
+counts (``fid5k_full``, never ``fid50k_full``). The latest snapshot's G_ema is evaluated (the
+weights of ``model.safetensors`` when there is no snapshot, as ``generate`` does); a progress
+bar per pass shows images/s and the time left, real-image statistics come from the cache when
+they are there (and it says so), and the results are printed as a table and appended to
+``DIR/metric-<name>.jsonl`` in the training loop's format (the official one plus the detector,
+its hash and the snapshot's kimg); ``plot.png`` is redrawn with them.
 """
 from __future__ import annotations
 
 import copy
+import inspect
+import re
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
 from ..metrics import append_metric_jsonl
 from ..metrics.gan_metrics import PRESETS, SHORT_NAMES
+
+
+#: generated images (PPL: paths) of the ``--quick`` profile
+QUICK = 5000
 
 
 class EvaluateError(ValueError):
@@ -135,28 +147,89 @@ def build_metric(cfg: dict[str, Any], registry) -> Any:
         raise EvaluateError(f"--metrics: {cfg['type']}: {e}") from e
 
 
-def evaluate(built, run_dir: Path, metrics: str, device: Optional[str] = None) -> dict[str, float]:
-    """Evaluate ``metrics`` (the ``--metrics`` text) on the latest G_ema of ``run_dir``; append and return results."""
+def apply_counts(cfg: dict[str, Any], registry, num_gen: Optional[int] = None, num_real: Optional[int] = None,
+                 quick: bool = False) -> dict[str, Any]:
+    """``cfg`` with the sample counts replaced (``num_gen`` is PPL's ``num_samples``); a metric whose counts change
+    is renamed after them (its ``name`` dropped), so a quick or partial run never carries an official name."""
+    fields = registry.get("metric", cfg["type"]).params.model_fields
+    gen_key = "num_gen" if "num_gen" in fields else "num_samples" if "num_samples" in fields else None
+    out = dict(cfg)
+    changed = False
+    if gen_key is not None:
+        current = out.get(gen_key, fields[gen_key].default)
+        want = num_gen if num_gen is not None else (min(int(current), QUICK) if quick else None)
+        if want is not None and want != current:
+            out[gen_key], changed = int(want), True
+    if num_real is not None and "num_real" in fields and out.get("num_real", fields["num_real"].default) != num_real:
+        out["num_real"], changed = int(num_real), True
+    if changed:
+        out.pop("name", None)
+    return out
+
+
+def _kimg(snapshot: str) -> Optional[float]:
+    m = re.search(r"(\d+)", snapshot or "")
+    return int(m.group(1)) / 1000 if m else None
+
+
+def format_table(rows: list[tuple[str, float, str, float]]) -> str:
+    """``metric  value  detector  time`` rows, aligned."""
+    head = ("metric", "value", "detector", "time")
+    cells = [(n, f"{v:.6g}", d or "-", f"{t:.1f} s") for n, v, d, t in rows]
+    widths = [max(len(str(r[i])) for r in [head, *cells]) for i in range(4)]
+    lines = ["  ".join(str(c).ljust(w) if i != 1 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [head, *cells]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def evaluate(built, run_dir: Path, metrics: Optional[str] = None, device: Optional[str] = None,
+             num_gen: Optional[int] = None, num_real: Optional[int] = None, quick: bool = False,
+             progress: bool = True, out: Callable[[str], None] = print) -> dict[str, float]:
+    """Evaluate ``metrics`` (the ``--metrics`` text; None: the spec's metrics) on the latest G_ema of ``run_dir``;
+    print a table, append the results to ``metric-<name>.jsonl`` and return them."""
     import torch
 
     from ..training import checkpoint as ckpt
     from ..training.loop import resolve_device
 
-    items = parse_metrics_arg(metrics)
     spec_metrics = [m for m in (built.spec.data.get("metrics") or []) if isinstance(m, dict)]
-    parts = [build_metric(resolve_metric_config(n, o, spec_metrics, built.registry), built.registry) for n, o in items]
+    if metrics:
+        items = parse_metrics_arg(metrics)
+    else:
+        items = [(m["type"], {}) for m in spec_metrics if m.get("type")]
+        if not items:
+            raise EvaluateError("the spec lists no metrics: name them with --metrics, e.g. --metrics fid50k_full "
+                                "(its Inception weights: `stylegan-weights fetch inception-2015-12-05`)")
+    reg = built.registry
+    cfgs = [apply_counts(resolve_metric_config(n, o, spec_metrics, reg), reg, num_gen, num_real, quick)
+            for n, o in items]
+    parts = [build_metric(c, reg) for c in cfgs]
 
     dev = torch.device(device) if device else resolve_device(built.spec.model.train.device)
-    snapshot = ckpt.latest_generator(built.G, run_dir)
+    snapshot = ckpt.latest_generator(built.G, run_dir, log=out)
+    kimg = _kimg(snapshot)
     G = built.G.to(dev).eval()
-    out: dict[str, float] = {}
+    results: dict[str, float] = {}
+    rows = []
     for m in parts:
         t0 = time.time()
-        res = m.compute(G, built.dataset, device=str(dev))
-        extra = m.describe() if hasattr(m, "describe") else {}
-        append_metric_jsonl(run_dir / f"metric-{m.name}.jsonl", m.name, res, total_time=time.time() - t0,
-                            snapshot=snapshot, **extra)
-        for k, v in res.items():
-            print(f"{k} {v:.6g}" + (f"  ({extra.get('detector')})" if extra.get("detector") else ""))
-        out.update(res)
-    return out
+        kw: dict[str, Any] = {"device": str(dev)}
+        params = inspect.signature(m.compute).parameters
+        if "progress" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            kw["progress"] = progress
+        try:
+            res = m.compute(G, built.dataset, **kw)
+        except (ValueError, FileNotFoundError) as e:
+            raise EvaluateError(f"{getattr(m, 'name', type(m).__name__)}: {e}") from e
+        extra = m.describe()
+        dt = time.time() - t0
+        append_metric_jsonl(run_dir / f"metric-{m.name}.jsonl", m.name, res, total_time=dt, snapshot=snapshot,
+                            kimg=kimg, **extra)
+        rows += [(k, v, extra.get("detector", ""), dt) for k, v in res.items()]
+        results.update(res)
+    out(format_table(rows))
+    from .plot import write_plot_quietly
+
+    write_plot_quietly(run_dir)
+    return results
