@@ -12,8 +12,8 @@
   else ``~/.cache/stylegan-core``) with subfolders such as ``stats`` (real-data statistics of metrics)
   and ``imported`` (files written while importing official checkpoints).
 - :func:`resolve_weights` / :func:`is_random`: the ``weights: path | random`` convention of frozen
-  networks (feature networks, detectors, text encoders): ``"random"`` or the path of a local file;
-  nothing is downloaded.
+  networks (feature networks, detectors, text encoders): ``"random"``, a catalogue name fetched into
+  the cache by ``stylegan-weights fetch``, or the path of a local file; nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -185,8 +185,9 @@ def is_random(weights: Any) -> bool:
 
 
 def resolve_weights(part: str, weights: Any, error: type[Exception] = WeightsFileError) -> Optional[Path]:
-    """``None`` for ``random``; else the absolute path of an existing local file (relative paths are taken
-    from the current directory, ``~`` expanded). A missing value, a remote location (nothing is downloaded)
+    """``None`` for ``random``; the cached file of a catalogue name (``stylegan-weights list``); else the
+    absolute path of an existing local file (relative paths are taken from the current directory, ``~``
+    expanded). A missing value, a catalogue name not fetched yet, a remote location (nothing is downloaded)
     or a missing file raises ``error`` (the caller's error type; :class:`WeightsFileError` by default) with
     a message that starts with ``part``."""
     if weights is None or not str(weights).strip():
@@ -194,6 +195,14 @@ def resolve_weights(part: str, weights: Any, error: type[Exception] = WeightsFil
     if is_random(weights):
         return None
     text = str(weights)
+    from .detectors.catalogue import resolve as resolve_named  # imported here: the catalogue uses this module
+
+    try:
+        named = resolve_named(text)  # a catalogue name (stylegan-weights list), fetched into the cache
+    except FileNotFoundError as e:
+        raise error(f"{part}: {e}") from None
+    if named is not None:
+        return named
     if "://" in text or text.startswith(("hf-hub:", "hf_hub:", "timm/")):
         raise error(f"{part}: weights {text!r} look like a remote location; nothing is downloaded: "
                     f"download the file yourself and give its local path (or 'random')")
