@@ -454,3 +454,97 @@ def test_evaluate_resolves_names_presets_spec_settings_and_overrides(tmp_path, m
         parse_metrics_arg("fid:num_gen")
     with pytest.raises(EvaluateError, match="no metric"):
         parse_metrics_arg(" , ")
+
+
+class _MeanColour(torch.nn.Module):
+    """A plugin's feature network with the detector contract (not derived from core's Detector): the mean and
+    standard deviation of each RGB channel, 6 features."""
+
+    channels, strides, input_size, mean, std = [3], [1], 32, (0.5,) * 3, (0.5,) * 3
+    feature_dim = 6
+
+    def __init__(self, scale: float = 1.0):
+        super().__init__()
+        self.scale = scale
+        self.weights_hash = f"mean-colour-{scale}"
+
+    def forward(self, img):
+        return [img]
+
+    def features(self, img):
+        x = img.float().expand(-1, 3, -1, -1)
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1) * self.scale
+
+
+@pytest.mark.filterwarnings("ignore:Matrix is singular")
+def test_a_plugin_feature_network_serves_as_the_fid_detector(tmp_path, monkeypatch):
+    """Detectors are built through the registry: a plugin's feature network with ``features``/``feature_dim``
+    serves FID (and its real statistics are cached under its weights identity); one without is refused."""
+    import types
+
+    from stylegan_core import hookimpl
+    from stylegan_core.data import DigitsDataset
+    from stylegan_core.interfaces import FeatureNetwork
+    from stylegan_core.plugins import load_plugins
+    from stylegan_core.registry import UnknownComponentError
+    from stylegan_core.tools.evaluate import build_metric, resolve_metric_config
+
+    class MeanColour(_MeanColour, FeatureNetwork):
+        pass
+
+    class NoFeatures(FeatureNetwork):
+        channels, strides, input_size, mean, std = [3], [1], 32, (0.5,) * 3, (0.5,) * 3
+
+        def forward(self, img):
+            return [img]
+
+    def register(registry):
+        registry.register("feature_network", "mean_colour", MeanColour)
+        registry.register("feature_network", "no_features", NoFeatures)
+
+    plugin = types.ModuleType("toy_detectors")
+    plugin.register = hookimpl(register)
+    reg = load_plugins(extra={"toy": plugin}).registry
+    monkeypatch.setenv("STYLEGAN_CACHE", str(tmp_path))
+    ds = DigitsDataset(resolution=32, max_size=64)
+
+    class _G(torch.nn.Module):
+        z_dim, c_dim, img_resolution, img_channels = 4, 0, 32, 1
+
+        def forward(self, z, c, **kw):
+            return torch.tanh(z[:, :1, None, None].expand(-1, 1, 32, 32))
+
+    fid = build_metric(resolve_metric_config("fid", {"num_gen": 32, "batch_size": 16,
+                                                     "detector": {"type": "toy.mean_colour", "scale": 2.0}}, [], reg),
+                       reg)
+    res = fid.compute(_G(), ds)
+    assert list(res) == ["fid32_full"] and np.isfinite(res["fid32_full"]) and res["fid32_full"] > 0
+    assert fid.describe() == {"detector": "toy.mean_colour", "detector_hash": "mean-colour-2.0"}
+    assert list((tmp_path / "stats").glob("fid-*.npz"))
+    bad = build_metric(resolve_metric_config("fid", {"detector": {"type": "toy.no_features"}}, [], reg), reg)
+    with pytest.raises(ValueError, match="toy.no_features cannot serve as its detector: it has no features"):
+        bad.compute(_G(), ds)
+    with pytest.raises(Exception, match="did you mean toy.mean_colour"):
+        build_metric(resolve_metric_config("fid", {"detector": {"type": "toy.mean_color"}}, [], reg), reg)
+    with pytest.raises(Exception, match="scale"):  # the part's own params model checks the settings
+        build_metric(resolve_metric_config("fid", {"detector": {"type": "toy.mean_colour", "scale": "big"}}, [],
+                                           reg), reg)
+
+
+def test_counts_and_quick_profile_rename_metrics():
+    """--num-gen/--num-real/--quick change the counts and the name follows them: a quick FID is fid5k_full, never
+    fid50k_full (also when the official name came from a preset); PPL's count is num_samples."""
+    from stylegan_core.plugins import load_plugins
+    from stylegan_core.tools.evaluate import apply_counts, resolve_metric_config
+
+    reg = load_plugins().registry
+    preset = resolve_metric_config("fid50k_full", {}, [], reg)
+    assert preset["name"] == "fid50k_full"
+    quick = apply_counts(preset, reg, quick=True)
+    assert quick["num_gen"] == 5000 and "name" not in quick
+    det = {"type": "core.inception", "weights": "random"}
+    assert FID(num_gen=quick["num_gen"], detector=det).name == "fid5k_full"
+    small = apply_counts(resolve_metric_config("kid", {}, [], reg), reg, num_gen=2000, num_real=3000)
+    assert KID(num_gen=small["num_gen"], num_real=small["num_real"], detector=det).name == "kid2k"
+    assert apply_counts(resolve_metric_config("ppl", {}, [], reg), reg, quick=True)["num_samples"] == 5000
+    assert apply_counts(resolve_metric_config("fid", {"num_gen": 100}, [], reg), reg, quick=True)["num_gen"] == 100

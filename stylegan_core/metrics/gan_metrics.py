@@ -236,13 +236,10 @@ class DetectorSpec(BaseModel):
     weights: Optional[str] = Field(None, description="weights: a name of `stylegan-weights list` (fetched into the "
                                                      "cache), a local file, or 'random' (tests); null: the "
                                                      "network's default")
-    seed: int = Field(0, description="seed of random weights")
+    seed: Optional[int] = Field(None, description="seed of random weights (null: the network's default)")
 
     def kwargs(self) -> dict[str, Any]:
-        d = self.model_dump()
-        if d.get("weights") is None:
-            d.pop("weights")
-        return d
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 def _check_detector(spec: DetectorSpec, metric: str, allowed: Optional[tuple[str, ...]] = None) -> DetectorSpec:
@@ -568,7 +565,7 @@ class PPL(_DetectorMetric):
         if self._lpips is None:
             w = self.detector_spec.weights
             self._lpips = LPIPS(weights=self.lpips_weights, vgg_weights=w if w is not None else "vgg16",
-                                seed=self.detector_spec.seed)
+                                seed=self.detector_spec.seed or 0)
         return self._lpips.to(device)
 
     def describe(self) -> dict[str, Any]:
