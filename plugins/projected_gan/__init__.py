@@ -18,7 +18,7 @@ Parts:
 Official weights: :func:`official_state_to_ours` renames an official discriminator's state dict;
 official snapshots import through the ``convert_official_network`` hook (:mod:`.importer`).
 """
-from stylegan_core import hookimpl
+from stylegan_core.api import hookimpl
 
 from . import importer
 from .diffaug import DiffAugment

@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from stylegan_core.interfaces import Augment
+from stylegan_core.api import Augment
 
 Policy = Literal["color", "translation", "cutout"]
 

@@ -31,9 +31,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from stylegan_core.interfaces import Discriminator
-from stylegan_core.registry import PartParams
-from stylegan_core.spec.models import NestedPart
+from stylegan_core.api import Discriminator, NestedPart, PartParams
 
 #: the official head channel table (feature-map size -> channels)
 HEAD_CHANNELS = {4: 512, 8: 512, 16: 256, 32: 128, 64: 64, 128: 64, 256: 32, 512: 16, 1024: 8}

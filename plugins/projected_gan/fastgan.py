@@ -26,7 +26,6 @@ import zlib
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 

@@ -42,8 +42,8 @@ from typing import Any, Optional
 
 import torch
 
-from stylegan_core.io import atomic_write_bytes, cache_dir, sha256_file
-from stylegan_core.official import OfficialConversion, PersistentRecord, spectral_norms
+from stylegan_core.api import (OfficialConversion, PersistentRecord, atomic_write_bytes, cache_dir, sha256_file,
+                               spectral_norms)
 
 from .fastgan import NFC_MULTIPLIER
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stylegan_core.interfaces import Loss, StepContext
+from stylegan_core.api import Loss, StepContext
 
 
 def hinge_d_terms(ctx: StepContext, fake_img: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ Progressive growing: the synthesis network and the discriminator take a ``growin
 ``lod_training_kimg``, ``lod_transition_kimg``) and compute their level of detail from the number of
 images shown in ``set_training_progress(cur_nimg)``, which the training loop calls before every step.
 """
-from stylegan_core import hookimpl
+from stylegan_core.api import hookimpl
 
 from .networks import (Discriminator, EqualizedConv2d, EqualizedLinear, MappingNetwork, StyleEpilogue,
                        SynthesisNetwork)

@@ -41,11 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylegan_core import ops
-from stylegan_core.interfaces import Discriminator as DiscriminatorBase
-from stylegan_core.interfaces import MappingNetwork as MappingBase
-from stylegan_core.interfaces import SynthesisNetwork as SynthesisBase
-from stylegan_core.layers import MinibatchStdLayer, check_noise_mode, layer_noise
+from stylegan_core.api import (Discriminator as DiscriminatorBase, MappingNetwork as MappingBase, MinibatchStdLayer,
+                               SynthesisNetwork as SynthesisBase, check_noise_mode, layer_noise, ops)
 
 from .schedule import GrowingSchedule, as_schedule, lod_at, max_lod, split_lod
 

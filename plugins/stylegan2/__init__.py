@@ -3,7 +3,7 @@
 Registered through the entry point ``stylegan2 = stylegan_plugins.stylegan2`` in the
 group ``stylegan_core.plugins``, exactly as a third-party plugin is.
 """
-from stylegan_core import hookimpl
+from stylegan_core.api import hookimpl
 
 from .augment import AugmentPipe
 from .loss import R1, NonSaturatingLogistic, PathLength, StyleMixing

@@ -47,8 +47,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from stylegan_core.interfaces import Augment
-from stylegan_core.ops import downsample2d, setup_filter, upsample2d
+from stylegan_core.api import Augment, ops
 
 # -- wavelets -------------------------------------------------------------------------
 # Orthogonal wavelet low-pass (decomposition) filters. sym6 resamples the geometric
@@ -203,7 +202,7 @@ class AugmentPipe(Augment):
         self.register_buffer("ada_steps", torch.zeros([]))  # update() calls since the last adjustment
 
         # Constants (not persistent: rebuilt from the code).
-        self.register_buffer("Hz_geom", setup_filter(SYM6), persistent=False)
+        self.register_buffer("Hz_geom", ops.setup_filter(SYM6), persistent=False)
         fbank = self._filter_bank(SYM2, len(self.imgfilter_bands))
         self.register_buffer("Hz_fbank", torch.as_tensor(fbank, dtype=torch.float32), persistent=False)
 
@@ -394,7 +393,7 @@ class AugmentPipe(Augment):
         g_inv = translate2d(one * (mx0 - mx1) / 2, one * (my0 - my1) / 2) @ g_inv
         # 2x upsampling: conjugate by the 2x scale and by the half-pixel shift that makes up for
         # the delay of the (asymmetric) sym6 filter, as the official pipeline does.
-        images = upsample2d(images, self.Hz_geom, up=2)
+        images = ops.upsample2d(images, self.Hz_geom, up=2)
         s2, s2_inv = scale2d(one * 2, one * 2), scale2d(one / 2, one / 2)
         t_half, t_half_inv = translate2d(-one / 2, -one / 2), translate2d(one / 2, one / 2)
         g_inv = t_half @ (s2 @ g_inv @ s2_inv) @ t_half_inv
@@ -406,7 +405,7 @@ class AugmentPipe(Augment):
         grid = F.affine_grid(theta, out_shape, align_corners=False)
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         # Back to the input size, cropping the hz_pad border.
-        return downsample2d(images, self.Hz_geom, down=2, padding=-hz_pad * 2, flip_filter=True)
+        return ops.downsample2d(images, self.Hz_geom, down=2, padding=-hz_pad * 2, flip_filter=True)
 
     # colour --------------------------------------------------------------------------------
     def _color(self, images: torch.Tensor) -> torch.Tensor:

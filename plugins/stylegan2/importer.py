@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-from stylegan_core.official import OfficialConversion
+from stylegan_core.api import OfficialConversion
 
 from .networks import Discriminator, Generator, MappingNetwork, SynthesisNetwork
 

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylegan_core.interfaces import Loss, Regularizer, StepContext
-from stylegan_core.training.blur import blur_sigma
+from stylegan_core.api import Loss, Regularizer, StepContext, blur_sigma
 
 
 class NonSaturatingLogistic(Loss):

@@ -18,14 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from stylegan_core import ops
-from stylegan_core.generator import Generator as ComposedGenerator
-from stylegan_core.interfaces import Discriminator as DiscriminatorBase
-from stylegan_core.interfaces import MappingNetwork as MappingBase
-from stylegan_core.interfaces import SynthesisNetwork as SynthesisBase
-from stylegan_core.layers import (RESAMPLE_FILTER, Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer,
-                                  ModulatedConvLayer, ToRGBLayer, block_dtype, check_noise_mode, compute_dtype,
-                                  fp16_resolution, normalize_2nd_moment)
+from stylegan_core.api import (RESAMPLE_FILTER, Conv2dLayer, Discriminator as DiscriminatorBase, FullyConnectedLayer,
+                               Generator as ComposedGenerator, MappingNetwork as MappingBase, MinibatchStdLayer,
+                               ModulatedConvLayer, SynthesisNetwork as SynthesisBase, ToRGBLayer, block_dtype,
+                               check_noise_mode, compute_dtype, fp16_resolution, normalize_2nd_moment, ops)
 
 Architecture = Literal["orig", "skip", "resnet"]
 Activation = Literal["linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "swish"]

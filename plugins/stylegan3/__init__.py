@@ -11,7 +11,7 @@ Parts: ``stylegan3.mapping``, ``stylegan3.synthesis``; metrics ``stylegan3.eqt_i
 :func:`stylegan_plugins.stylegan3.schedule.filter_schedule`. Official StyleGAN3 generators import
 through the ``convert_official_network`` hook (:mod:`.importer`).
 """
-from stylegan_core import hookimpl
+from stylegan_core.api import hookimpl
 
 from . import importer
 from .importer import build_from_official

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-from stylegan_core.official import OfficialConversion
+from stylegan_core.api import OfficialConversion
 
 from .networks import Generator, MappingNetwork, SynthesisNetwork
 

@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from stylegan_core.interfaces import Dataset, Metric
-from stylegan_core.ops.upfirdn2d import filter2d, upsample2d
+from stylegan_core.api import Dataset, Metric, ops
 
 
 def sinc(x: torch.Tensor) -> torch.Tensor:
@@ -83,8 +82,8 @@ def fractional_translation(x: torch.Tensor, tx: float, ty: float, a: int = 3) ->
         taps = torch.arange(2 * a, device=x.device, dtype=torch.float32) - b
         kx = sinc(taps - fx) * sinc((taps - fx) / a)
         ky = sinc(taps - fy) * sinc((taps - fy) / a)
-        y = filter2d(x, (kx / kx.sum())[None, :], padding=[b, a, 0, 0])
-        y = filter2d(y, (ky / ky.sum())[:, None], padding=[0, 0, b, a])
+        y = ops.filter2d(x, (kx / kx.sum())[None, :], padding=[b, a, 0, 0])
+        y = ops.filter2d(y, (ky / ky.sum())[:, None], padding=[0, 0, b, a])
         out[:, :, y0:y1, x0:x1] = y[:, :, max(b - iy, 0):H + b + a + min(-iy - a, 0),
                                     max(b - ix, 0):W + b + a + min(-ix - a, 0)]
     mask = torch.zeros_like(x)
@@ -137,7 +136,7 @@ def affine_transformation(x: torch.Tensor, mat: torch.Tensor, up: int = 4, **fil
     theta[0, :] *= W / (W + p / up * 2)
     theta[1, :] *= H / (H + p / up * 2)
     grid = F.affine_grid(theta[:2, :3].unsqueeze(0).repeat([N, 1, 1]), list(x.shape), align_corners=False)
-    y = upsample2d(x, f, up=up, padding=p)
+    y = ops.upsample2d(x, f, up=up, padding=p)
     out = F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     mask = torch.zeros_like(y)
     c = p * 2 + 1
@@ -156,7 +155,7 @@ def fractional_pseudo_rotation(x: torch.Tensor, angle: torch.Tensor | float, a: 
     """Band-limit ``x`` as a rotation by ``angle`` would, without rotating it (R*_alpha)."""
     f = affine_bandlimit_filter(rotation_matrix(-torch.as_tensor(angle, dtype=torch.float32)), a=a, amax=a * 2,
                                 up=1).to(x.device)
-    y = filter2d(x, f)
+    y = ops.filter2d(x, f)
     mask = torch.zeros_like(y)
     c = f.shape[0] // 2
     mask[:, :, c:-c, c:-c] = 1

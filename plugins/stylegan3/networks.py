@@ -30,10 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from stylegan_core import ops
-from stylegan_core.generator import Generator as ComposedGenerator
-from stylegan_core.interfaces import SynthesisNetwork as SynthesisBase
-from stylegan_core.layers import FullyConnectedLayer, block_dtype, check_noise_mode, compute_dtype
+from stylegan_core.api import (FullyConnectedLayer, Generator as ComposedGenerator, SynthesisNetwork as SynthesisBase,
+                               block_dtype, check_noise_mode, compute_dtype, ops)
 from stylegan_plugins.stylegan2.networks import MappingNetwork as StyleGAN2Mapping
 
 from .schedule import (FIRST_CUTOFF, FIRST_STOPBAND, LAST_STOPBAND_REL, FilterSchedule, LayerSpec, filter_schedule,

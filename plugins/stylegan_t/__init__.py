@@ -17,7 +17,7 @@ Generator parts (:mod:`.networks`, :mod:`.text`):
 Training phases (spec ``train.phase``): ``all``, ``text_encoder``, ``freeze64`` (each part's
 ``frozen_parameters(phase)``).
 """
-from stylegan_core import hookimpl
+from stylegan_core.api import hookimpl
 
 from .networks import MappingNetwork, MappingParams, SynthesisNetwork
 from .text import ClipTextEncoder, ClipTextParams

@@ -43,10 +43,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from stylegan_core.interfaces import Discriminator
-from stylegan_core.layers.linear import FullyConnectedLayer
-from stylegan_core.registry import PartParams
-from stylegan_core.spec.models import NestedPart
+from stylegan_core.api import Discriminator, FullyConnectedLayer, NestedPart, PartParams
 
 
 def spectral_conv1d(cin: int, cout: int, kernel_size: int = 1, padding_mode: str = "circular") -> nn.Conv1d:

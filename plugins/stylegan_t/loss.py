@@ -47,10 +47,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.interfaces import Loss, StepContext
-from stylegan_core.registry import PartParams
-from stylegan_core.spec.models import NestedPart
-from stylegan_core.training.blur import blur_sigma
+from stylegan_core.api import Loss, NestedPart, PartParams, StepContext, blur_sigma
 from stylegan_plugins.projected_gan.loss import hinge_d_terms
 
 #: the cosine is kept this far from +-1 so that d arccos / d cos stays finite

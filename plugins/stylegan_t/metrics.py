@@ -20,13 +20,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
-from stylegan_core.data import labels as labels_mod
-from stylegan_core.features.base import FeatureNetworkError, seeded
-from stylegan_core.features.clip_net import import_open_clip
-from stylegan_core.interfaces import Dataset, Metric
-from stylegan_core.io import resolve_weights
-from stylegan_core.metrics.gan_metrics import count_str, quantize
-from stylegan_core.registry import PartParams
+from stylegan_core.api import (Dataset, FeatureNetworkError, Metric, PartParams, count_str, import_open_clip,
+                               labels as labels_mod, quantize, resolve_weights, seeded)
 
 
 def clip_score_from_embeddings(image_emb: torch.Tensor, text_emb: torch.Tensor) -> float:

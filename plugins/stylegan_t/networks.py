@@ -48,13 +48,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from stylegan_core import ops
-from stylegan_core.interfaces import MappingNetwork as MappingBase
-from stylegan_core.interfaces import SynthesisNetwork as SynthesisBase
-from stylegan_core.layers import (RESAMPLE_FILTER, FullyConnectedLayer, ModulatedConvLayer, ToRGBLayer, block_dtype,
-                                  compute_dtype, fp16_resolution, normalize_2nd_moment)
-from stylegan_core.registry import PartParams
-from stylegan_core.spec.models import NestedPart
+from stylegan_core.api import (RESAMPLE_FILTER, FullyConnectedLayer, MappingNetwork as MappingBase, ModulatedConvLayer,
+                               NestedPart, PartParams, SynthesisNetwork as SynthesisBase, ToRGBLayer, block_dtype,
+                               compute_dtype, fp16_resolution, normalize_2nd_moment, ops)
 from stylegan_plugins.stylegan2.networks import SynthesisNetwork as StyleGAN2Synthesis
 from stylegan_plugins.stylegan2.networks import channels_per_resolution
 from stylegan_plugins.stylegan3.networks import SynthesisInput

@@ -55,11 +55,8 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from stylegan_core.features.base import FeatureNetworkError, seeded
-from stylegan_core.features.clip_net import import_open_clip
-from stylegan_core.io import resolve_weights, sha256_file
-from stylegan_core.layers.attention import route_multihead_attention
-from stylegan_core.registry import PartParams
+from stylegan_core.api import (FeatureNetworkError, PartParams, import_open_clip, resolve_weights,
+                               route_multihead_attention, seeded, sha256_file)
 
 PART = "stylegan_t.clip_text"
 PHASES = ("all", "text_encoder", "freeze64")

@@ -19,7 +19,7 @@ Parts:
 
 Official generators (stem and super-resolution checkpoints) convert with :func:`.importer.official_to_ours`.
 """
-from stylegan_core import hookimpl
+from stylegan_core.api import hookimpl
 
 from .discriminator import XLDiscriminator, XLDiscriminatorParams
 from .importer import official_to_ours

@@ -40,9 +40,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.interfaces import Discriminator
-from stylegan_core.registry import PartParams
-from stylegan_core.spec.models import NestedPart
+from stylegan_core.api import Discriminator, NestedPart, PartParams
 from stylegan_plugins.projected_gan.discriminator import Head, RandomProjection
 
 #: the official backbones (``--backbones`` default of StyleGAN-XL's train.py); random weights unless a spec

@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import torch
 
-from stylegan_core.official import OfficialConversion
+from stylegan_core.api import OfficialConversion
 
 from .networks import UP_FACTORS, LayerPlan, layer_plan
 

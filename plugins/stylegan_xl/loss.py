@@ -38,10 +38,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.interfaces import Loss, StepContext
-from stylegan_core.registry import PartParams
-from stylegan_core.spec.models import NestedPart
-from stylegan_core.training.blur import blur_sigma
+from stylegan_core.api import Loss, NestedPart, PartParams, StepContext, blur_sigma
 from stylegan_plugins.projected_gan.loss import hinge_d_terms
 from stylegan_plugins.stylegan2.loss import PathLength
 

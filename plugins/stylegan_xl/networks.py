@@ -34,11 +34,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from stylegan_core.generator import Generator as ComposedGenerator
-from stylegan_core.interfaces import MappingNetwork as MappingBase
-from stylegan_core.interfaces import SynthesisNetwork as SynthesisBase
-from stylegan_core.io import read_tensor
-from stylegan_core.layers import FullyConnectedLayer, compute_dtype, normalize_2nd_moment
+from stylegan_core.api import (FullyConnectedLayer, Generator as ComposedGenerator, MappingNetwork as MappingBase,
+                               SynthesisNetwork as SynthesisBase, compute_dtype, normalize_2nd_moment, read_tensor)
 from stylegan_plugins.stylegan3.networks import SynthesisInput, SynthesisLayer, ToRGBLayer
 from stylegan_plugins.stylegan3.networks import SynthesisNetwork as StyleGAN3Synthesis
 from stylegan_plugins.stylegan3.schedule import (FIRST_CUTOFF, FIRST_STOPBAND, LAST_STOPBAND_REL, FilterSchedule,

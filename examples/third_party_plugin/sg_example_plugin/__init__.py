@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from stylegan_core import hookimpl
+from stylegan_core.api import hookimpl
 
 STYLEGAN_CORE_API = 1
 
