@@ -48,7 +48,11 @@ def server(tmp_path_factory):
     torch.save(random_state_dict(3), path)
     good = path.read_bytes()
     _Handler.files = {"good.pth": good, "bad.pth": good[:-1] + bytes([good[-1] ^ 1]), "good.pth.truncated": good}
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):  # a client that hangs up mid-file (the interrupt test)
+            pass
+
+    srv = Server(("127.0.0.1", 0), _Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}", hashlib.sha256(good).hexdigest()
     srv.shutdown()
@@ -147,3 +151,29 @@ def test_list_shows_every_detector_with_source_size_and_checksum(capsys, monkeyp
     assert "sha256 prefix 6726825d" in out and "weights-inception-2015-12-05-6726825d.pth" in out
     assert "sha256 prefix 397923af" in out and "527.8 MB" in out
     assert "no published checksum (fetch needs --sha256)" in out
+
+
+def test_an_interrupted_download_leaves_no_partial_file(entry):
+    """Ctrl-C (or any exception) in the middle of a download: the temporary file is removed."""
+    base, _, cache = entry
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        catalogue.fetch(NAME, progress=interrupt)
+    assert _leftovers(cache) == []
+
+
+def test_feature_networks_resolve_catalogue_names(monkeypatch, tmp_path):
+    """core.timm / core.open_clip resolve weights the same way: an unfetched name gives the fetch command."""
+    from stylegan_core.features import FeatureNetworkError
+    from stylegan_core.io import resolve_weights
+
+    monkeypatch.setenv("STYLEGAN_CACHE", str(tmp_path))
+    with pytest.raises(FeatureNetworkError, match="stylegan-weights fetch tf_efficientnet_lite0"):
+        resolve_weights("core.timm", "tf_efficientnet_lite0", error=FeatureNetworkError)
+    stored = catalogue.local_path(catalogue.CATALOGUE["tf_efficientnet_lite0"])
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"x")
+    assert resolve_weights("core.timm", "tf_efficientnet_lite0") == stored

@@ -21,14 +21,13 @@ import contextlib
 import hashlib
 import os
 import socket
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import BinaryIO, Callable, Optional
 
-from ..io import cache_dir
+from ..io import atomic_open, cache_dir, sha256_file
 
 
 class WeightsFetchError(RuntimeError):
@@ -195,75 +194,62 @@ def fetch(name: str, cache: Optional[str | os.PathLike] = None, url: Optional[st
         raise WeightsFetchError(f"--sha256 must be 64 hexadecimal digits, got {sha256!r}")
     if entry.shipped:
         path = local_path(entry)
-        from ..io import sha256_file
-
         verify(entry, sha256_file(path), sha256)
         return path
     if not entry.sha256 and not entry.sha256_prefix and sha256 is None:
         verify(entry, "", None)  # raises: no published checksum
     dest = local_path(entry, cache)
     if dest.is_file():
-        from ..io import sha256_file
-
         with contextlib.suppress(WeightsFetchError):
             verify(entry, sha256_file(dest), sha256)
             return dest
     source = url or entry.url
     if not source.startswith(("http://", "https://")):
         raise WeightsFetchError(f"{entry.name}: only http(s) sources are fetched, got {source!r}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        digest = _download(source, fd, timeout, progress, entry.name)
+    # a temporary file beside the destination, renamed only when the block ends without an error (verified)
+    with atomic_open(dest) as f:
+        digest = _download(source, f, timeout, progress, entry.name)
         verify(entry, digest, sha256)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return dest
 
 
-def _download(url: str, fd: int, timeout: float, progress: Optional[Callable[[int, Optional[int]], None]],
+def _download(url: str, f: BinaryIO, timeout: float, progress: Optional[Callable[[int, Optional[int]], None]],
               name: str) -> str:
-    """Stream ``url`` into the open file ``fd`` (closed here), fsync it; return the hex sha256 of what arrived."""
+    """Stream ``url`` into the file ``f``; return the hex sha256 of what arrived."""
     import http.client
 
     h = hashlib.sha256()
     done = 0
-    with os.fdopen(fd, "wb") as f:
-        try:
-            req = urllib.request.Request(url, headers={"User-Agent": "stylegan-weights"})
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http/https checked above)
-                length = resp.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                while True:
-                    block = resp.read(1 << 20)
-                    if not block:
-                        break
-                    f.write(block)
-                    h.update(block)
-                    done += len(block)
-                    if progress:
-                        progress(done, total)
-        except urllib.error.HTTPError as e:
-            raise WeightsFetchError(f"{name}: {url} answered HTTP {e.code} {e.reason}; nothing was stored") from None
-        except urllib.error.URLError as e:
-            reason = getattr(e, "reason", e)
-            raise WeightsFetchError(f"{name}: cannot reach {url}: {reason}; nothing was stored") from None
-        except http.client.IncompleteRead as e:
-            raise WeightsFetchError(f"{name}: the download from {url} was cut short after {done + len(e.partial)} "
-                                    f"bytes (expected {done + len(e.partial) + (e.expected or 0)}); nothing was "
-                                    f"stored") from None
-        except (socket.timeout, TimeoutError):
-            raise WeightsFetchError(f"{name}: {url} stopped answering for {timeout:.0f} s after {done} bytes; "
-                                    f"nothing was stored") from None
-        except (ConnectionError, http.client.HTTPException) as e:
-            raise WeightsFetchError(f"{name}: the connection to {url} broke after {done} bytes ({e}); nothing was "
-                                    f"stored") from None
-        if total is not None and done != total:
-            raise WeightsFetchError(f"{name}: the download from {url} was cut short after {done} of {total} bytes; "
-                                    f"nothing was stored")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        req = urllib.request.Request(url, headers={"User-Agent": "stylegan-weights"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http/https checked above)
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            while True:
+                block = resp.read(1 << 20)
+                if not block:
+                    break
+                f.write(block)
+                h.update(block)
+                done += len(block)
+                if progress:
+                    progress(done, total)
+    except urllib.error.HTTPError as e:
+        raise WeightsFetchError(f"{name}: {url} answered HTTP {e.code} {e.reason}; nothing was stored") from None
+    except urllib.error.URLError as e:
+        reason = getattr(e, "reason", e)
+        raise WeightsFetchError(f"{name}: cannot reach {url}: {reason}; nothing was stored") from None
+    except http.client.IncompleteRead as e:
+        raise WeightsFetchError(f"{name}: the download from {url} was cut short after {done + len(e.partial)} "
+                                f"bytes (expected {done + len(e.partial) + (e.expected or 0)}); nothing was "
+                                f"stored") from None
+    except (socket.timeout, TimeoutError):
+        raise WeightsFetchError(f"{name}: {url} stopped answering for {timeout:.0f} s after {done} bytes; "
+                                f"nothing was stored") from None
+    except (ConnectionError, http.client.HTTPException) as e:
+        raise WeightsFetchError(f"{name}: the connection to {url} broke after {done} bytes ({e}); nothing was "
+                                f"stored") from None
+    if total is not None and done != total:
+        raise WeightsFetchError(f"{name}: the download from {url} was cut short after {done} of {total} bytes; "
+                                f"nothing was stored")
     return h.hexdigest()

@@ -7,7 +7,6 @@ averaged to gray; other sizes are resampled); ``features()`` returns the
 """
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -61,4 +60,6 @@ def load_classifier() -> DigitsClassifier:
 
 @lru_cache(maxsize=1)
 def classifier_hash() -> str:
-    return hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()[:16]
+    from ..io import sha256_file
+
+    return sha256_file(WEIGHTS)[:16]
