@@ -22,7 +22,7 @@ from stylegan_core.api import hookimpl
 
 from . import importer
 from .diffaug import DiffAugment
-from .discriminator import (ProjectedDiscriminator, ProjectedDiscriminatorParams, RandomProjection)
+from .discriminator import (ProjectedDiscriminator, RandomProjection)
 from .fastgan import FastGANMapping, FastGANSynthesis
 from .importer import official_state_to_ours
 from .loss import Hinge
@@ -32,7 +32,7 @@ STYLEGAN_CORE_API = 1
 
 @hookimpl
 def register(registry):
-    registry.register("discriminator", "discriminator", ProjectedDiscriminator, params=ProjectedDiscriminatorParams,
+    registry.register("discriminator", "discriminator", ProjectedDiscriminator,
                       doc="Projected GAN discriminator: a frozen feature network, random cross-channel (1x1) and "
                           "top-down cross-scale projections (proj_type 0/1/2), multi-scale patch heads with "
                           "spectral norm, batch norm and leaky ReLU, class projection; one tensor of logits. "

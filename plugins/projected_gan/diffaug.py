@@ -16,10 +16,11 @@ Everything is differentiable (gathers and masks). ``p`` < 1 augments only that f
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from stylegan_core.api import Augment
 
@@ -29,9 +30,27 @@ Policy = Literal["color", "translation", "cutout"]
 class DiffAugment(Augment):
     """DiffAugment: colour (brightness, saturation, contrast), translation and cutout, on every D input."""
 
-    def __init__(self, policy: list[Policy] = ["color", "translation", "cutout"], brightness: float = 0.5,
-                 saturation: float = 1.0, contrast: float = 0.5, translation: float = 0.125, cutout: float = 0.2,
-                 p: float = 1.0):
+    def __init__(self,
+                 policy: Annotated[list[Policy], Field(description="transforms applied in this order (official "
+                                                                   "policy 'color,translation,cutout')")] = [
+                     "color", "translation", "cutout"],  # noqa: B006
+                 brightness: Annotated[float, Field(ge=0, description="half-width of the uniform brightness shift "
+                                                                      "(official 0.5)")] = 0.5,
+                 saturation: Annotated[float, Field(ge=0, description="half-width of the uniform saturation factor "
+                                                                      "around 1 (official 1: factors in [0, "
+                                                                      "2))")] = 1.0,
+                 contrast: Annotated[float, Field(ge=0, description="half-width of the uniform contrast factor "
+                                                                    "around 1 (official 0.5: factors in [0.5, "
+                                                                    "1.5))")] = 0.5,
+                 translation: Annotated[float, Field(ge=0, le=1, description="largest shift, a fraction of the "
+                                                                             "image size per axis (official "
+                                                                             "ratio 0.125)")] = 0.125,
+                 cutout: Annotated[float, Field(ge=0, le=1, description="side of the zeroed square, a fraction of "
+                                                                        "the image size (official ratio "
+                                                                        "0.2)")] = 0.2,
+                 p: Annotated[float, Field(ge=0, le=1, description="fraction of each batch augmented (not "
+                                                                   "official: the reference augments every "
+                                                                   "image)")] = 1.0):
         super().__init__()
         if not policy or len(set(policy)) != len(policy):
             raise ValueError(f"policy must list distinct transforms of color, translation, cutout; got {policy}")

@@ -31,7 +31,8 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from stylegan_core.api import Discriminator, NestedPart, PartParams
+from stylegan_core.api import Discriminator, NestedPart
+from stylegan_core.params import CDim, ImgResolution
 
 #: the official head channel table (feature-map size -> channels)
 HEAD_CHANNELS = {4: 512, 8: 512, 16: 256, 32: 128, 64: 64, 128: 64, 256: 32, 512: 16, 1024: 8}
@@ -151,33 +152,6 @@ class RandomProjection(nn.Module):
         return out  # type: ignore[return-value]
 
 
-class ProjectedDiscriminatorParams(PartParams):
-    """Projected GAN discriminator (see the module doc of ``stylegan_plugins.projected_gan.discriminator``)."""
-
-    feature_network: Annotated[Any, NestedPart("feature_network")] = Field(
-        ..., description="the frozen feature network, any feature_network part; official: {type: core.timm, "
-                         "model: tf_efficientnet_lite0, weights: <local file>} (resized to 224)")
-    resize: Optional[int] = Field(
-        None, ge=8, description="bilinear resize (align_corners=False) of D's input before the feature network "
-                                "(official: 224 when the data is smaller than 256 px); null: leave it to the "
-                                "feature network's own resize")
-    proj_type: int = Field(2, ge=0, le=2, description="0: raw features, 1: cross-channel mixing, 2: CCM + cross-scale")
-    cout: int = Field(64, ge=1, description="CCM channels of the finest level")
-    expand: bool = Field(True, description="CCM channels cout * [1, 2, 4, 8] (official) instead of cout everywhere")
-    num_discs: int = Field(4, ge=1, description="heads on the first num_discs levels, finest first (official: 4)")
-    separable: bool = Field(True, description="separable down blocks (official --cfg stylegan2: true)")
-    patch: bool = Field(False, description="patch heads (every head starts at 16)")
-    cmap_dim: int = Field(64, ge=1, description="projection dimension of class-conditional heads")
-    embed_classes: Optional[int] = Field(
-        None, ge=1, description="rows of the class embedding of conditional heads (default c_dim; official 1000)")
-    channel_max: Optional[int] = Field(None, ge=1, description="cap of the heads' channel table (official: none, "
-                                                               "512 at the 8x8 end of every head)")
-    seed: int = Field(0, description="seed of the random projections and heads' initialisation")
-    c_dim: int = Field(0, ge=0, description="wired from the data (conditional heads when > 0)")
-    img_resolution: int = Field(32, ge=4, description="wired from the data")
-    img_channels: int = Field(3, ge=1, description="wired from the data (1 channel is repeated to 3)")
-
-
 class ProjectedDiscriminator(Discriminator):
     """Projected GAN discriminator: frozen features -> random projections -> multi-scale patch heads.
 
@@ -187,11 +161,40 @@ class ProjectedDiscriminator(Discriminator):
     of a ``resize``-sized (or ``img_resolution``-sized) image, snapped to the official channel table.
     """
 
-    def __init__(self, feature_network: nn.Module, resize: Optional[int] = None, proj_type: int = 2, cout: int = 64,
-                 expand: bool = True, num_discs: int = 4, separable: bool = True, patch: bool = False,
-                 cmap_dim: int = 64, embed_classes: Optional[int] = None, channel_max: Optional[int] = None,
-                 seed: int = 0, c_dim: int = 0,
-                 img_resolution: int = 32, img_channels: int = 3):
+    def __init__(self,
+                 feature_network: Annotated[Any, NestedPart("feature_network"), Field(
+                     description="the frozen feature network, any feature_network part (built by the builder from "
+                                 "its spec); official: {type: core.timm, model: tf_efficientnet_lite0, weights: "
+                                 "<local file>} (resized to 224)")],
+                 resize: Annotated[Optional[int], Field(
+                     ge=8, description="bilinear resize (align_corners=False) of D's input before the feature "
+                                       "network (official: 224 when the data is smaller than 256 px); null: leave it "
+                                       "to the feature network's own resize")] = None,
+                 proj_type: Annotated[int, Field(ge=0, le=2, description="0: raw features, 1: cross-channel mixing "
+                                                                         "(CCM), 2: CCM + cross-scale mixing "
+                                                                         "(official)")] = 2,
+                 cout: Annotated[int, Field(ge=1, description="CCM channels of the finest level (official "
+                                                              "64)")] = 64,
+                 expand: Annotated[bool, Field(description="CCM channels cout * [1, 2, 4, 8] (official) instead of "
+                                                           "cout everywhere")] = True,
+                 num_discs: Annotated[int, Field(ge=1, description="heads on the first num_discs levels, finest "
+                                                                   "first (official 4)")] = 4,
+                 separable: Annotated[bool, Field(description="separable down blocks (official --cfg stylegan2: "
+                                                              "true)")] = True,
+                 patch: Annotated[bool, Field(description="patch heads (every head starts at 16)")] = False,
+                 cmap_dim: Annotated[int, Field(ge=1, description="projection dimension of class-conditional heads "
+                                                                  "(official 64)")] = 64,
+                 embed_classes: Annotated[Optional[int], Field(
+                     ge=1, description="rows of the class embedding of conditional heads (null: c_dim; official "
+                                       "1000)")] = None,
+                 channel_max: Annotated[Optional[int], Field(
+                     ge=1, description="cap of the heads' channel table (official: none, 512 at the 8x8 end of "
+                                       "every head)")] = None,
+                 seed: Annotated[int, Field(description="seed of the random projections and of the heads' "
+                                                        "initialisation")] = 0,
+                 c_dim: CDim = 0, img_resolution: ImgResolution = 32,
+                 img_channels: Annotated[int, Field(ge=1, description="image channels (1 is repeated to 3); wired "
+                                                                      "by the builder from the dataset")] = 3):
         super().__init__()
         if isinstance(feature_network, dict):
             raise TypeError("feature_network must be a built feature network module (the builder builds the "

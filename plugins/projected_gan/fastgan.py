@@ -23,13 +23,15 @@ official state still loads); ``noise={module path: tensor}`` feeds given noise.
 from __future__ import annotations
 
 import zlib
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from stylegan_core.interfaces import MappingNetwork, SynthesisNetwork
+from stylegan_core.api import MappingNetwork, SynthesisNetwork
+from stylegan_core.params import ImgChannels, WDim
 
 NFC_MULTIPLIER = {2: 16, 4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5, 512: 0.25, 1024: 0.125}
 SE_SOURCES = {64: 4, 128: 8, 256: 16, 512: 32}  # skip-excitation: big map <- small map
@@ -109,7 +111,16 @@ class FastGANMapping(MappingNetwork):
     (the synthesis network normalises z, so scaling it would change nothing).
     """
 
-    def __init__(self, z_dim: Optional[int] = None, c_dim: int = 0, w_dim: int = 256, num_ws: int = 1):
+    def __init__(self,
+                 z_dim: Annotated[Optional[int], Field(ge=1, description="size of the latent z, which is w itself "
+                                                                         "(null: w_dim; official 256); not "
+                                                                         "wired")] = None,
+                 c_dim: Annotated[int, Field(ge=0, description="size of the label vector; wired by the builder "
+                                                               "from the dataset, which must be unlabelled "
+                                                               "(FastGAN here is unconditional)")] = 0,
+                 w_dim: WDim = 256,
+                 num_ws: Annotated[int, Field(ge=1, description="number of ws, must be 1; wired by the builder "
+                                                                "from the synthesis network")] = 1):
         super().__init__()
         z_dim = int(w_dim if z_dim is None else z_dim)
         if z_dim != w_dim or num_ws != 1:
@@ -132,8 +143,23 @@ class FastGANMapping(MappingNetwork):
 class FastGANSynthesis(SynthesisNetwork):
     """FastGAN synthesis network (full or ``lite``), official names; see the module doc."""
 
-    def __init__(self, w_dim: int = 256, ngf: int = 128, lite: bool = False, output_tanh: bool = False,
-                 channel_max: Optional[int] = None, img_resolution: int = 256, img_channels: int = 3):
+    def __init__(self,
+                 w_dim: Annotated[int, Field(ge=1, description="size of z (= w: there is no mapping; official z_dim "
+                                                               "256); wired by the builder into the mapping "
+                                                               "part")] = 256,
+                 ngf: Annotated[int, Field(ge=1, description="channel multiplier: nfc[res] = multiplier[res] * ngf "
+                                                             "(official ngf, 128)")] = 128,
+                 lite: Annotated[bool, Field(description="the lite up blocks: one conv, no noise (official --cfg "
+                                                         "fastgan_lite)")] = False,
+                 output_tanh: Annotated[bool, Field(description="tanh on the output image (not official: the "
+                                                                "official FastGAN ends without one)")] = False,
+                 channel_max: Annotated[Optional[int], Field(ge=1, description="cap of the channels per "
+                                                                               "resolution (not official; null: no "
+                                                                               "cap)")] = None,
+                 img_resolution: Annotated[int, Field(ge=16, le=1024, description="image side in pixels, a power of "
+                                                                                  "two in 16..1024; wired by the "
+                                                                                  "builder from the dataset")] = 256,
+                 img_channels: ImgChannels = 3):
         super().__init__()
         r = int(img_resolution)
         if r not in NFC_MULTIPLIER or r < 16:

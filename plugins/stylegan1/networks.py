@@ -35,20 +35,36 @@ Deliberately not copied from the official code:
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Annotated, Any, Literal, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from stylegan_core.api import (Discriminator as DiscriminatorBase, MappingNetwork as MappingBase, MinibatchStdLayer,
                                SynthesisNetwork as SynthesisBase, check_noise_mode, layer_noise, ops)
+from stylegan_core.params import CDim, ImgChannels, ImgResolution, NumWs, WDim, ZDim
 
 from .schedule import GrowingSchedule, as_schedule, lod_at, max_lod, split_lod
 
 SQRT2 = math.sqrt(2.0)
 BLUR_FILTER = (1.0, 2.0, 1.0)
 FusedScale = Union[bool, Literal["auto"]]
+
+# Parameters the synthesis network and the discriminator share.
+ChannelBase = Annotated[int, Field(ge=1, description="channels at resolution r are min(channel_base // r, "
+                                                     "channel_max) (official fmap_base * 2: 8192 there is 16384 "
+                                                     "here)")]
+ChannelMax = Annotated[int, Field(ge=1, description="most channels of any resolution (official fmap_max, 512)")]
+Growing = Annotated[Optional[GrowingSchedule], Field(
+    description="progressive growing schedule (official sched.lod_*: initial_resolution, training_kimg, "
+                "transition_kimg); null: no growing (official structure 'fixed'); G's and D's must agree")]
+FusedScaleParam = Annotated[FusedScale, Field(
+    description="fused up/down-sampling convolutions: auto (official: from 128 px on), true or false")]
+BlurFilter = Annotated[Optional[list[float]], Field(
+    min_length=1, description="taps of the separable FIR blur after upsampling and before downsampling (official "
+                              "blur_filter [1, 2, 1]; null: no blur)")]
 
 
 def _check_resolution(img_resolution: int) -> int:
@@ -252,10 +268,25 @@ class MappingNetwork(MappingBase):
     ``truncation_cutoff`` ws (all when None; the official sampling default is psi 0.7, cutoff 8).
     """
 
-    def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, num_ws: int = 18, num_layers: int = 8,
-                 layer_features: Optional[int] = None, embed_features: Optional[int] = None,
-                 lr_multiplier: float = 0.01, activation: Literal["lrelu", "relu"] = "lrelu",
-                 normalize_latents: bool = True, w_avg_beta: float = 0.995):
+    def __init__(self, z_dim: ZDim = 512, c_dim: CDim = 0, w_dim: WDim = 512, num_ws: NumWs = 18,
+                 num_layers: Annotated[int, Field(ge=1, description="fully connected layers (official "
+                                                                    "mapping_layers, 8)")] = 8,
+                 layer_features: Annotated[Optional[int], Field(ge=1, description="width of the hidden layers "
+                                                                                  "(official mapping_fmaps; null: "
+                                                                                  "w_dim)")] = None,
+                 embed_features: Annotated[Optional[int], Field(ge=1, description="size of the label embedding "
+                                                                                  "concatenated to z (official "
+                                                                                  "LabelConcat; null: z_dim)")] = None,
+                 lr_multiplier: Annotated[float, Field(gt=0, description="learning-rate multiplier of the layers "
+                                                                         "(official mapping_lrmul, 0.01)")] = 0.01,
+                 activation: Annotated[Literal["lrelu", "relu"], Field(
+                     description="activation of every layer (official mapping_nonlinearity)")] = "lrelu",
+                 normalize_latents: Annotated[bool, Field(description="pixel-normalise z (and the embedded label) "
+                                                                      "first (official normalize_latents)")] = True,
+                 w_avg_beta: Annotated[float, Field(ge=0, le=1, description="decay of w_avg, the running mean of w "
+                                                                            "that truncation pulls towards "
+                                                                            "(official dlatent_avg_beta, "
+                                                                            "0.995)")] = 0.995):
         super().__init__()
         if z_dim < 1 or c_dim < 0:
             raise ValueError(f"the mapping network needs z_dim >= 1 and c_dim >= 0 (got {z_dim}, {c_dim})")
@@ -375,9 +406,9 @@ class SynthesisNetwork(SynthesisBase):
     ``growing: null`` is the official ``fixed`` structure (one to-RGB, always full resolution).
     """
 
-    def __init__(self, w_dim: int = 512, img_resolution: int = 1024, img_channels: int = 3,
-                 channel_base: int = 16384, channel_max: int = 512, growing: Optional[GrowingSchedule] = None,
-                 fused_scale: FusedScale = "auto", blur_filter: Optional[list[float]] = [1.0, 2.0, 1.0]):  # noqa: B006
+    def __init__(self, w_dim: WDim = 512, img_resolution: ImgResolution = 1024, img_channels: ImgChannels = 3,
+                 channel_base: ChannelBase = 16384, channel_max: ChannelMax = 512, growing: Growing = None,
+                 fused_scale: FusedScaleParam = "auto", blur_filter: BlurFilter = [1.0, 2.0, 1.0]):  # noqa: B006
         super().__init__()
         self.w_dim = int(w_dim)
         self.img_resolution = _check_resolution(img_resolution)
@@ -500,10 +531,16 @@ class Discriminator(DiscriminatorBase):
     ``growing: null`` is the official ``fixed`` structure.
     """
 
-    def __init__(self, c_dim: int = 0, img_resolution: int = 1024, img_channels: int = 3, channel_base: int = 16384,
-                 channel_max: int = 512, growing: Optional[GrowingSchedule] = None, mbstd_group_size: int = 4,
-                 mbstd_num_features: int = 1, fused_scale: FusedScale = "auto",
-                 blur_filter: Optional[list[float]] = [1.0, 2.0, 1.0]):  # noqa: B006
+    def __init__(self, c_dim: CDim = 0, img_resolution: ImgResolution = 1024, img_channels: ImgChannels = 3,
+                 channel_base: ChannelBase = 16384, channel_max: ChannelMax = 512, growing: Growing = None,
+                 mbstd_group_size: Annotated[int, Field(description="samples per group of the minibatch standard "
+                                                                    "deviation (official mbstd_group_size, 4; 1 or "
+                                                                    "less: no such layer)")] = 4,
+                 mbstd_num_features: Annotated[int, Field(ge=1, description="feature maps the minibatch standard "
+                                                                            "deviation adds (official "
+                                                                            "mbstd_num_features, 1)")] = 1,
+                 fused_scale: FusedScaleParam = "auto",
+                 blur_filter: BlurFilter = [1.0, 2.0, 1.0]):  # noqa: B006
         super().__init__()
         if c_dim < 0:
             raise ValueError(f"c_dim must be >= 0, got {c_dim}")

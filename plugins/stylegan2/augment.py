@@ -154,19 +154,81 @@ class AugmentPipe(Augment):
     ``ada_kimg`` thousand images.
     """
 
-    def __init__(self, preset: Optional[Preset] = "bgc", p: Annotated[float, Field(ge=0, le=1)] = 0.0,
-                 adaptive: bool = True, target: Annotated[float, Field(ge=-1, le=1)] = 0.6,
-                 ada_interval: Annotated[int, Field(ge=1)] = 4, ada_kimg: Annotated[float, Field(gt=0)] = 500.0,
-                 xflip: Multiplier = None, rotate90: Multiplier = None, xint: Multiplier = None,
-                 scale: Multiplier = None, rotate: Multiplier = None, aniso: Multiplier = None,
-                 xfrac: Multiplier = None, brightness: Multiplier = None, contrast: Multiplier = None,
-                 lumaflip: Multiplier = None, hue: Multiplier = None, saturation: Multiplier = None,
-                 imgfilter: Multiplier = None, noise: Multiplier = None, cutout: Multiplier = None,
-                 xint_max: NonNeg = 0.125, scale_std: NonNeg = 0.2, rotate_max: NonNeg = 1.0,
-                 aniso_std: NonNeg = 0.2, xfrac_std: NonNeg = 0.125, brightness_std: NonNeg = 0.2,
-                 contrast_std: NonNeg = 0.5, hue_max: NonNeg = 1.0, saturation_std: NonNeg = 1.0,
-                 imgfilter_bands: Optional[list[NonNeg]] = None, imgfilter_std: NonNeg = 1.0,
-                 noise_std: NonNeg = 0.1, cutout_size: NonNeg = 0.5):
+    def __init__(self,
+                 preset: Annotated[Optional[Preset], Field(
+                     description="official augpipe: blit, geom, color, filter, noise, cutout, bg, bgc (official "
+                                 "default), bgcf, bgcfn, bgcfnc; null: none, multipliers set one by one")] = "bgc",
+                 p: Annotated[float, Field(ge=0, le=1, description="initial augmentation strength (the official "
+                                                                   "ADA starts at 0; --aug fixed uses --p, "
+                                                                   "0.2)")] = 0.0,
+                 adaptive: Annotated[bool, Field(description="tune p while training (official --aug ada; false: "
+                                                             "fixed p, --aug fixed)")] = True,
+                 target: Annotated[float, Field(ge=-1, le=1, description="value of E[sign D(real)] adaptive p "
+                                                                         "steers towards (official --target, "
+                                                                         "0.6)")] = 0.6,
+                 ada_interval: Annotated[int, Field(ge=1, description="training steps between updates of p "
+                                                                      "(official ada_interval, 4)")] = 4,
+                 ada_kimg: Annotated[float, Field(gt=0, description="thousands of images over which p can go from "
+                                                                    "0 to 1 (official ada_kimg: 500, 100 on "
+                                                                    "resume)")] = 500.0,
+                 xflip: Annotated[Multiplier, Field(description="probability multiplier of horizontal flips "
+                                                                "(null: 1 if the preset has it, else 0)")] = None,
+                 rotate90: Annotated[Multiplier, Field(description="probability multiplier of quarter-turn rotations "
+                                                                   "(null: 1 if the preset has it, else 0)")] = None,
+                 xint: Annotated[Multiplier, Field(description="probability multiplier of integer translations "
+                                                               "(null: 1 if the preset has it, else 0)")] = None,
+                 scale: Annotated[Multiplier, Field(description="probability multiplier of isotropic scaling "
+                                                                "(null: 1 if the preset has it, else 0)")] = None,
+                 rotate: Annotated[Multiplier, Field(description="probability multiplier of arbitrary rotations "
+                                                                 "(null: 1 if the preset has it, else 0)")] = None,
+                 aniso: Annotated[Multiplier, Field(description="probability multiplier of anisotropic scaling "
+                                                                "(null: 1 if the preset has it, else 0)")] = None,
+                 xfrac: Annotated[Multiplier, Field(description="probability multiplier of fractional translations "
+                                                                "(null: 1 if the preset has it, else 0)")] = None,
+                 brightness: Annotated[Multiplier, Field(description="probability multiplier of brightness shifts "
+                                                                     "(null: 1 if the preset has it, else 0)")] = None,
+                 contrast: Annotated[Multiplier, Field(description="probability multiplier of contrast scaling "
+                                                                   "(null: 1 if the preset has it, else 0)")] = None,
+                 lumaflip: Annotated[Multiplier, Field(description="probability multiplier of luma flips "
+                                                                   "(null: 1 if the preset has it, else 0)")] = None,
+                 hue: Annotated[Multiplier, Field(description="probability multiplier of hue rotations "
+                                                              "(null: 1 if the preset has it, else 0)")] = None,
+                 saturation: Annotated[Multiplier, Field(description="probability multiplier of saturation scaling "
+                                                                     "(null: 1 if the preset has it, else 0)")] = None,
+                 imgfilter: Annotated[Multiplier, Field(description="probability multiplier of image-space filtering "
+                                                                    "(null: 1 if the preset has it, else 0)")] = None,
+                 noise: Annotated[Multiplier, Field(description="probability multiplier of additive RGB noise "
+                                                                "(null: 1 if the preset has it, else 0)")] = None,
+                 cutout: Annotated[Multiplier, Field(description="probability multiplier of cutout "
+                                                                 "(null: 1 if the preset has it, else 0)")] = None,
+                 xint_max: Annotated[NonNeg, Field(description="largest integer translation, a fraction of "
+                                                               "the image size (official 0.125)")] = 0.125,
+                 scale_std: Annotated[NonNeg, Field(description="standard deviation of log2 of the isotropic scale "
+                                                                "(official 0.2)")] = 0.2,
+                 rotate_max: Annotated[NonNeg, Field(description="largest arbitrary rotation, 1 = a full turn "
+                                                                 "(official 1)")] = 1.0,
+                 aniso_std: Annotated[NonNeg, Field(description="standard deviation of log2 of the anisotropic "
+                                                                "scale (official 0.2)")] = 0.2,
+                 xfrac_std: Annotated[NonNeg, Field(description="standard deviation of the fractional translation, "
+                                                                "a fraction of the image size (official "
+                                                                "0.125)")] = 0.125,
+                 brightness_std: Annotated[NonNeg, Field(description="standard deviation of the brightness shift "
+                                                                     "(official 0.2)")] = 0.2,
+                 contrast_std: Annotated[NonNeg, Field(description="standard deviation of log2 of the contrast "
+                                                                   "factor (official 0.5)")] = 0.5,
+                 hue_max: Annotated[NonNeg, Field(description="largest hue rotation, 1 = a full turn (official "
+                                                              "1)")] = 1.0,
+                 saturation_std: Annotated[NonNeg, Field(description="standard deviation of log2 of the saturation "
+                                                                     "factor (official 1)")] = 1.0,
+                 imgfilter_bands: Annotated[Optional[list[NonNeg]], Field(
+                     description="probability multipliers of the frequency bands of imgfilter (null: the official "
+                                 "four, [1, 1, 1, 1])")] = None,
+                 imgfilter_std: Annotated[NonNeg, Field(description="standard deviation of log2 of a band's "
+                                                                    "amplification (official 1)")] = 1.0,
+                 noise_std: Annotated[NonNeg, Field(description="standard deviation of the additive RGB noise, in "
+                                                                "[-1, 1] pixel units (official 0.1)")] = 0.1,
+                 cutout_size: Annotated[NonNeg, Field(description="side of the cutout square, a fraction of the "
+                                                                  "image size (official 0.5)")] = 0.5):
         super().__init__()
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")

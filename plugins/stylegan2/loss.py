@@ -7,9 +7,12 @@ multiplies them by ``interval`` first (lazy regularization).
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from stylegan_core.api import Loss, Regularizer, StepContext, blur_sigma
@@ -27,7 +30,15 @@ class NonSaturatingLogistic(Loss):
     10 px over ``batch * 200 / 32`` kimg; 0 disables; see :mod:`stylegan_core.training.blur`).
     """
 
-    def __init__(self, blur_init_sigma: float = 0.0, blur_fade_kimg: float = 0.0) -> None:
+    def __init__(self,
+                 blur_init_sigma: Annotated[float, Field(ge=0, description="sigma in pixels of the blur of every "
+                                                                           "image D sees, at the start (official "
+                                                                           "blur_init_sigma: 10 for StyleGAN3-R, "
+                                                                           "else 0: no blur)")] = 0.0,
+                 blur_fade_kimg: Annotated[float, Field(ge=0, description="thousands of images over which the "
+                                                                          "blur fades linearly to 0 (official "
+                                                                          "blur_fade_kimg: batch * 200 / 32 for "
+                                                                          "StyleGAN3-R)")] = 0.0) -> None:
         if blur_init_sigma < 0 or blur_fade_kimg < 0:
             raise ValueError(f"blur_init_sigma and blur_fade_kimg must be >= 0, got {blur_init_sigma} "
                              f"and {blur_fade_kimg}")
@@ -64,7 +75,12 @@ class R1(Regularizer):
 
     target = "D"
 
-    def __init__(self, gamma: float = 10.0, interval: int = 16):
+    def __init__(self,
+                 gamma: Annotated[float, Field(ge=0, description="R1 weight gamma (official --gamma, r1_gamma; "
+                                                                 "the ADA auto config picks 0.0002 * resolution^2 "
+                                                                 "/ batch)")] = 10.0,
+                 interval: Annotated[int, Field(ge=1, description="penalty every interval D steps, multiplied by "
+                                                                  "interval (official D_reg_interval, 16)")] = 16):
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         if interval < 1:
@@ -93,7 +109,15 @@ class PathLength(Regularizer):
 
     target = "G"
 
-    def __init__(self, weight: float = 2.0, interval: int = 4, batch_shrink: int = 2, decay: float = 0.01):
+    def __init__(self,
+                 weight: Annotated[float, Field(ge=0, description="penalty weight (official pl_weight, 2 in the "
+                                                                  "stylegan2 config; 0: off)")] = 2.0,
+                 interval: Annotated[int, Field(ge=1, description="penalty every interval G steps, multiplied by "
+                                                                  "interval (official G_reg_interval, 4)")] = 4,
+                 batch_shrink: Annotated[int, Field(ge=1, description="penalty on batch / batch_shrink samples "
+                                                                      "(official pl_batch_shrink, 2)")] = 2,
+                 decay: Annotated[float, Field(ge=0, le=1, description="rate of the running mean of path lengths "
+                                                                       "(official pl_decay, 0.01)")] = 0.01):
         if interval < 1 or batch_shrink < 1:
             raise ValueError(f"interval and batch_shrink must be >= 1, got {interval} and {batch_shrink}")
         if not 0 <= decay <= 1:
@@ -137,7 +161,12 @@ class StyleMixing(Regularizer):
     target = "G"
     interval = 1
 
-    def __init__(self, prob: float = 0.9, per_sample: bool = False):
+    def __init__(self,
+                 prob: Annotated[float, Field(ge=0, le=1, description="probability of mixing (official "
+                                                                      "style_mixing_prob: 0.9 in the stylegan2 "
+                                                                      "config, 0 for StyleGAN3)")] = 0.9,
+                 per_sample: Annotated[bool, Field(description="draw the coin and the cutoff per sample instead of "
+                                                               "once per batch (the official way)")] = False):
         if not 0 <= prob <= 1:
             raise ValueError(f"prob must be in [0, 1], got {prob}")
         self.prob, self.per_sample = float(prob), bool(per_sample)

@@ -12,20 +12,32 @@ float32, as in the official code (float64 inputs stay float64, for gradient chec
 from __future__ import annotations
 
 
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from stylegan_core.api import (RESAMPLE_FILTER, Conv2dLayer, Discriminator as DiscriminatorBase, FullyConnectedLayer,
                                Generator as ComposedGenerator, MappingNetwork as MappingBase, MinibatchStdLayer,
                                ModulatedConvLayer, SynthesisNetwork as SynthesisBase, ToRGBLayer, block_dtype,
                                check_noise_mode, compute_dtype, fp16_resolution, normalize_2nd_moment, ops)
+from stylegan_core.params import CDim, ImgChannels, ImgResolution, WDim
 
 Architecture = Literal["orig", "skip", "resnet"]
 Activation = Literal["linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "swish"]
 FusedModconv = Union[bool, Literal["inference_only"]]
+
+# Parameters the synthesis network and the discriminator share (official names in train.py in brackets).
+ChannelBase = Annotated[int, Field(ge=1, description="channels at resolution r are min(channel_base // r, "
+                                                     "channel_max) (official cbase, 32768; 16384 halves the width)")]
+ChannelMax = Annotated[int, Field(ge=1, description="most channels of any resolution (official cmax, 512)")]
+NumFp16Res = Annotated[int, Field(ge=0, description="number of the highest resolutions run in float16 on CUDA "
+                                                    "(official 4 in train.py; 0: float32 everywhere; the CPU always "
+                                                    "runs float32)")]
+ConvClamp = Annotated[Optional[float], Field(gt=0, description="clamp of the convolution outputs, +-conv_clamp "
+                                                               "(official 256 in train.py; null: none)")]
 ARCHITECTURES = ("orig", "skip", "resnet")
 SQRT_HALF = float(np.sqrt(0.5))
 
@@ -74,9 +86,28 @@ class MappingNetwork(MappingBase):
     ``truncation_cutoff`` ws (all when None). ``num_ws=None`` returns ``[N, w_dim]``.
     """
 
-    def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, num_ws: Optional[int] = 14,
-                 num_layers: int = 8, embed_features: Optional[int] = None, layer_features: Optional[int] = None,
-                 activation: Activation = "lrelu", lr_multiplier: float = 0.01, w_avg_beta: Optional[float] = 0.998):
+    def __init__(self,
+                 z_dim: Annotated[int, Field(ge=0, description="size of the input latent z (0: "
+                                                               "none, the embedded c only); not wired")] = 512,
+                 c_dim: CDim = 0, w_dim: WDim = 512,
+                 num_ws: Annotated[Optional[int], Field(ge=1, description="number of w vectors the output repeats "
+                                                                          "w to (null: one w, [N, w_dim]); wired by "
+                                                                          "the builder from the synthesis "
+                                                                          "network")] = 14,
+                 num_layers: Annotated[int, Field(ge=1, description="fully connected layers (official map: 8 for "
+                                                                    "StyleGAN2, 2 in the auto config)")] = 8,
+                 embed_features: Annotated[Optional[int], Field(ge=1, description="size of the embedding of c "
+                                                                                  "(null: w_dim)")] = None,
+                 layer_features: Annotated[Optional[int], Field(ge=1, description="width of the hidden layers "
+                                                                                  "(null: w_dim)")] = None,
+                 activation: Annotated[Activation, Field(description="activation of every layer")] = "lrelu",
+                 lr_multiplier: Annotated[float, Field(gt=0, description="learning-rate multiplier of the layers "
+                                                                         "(equalized learning rate; official "
+                                                                         "0.01)")] = 0.01,
+                 w_avg_beta: Annotated[Optional[float], Field(ge=0, le=1, description="decay of w_avg, the running "
+                                                                                      "mean of w that truncation "
+                                                                                      "pulls towards (null: no "
+                                                                                      "w_avg)")] = 0.998):
         super().__init__()
         if z_dim < 0 or c_dim < 0 or z_dim + c_dim == 0:
             raise ValueError(f"the mapping network needs z_dim > 0 or c_dim > 0 (got z_dim={z_dim}, c_dim={c_dim})")
@@ -242,10 +273,15 @@ class SynthesisNetwork(SynthesisBase):
     ``fused_modconv_default='inference_only'`` fuses only in eval mode.
     """
 
-    def __init__(self, w_dim: int = 512, img_resolution: int = 256, img_channels: int = 3,
-                 channel_base: int = 32768, channel_max: int = 512, architecture: Architecture = "skip",
-                 num_fp16_res: int = 0, conv_clamp: Optional[float] = None,
-                 fused_modconv_default: FusedModconv = True):
+    def __init__(self, w_dim: WDim = 512, img_resolution: ImgResolution = 256, img_channels: ImgChannels = 3,
+                 channel_base: ChannelBase = 32768, channel_max: ChannelMax = 512,
+                 architecture: Annotated[Architecture, Field(
+                     description="skip (official): upsampled to-RGB outputs of every block summed; orig: to-RGB on "
+                                 "the last block only; resnet: 1x1 shortcuts")] = "skip",
+                 num_fp16_res: NumFp16Res = 0, conv_clamp: ConvClamp = None,
+                 fused_modconv_default: Annotated[FusedModconv, Field(
+                     description="modulation fused into one grouped convolution: true, false, or inference_only "
+                                 "(fused in eval mode only; the official stylegan2 config)")] = True):
         super().__init__()
         self.w_dim = int(w_dim)
         self.img_resolution = _check_resolution(img_resolution)
@@ -410,10 +446,25 @@ class Discriminator(DiscriminatorBase):
     4x4 channel count) and the logit is the projection of the epilogue's output on it.
     """
 
-    def __init__(self, c_dim: int = 0, img_resolution: int = 256, img_channels: int = 3,
-                 architecture: Architecture = "resnet", channel_base: int = 32768, channel_max: int = 512,
-                 num_fp16_res: int = 0, conv_clamp: Optional[float] = None, cmap_dim: Optional[int] = None,
-                 mbstd_group_size: Optional[int] = 4, mbstd_num_channels: int = 1, mapping_layers: int = 8):
+    def __init__(self, c_dim: CDim = 0, img_resolution: ImgResolution = 256, img_channels: ImgChannels = 3,
+                 architecture: Annotated[Architecture, Field(
+                     description="resnet (official): 1x1 shortcuts; skip: the downsampled image fed to every "
+                                 "block; orig: neither")] = "resnet",
+                 channel_base: ChannelBase = 32768, channel_max: ChannelMax = 512,
+                 num_fp16_res: NumFp16Res = 0, conv_clamp: ConvClamp = None,
+                 cmap_dim: Annotated[Optional[int], Field(ge=1, description="size of the label projection of a "
+                                                                            "conditional D (null: the 4x4 block's "
+                                                                            "channels)")] = None,
+                 mbstd_group_size: Annotated[Optional[int], Field(ge=1, description="samples per group of the "
+                                                                                    "minibatch standard deviation "
+                                                                                    "(official --mbstd-group 4; "
+                                                                                    "null: the whole batch)")] = 4,
+                 mbstd_num_channels: Annotated[int, Field(ge=0, description="feature maps the minibatch standard "
+                                                                            "deviation adds (official 1; 0: no "
+                                                                            "such layer)")] = 1,
+                 mapping_layers: Annotated[int, Field(ge=1, description="layers of the network embedding c in a "
+                                                                        "conditional D (official mapping_kwargs "
+                                                                        "num_layers, 8)")] = 8):
         super().__init__()
         if c_dim < 0:
             raise ValueError(f"c_dim must be >= 0, got {c_dim}")

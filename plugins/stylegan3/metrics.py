@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from tqdm import tqdm
 
 from stylegan_core.api import Dataset, Metric, ops
@@ -175,8 +176,18 @@ class Equivariance(Metric):
 
     kind = "int"
 
-    def __init__(self, num_samples: int = 50000, batch_size: int = 4, translate_max: float = 0.125,
-                 rotate_max: float = 1.0, seed: int = 0):
+    def __init__(self,
+                 num_samples: Annotated[int, Field(ge=1, description="generated images compared (official 50000: "
+                                                                     "eqt50k_int, eqt50k_frac, eqr50k)")] = 50000,
+                 batch_size: Annotated[int, Field(ge=1, description="images per generator call (official "
+                                                                    "4)")] = 4,
+                 translate_max: Annotated[float, Field(ge=0, lt=1, description="largest translation of EQ-T, a "
+                                                                               "fraction of the image size per axis "
+                                                                               "(official 0.125)")] = 0.125,
+                 rotate_max: Annotated[float, Field(ge=0, description="largest rotation of EQ-R, in multiples of "
+                                                                      "pi (official 1: up to half a turn either "
+                                                                      "way)")] = 1.0,
+                 seed: Annotated[int, Field(description="seed of z, labels, translations and angles")] = 0):
         if num_samples < 1 or batch_size < 1:
             raise ValueError(f"num_samples and batch_size must be >= 1, got {num_samples} and {batch_size}")
         if not 0 <= translate_max < 1:

@@ -24,14 +24,16 @@ on CUDA only; on the CPU everything is float32 (float64 inputs stay float64, for
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from stylegan_core.api import (FullyConnectedLayer, Generator as ComposedGenerator, SynthesisNetwork as SynthesisBase,
                                block_dtype, check_noise_mode, compute_dtype, ops)
+from stylegan_core.params import CDim, ImgChannels, ImgResolution, NumWs, WDim, ZDim
 from stylegan_plugins.stylegan2.networks import MappingNetwork as StyleGAN2Mapping
 
 from .schedule import (FIRST_CUTOFF, FIRST_STOPBAND, LAST_STOPBAND_REL, FilterSchedule, LayerSpec, filter_schedule,
@@ -52,8 +54,16 @@ class MappingNetwork(StyleGAN2Mapping):
     first ``truncation_cutoff`` ws (all when None). StyleGAN2's mapping with these defaults.
     """
 
-    def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, num_ws: int = 16, num_layers: int = 2,
-                 lr_multiplier: float = 0.01, w_avg_beta: float = 0.998):
+    def __init__(self, z_dim: ZDim = 512, c_dim: CDim = 0, w_dim: WDim = 512, num_ws: NumWs = 16,
+                 num_layers: Annotated[int, Field(ge=1, description="fully connected layers (official "
+                                                                    "mapping_kwargs num_layers: 2 for StyleGAN3, 8 "
+                                                                    "for its stylegan2 config)")] = 2,
+                 lr_multiplier: Annotated[float, Field(gt=0, description="learning-rate multiplier of the layers "
+                                                                         "(equalized learning rate; official "
+                                                                         "0.01)")] = 0.01,
+                 w_avg_beta: Annotated[float, Field(ge=0, le=1, description="decay of w_avg, the running mean of w "
+                                                                            "that truncation pulls towards "
+                                                                            "(official 0.998)")] = 0.998):
         if z_dim < 1:
             raise ValueError(f"the StyleGAN3 mapping network needs z_dim >= 1, got {z_dim}")
         if num_ws is None or w_avg_beta is None:
@@ -252,13 +262,50 @@ class SynthesisNetwork(SynthesisBase):
     ``forward(ws, noise_mode=..., force_fp32=False, update_emas=False)``; there are no noise inputs.
     """
 
-    def __init__(self, w_dim: int = 512, img_resolution: int = 256, img_channels: int = 3,
-                 channel_base: int = 32768, channel_max: int = 512, num_layers: int = 14, num_critical: int = 2,
-                 first_cutoff: float = FIRST_CUTOFF, first_stopband: float = FIRST_STOPBAND,
-                 last_stopband_rel: float = LAST_STOPBAND_REL, margin_size: int = 10, output_scale: float = 0.25,
-                 num_fp16_res: int = 4, conv_kernel: int = 3, filter_size: int = 6, lrelu_upsampling: int = 2,
-                 use_radial_filters: bool = False, conv_clamp: Optional[float] = 256,
-                 magnitude_ema_beta: float = 0.999):
+    def __init__(self, w_dim: WDim = 512, img_resolution: ImgResolution = 256, img_channels: ImgChannels = 3,
+                 channel_base: Annotated[int, Field(ge=1, description="a layer of cutoff fc has min(channel_base / 2 "
+                                                                      "/ fc, channel_max) channels (official cbase: "
+                                                                      "32768 for T, 65536 for R)")] = 32768,
+                 channel_max: Annotated[int, Field(ge=1, description="most channels of any layer (official cmax: "
+                                                                     "512 for T, 1024 for R)")] = 512,
+                 num_layers: Annotated[int, Field(ge=1, description="synthesis layers after the input, to-RGB not "
+                                                                    "counted (official 14); num_ws = num_layers + "
+                                                                    "2")] = 14,
+                 num_critical: Annotated[int, Field(ge=0, description="last layers that are critically sampled "
+                                                                      "(official 2)")] = 2,
+                 first_cutoff: Annotated[float, Field(gt=0, description="cutoff frequency of the first layer, "
+                                                                        "in cycles per image (official "
+                                                                        "2)")] = FIRST_CUTOFF,
+                 first_stopband: Annotated[float, Field(gt=0, description="stopband of the first layer, in "
+                                                                          "cycles per image (official "
+                                                                          "2**2.1)")] = FIRST_STOPBAND,
+                 last_stopband_rel: Annotated[float, Field(gt=0, description="stopband of the last layer over "
+                                                                             "its cutoff (official "
+                                                                             "2**0.3)")] = LAST_STOPBAND_REL,
+                 margin_size: Annotated[int, Field(ge=0, description="pixels of margin around the feature maps of "
+                                                                     "all but the last two layers (official "
+                                                                     "10)")] = 10,
+                 output_scale: Annotated[float, Field(description="factor of the output image (official "
+                                                                  "0.25)")] = 0.25,
+                 num_fp16_res: Annotated[int, Field(ge=0, description="layers whose sampling rate times "
+                                                                      "2**num_fp16_res exceeds the resolution run in "
+                                                                      "float16 on CUDA (official 4; the CPU always "
+                                                                      "runs float32)")] = 4,
+                 conv_kernel: Annotated[int, Field(ge=1, description="kernel of the modulated convolutions (official "
+                                                                     "3 for T, 1 for R)")] = 3,
+                 filter_size: Annotated[int, Field(ge=1, description="taps of the low-pass filters per resampling "
+                                                                     "factor (official 6)")] = 6,
+                 lrelu_upsampling: Annotated[int, Field(ge=1, description="upsampling factor around the leaky ReLU "
+                                                                          "(official 2)")] = 2,
+                 use_radial_filters: Annotated[bool, Field(description="radially symmetric downsampling filters "
+                                                                       "(official: true for R)")] = False,
+                 conv_clamp: Annotated[Optional[float], Field(gt=0, description="clamp of the layer outputs, "
+                                                                                "+-conv_clamp (official 256; null: "
+                                                                                "none)")] = 256,
+                 magnitude_ema_beta: Annotated[float, Field(ge=0, le=1, description="decay of the running input "
+                                                                                    "magnitude of each layer "
+                                                                                    "(official training: 0.5 ** "
+                                                                                    "(batch / 20000))")] = 0.999):
         super().__init__()
         self.w_dim = int(w_dim)
         self.img_channels = int(img_channels)

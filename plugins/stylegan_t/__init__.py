@@ -19,8 +19,8 @@ Training phases (spec ``train.phase``): ``all``, ``text_encoder``, ``freeze64`` 
 """
 from stylegan_core.api import hookimpl
 
-from .networks import MappingNetwork, MappingParams, SynthesisNetwork
-from .text import ClipTextEncoder, ClipTextParams
+from .networks import MappingNetwork, SynthesisNetwork
+from .text import ClipTextEncoder
 
 STYLEGAN_CORE_API = 1
 
@@ -28,14 +28,14 @@ STYLEGAN_CORE_API = 1
 @hookimpl
 def register(registry):
     # generator side
-    registry.register("conditioning", "clip_text", ClipTextEncoder, params=ClipTextParams,
+    registry.register("conditioning", "clip_text", ClipTextEncoder,
                       doc="open_clip text tower (default ViT-L-14-quickgelu; weights random or a local file, only "
                           "the text tower kept) with its own tokenizer: L2-normalised caption embeddings [N, c_dim]; "
                           "small-tower overrides width/layers/heads/context_length/embed_dim; frozen except in the "
                           "text_encoder phase, caption cache while frozen; standardize: embeddings centred and "
                           "scaled over the training captions (not official; for random towers); attention through "
                           "stylegan_core.layers.attention.")
-    registry.register("mapping", "mapping", MappingNetwork, params=MappingParams,
+    registry.register("mapping", "mapping", MappingNetwork,
                       doc="StyleGAN-T mapping: normalised z through an MLP (2 layers, lr x0.01); the caption "
                           "embedding of the nested conditioning part bypasses it: w = [mlp(z), emb], w_dim = z_dim + "
                           "c_dim; x_avg EMA 0.995 of the z part; truncation moves only the z part.")
@@ -44,26 +44,26 @@ def register(registry):
                           "blocks of conv0 (up 2) + num_res_blocks x [modconv, residual modconv with GroupNorm and "
                           "LayerScale 1e-5], second-order styles s = m1*m2 + m3; presets lite / full / custom.")
     # discriminator, loss and metric
-    from .discriminator import StyleGANTDiscriminator, StyleGANTDiscriminatorParams
-    from .loss import TextHinge, TextHingeParams
-    from .metrics import CLIPScore, CLIPScoreParams
+    from .discriminator import StyleGANTDiscriminator
+    from .loss import TextHinge
+    from .metrics import CLIPScore
 
-    registry.register("discriminator", "discriminator", StyleGANTDiscriminator, params=StyleGANTDiscriminatorParams,
+    registry.register("discriminator", "discriminator", StyleGANTDiscriminator,
                       doc="StyleGAN-T discriminator: a frozen ViT (official DINO ViT-S/16 via core.timm, taps "
                           "[2, 5, 8, 11, patch_embed], readout add), one head per tapped token map (SpectralConv1d, "
                           "BatchNormLocal virtual batch 8, LReLU, circular k=9 residual block), projection on the "
                           "caption embedding of its own frozen conditioning part (or the class vector); random "
                           "crops (p 0.5) of images larger than the ViT input; logits [N, sum of tokens].")
-    registry.register("loss", "hinge", TextHinge, params=TextHingeParams,
+    registry.register("loss", "hinge", TextHinge,
                       doc="StyleGAN-T loss: hinge; blur of D's inputs (official 32 px over 1000 kimg); CLIP guidance "
                           "(clip_weight, default 0): arccos(cos)^2 between the CLIP embedding of 64 px crops of the "
                           "generated images (nested clip feature network, taps [embedding]) and the generator's own "
                           "caption embedding (G.mapping.conditioning, no grad).")
-    registry.register("metric", "clip_score", CLIPScore, params=CLIPScoreParams,
+    registry.register("metric", "clip_score", CLIPScore,
                       doc="CLIP score (official cs10k): 100 * mean cosine between the open_clip image embedding of "
                           "generated images and the text embedding of their captions drawn from the dataset "
                           "(official model ViT-g-14, laion2b_s12b_b42k weights from a local file).")
 
 
-__all__ = ["ClipTextEncoder", "ClipTextParams", "MappingNetwork", "MappingParams", "SynthesisNetwork", "register",
+__all__ = ["ClipTextEncoder", "MappingNetwork", "SynthesisNetwork", "register",
            "STYLEGAN_CORE_API"]

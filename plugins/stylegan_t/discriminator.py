@@ -43,7 +43,8 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from stylegan_core.api import Discriminator, FullyConnectedLayer, NestedPart, PartParams
+from stylegan_core.api import Discriminator, FullyConnectedLayer, NestedPart
+from stylegan_core.params import ImgResolution
 
 
 def spectral_conv1d(cin: int, cout: int, kernel_size: int = 1, padding_mode: str = "circular") -> nn.Conv1d:
@@ -139,26 +140,6 @@ class DiscHead(nn.Module):
         return out
 
 
-class StyleGANTDiscriminatorParams(PartParams):
-    """StyleGAN-T discriminator (see the module doc of ``stylegan_plugins.stylegan_t.discriminator``)."""
-
-    feature_network: Annotated[Any, NestedPart("feature_network")] = Field(
-        ..., description="the frozen token network; official: {type: core.timm, model: vit_small_patch16_224.dino, "
-                         "taps: [2, 5, 8, 11, patch_embed], readout: add, weights: <local file>} (input_size 224; "
-                         "smaller, e.g. 64, for CPU runs); any feature network whose maps are read as tokens")
-    conditioning: Annotated[Any, NestedPart("conditioning")] = Field(
-        None, description="text encoder of the captions (stylegan_t.clip_text), frozen always; null: c is the "
-                          "data's class vector (c_dim) or nothing")
-    p_crop: float = Field(0.5, ge=0, le=1, description="probability of a random crop of the network's input size "
-                                                       "when images are larger (training mode only)")
-    cmap_dim: int = Field(64, ge=1, description="projection dimension of the conditional heads")
-    kernel_size: int = Field(9, ge=1, description="kernel of the residual block's circular conv (odd)")
-    virtual_bs: int = Field(8, ge=1, description="virtual batch of BatchNormLocal (official 8)")
-    c_dim: int = Field(0, ge=0, description="wired from the data (class vectors; 0 for captions)")
-    img_resolution: int = Field(64, ge=4, description="wired from the data")
-    img_channels: int = Field(3, ge=1, description="wired from the data (1 channel is repeated to 3)")
-
-
 def _text_dim(conditioning: nn.Module) -> int:
     for name in ("c_dim", "embed_dim", "out_dim"):
         v = getattr(conditioning, name, None)
@@ -170,9 +151,31 @@ def _text_dim(conditioning: nn.Module) -> int:
 class StyleGANTDiscriminator(Discriminator):
     """StyleGAN-T discriminator: frozen ViT tokens -> one head per tapped map -> ``[N, sum of tokens]`` logits."""
 
-    def __init__(self, feature_network: nn.Module, conditioning: Optional[nn.Module] = None, p_crop: float = 0.5,
-                 cmap_dim: int = 64, kernel_size: int = 9, virtual_bs: int = 8, c_dim: int = 0,
-                 img_resolution: int = 64, img_channels: int = 3):
+    def __init__(self,
+                 feature_network: Annotated[Any, NestedPart("feature_network"), Field(
+                     description="the frozen token network, built by the builder from its spec; official: {type: "
+                                 "core.timm, model: vit_small_patch16_224.dino, taps: [2, 5, 8, 11, patch_embed], "
+                                 "readout: add, weights: <local file>} (input_size 224; smaller, e.g. 64, for CPU "
+                                 "runs); any feature network whose maps are read as tokens")],
+                 conditioning: Annotated[Any, NestedPart("conditioning"), Field(
+                     description="text encoder of the captions (stylegan_t.clip_text), frozen always; null: c is the "
+                                 "data's class vector (c_dim) or nothing")] = None,
+                 p_crop: Annotated[float, Field(ge=0, le=1, description="probability of a random crop of the "
+                                                                        "network's input size when images are larger "
+                                                                        "(training mode only; official "
+                                                                        "0.5)")] = 0.5,
+                 cmap_dim: Annotated[int, Field(ge=1, description="projection dimension of the conditional heads "
+                                                                  "(official 64)")] = 64,
+                 kernel_size: Annotated[int, Field(ge=1, description="kernel of the residual block's circular conv, "
+                                                                     "odd (official 9)")] = 9,
+                 virtual_bs: Annotated[int, Field(ge=1, description="virtual batch of BatchNormLocal (official "
+                                                                    "8)")] = 8,
+                 c_dim: Annotated[int, Field(ge=0, description="size of the class vector c (0 with captions or no "
+                                                               "labels); wired by the builder from the dataset's "
+                                                               "labels")] = 0,
+                 img_resolution: ImgResolution = 64,
+                 img_channels: Annotated[int, Field(ge=1, description="image channels (1 is repeated to 3); wired "
+                                                                      "by the builder from the dataset")] = 3):
         super().__init__()
         if isinstance(feature_network, dict) or isinstance(conditioning, dict):
             raise TypeError("feature_network and conditioning must be built modules (the builder builds the nested "

@@ -40,14 +40,14 @@ per-GPU batch. Here both terms are plain means: an official ``--clip-weight w`` 
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import Loss, NestedPart, PartParams, StepContext, blur_sigma
+from stylegan_core.api import Loss, NestedPart, StepContext, blur_sigma
 from stylegan_plugins.projected_gan.loss import hinge_d_terms
 
 #: the cosine is kept this far from +-1 so that d arccos / d cos stays finite
@@ -81,29 +81,31 @@ def interleave(a: Any, b: Any) -> Any:
     return [x for pair in zip(a, b) for x in pair]
 
 
-class TextHingeParams(PartParams):
-    """StyleGAN-T loss: hinge, input blur, CLIP guidance (see ``stylegan_plugins.stylegan_t.loss``)."""
-
-    blur_init_sigma: float = Field(32.0, ge=0, description="initial sigma (px) of the blur of D's inputs "
-                                                           "(official 32; 0: none)")
-    blur_fade_kimg: float = Field(1000.0, ge=0, description="kimg over which the blur fades to 0 (official 1000)")
-    clip_weight: float = Field(0.0, ge=0, description="weight of the CLIP guidance term of G (official CLI default "
-                                                      "0; an official w at per-GPU batch B is w * B here)")
-    clip: Annotated[Any, NestedPart("feature_network")] = Field(
-        None, description="CLIP image tower of the guidance, e.g. {type: core.open_clip, model: ViT-L-14-quickgelu, "
-                          "taps: [embedding], weights: <the generator's CLIP file>}; needed when clip_weight > 0")
-    clip_crop: int = Field(64, ge=1, description="side of the random crop of generated images larger than this "
-                                                 "before the CLIP tower (official 64)")
-    d_batch: Literal["separate", "mixed"] = Field(
-        "separate", description="separate (official): D sees fakes and reals in separate calls (each normalised "
-                                "by its own batch statistics); mixed: interleaved in one call (see the module doc)")
-
-
 class TextHinge(Loss):
     """Hinge loss of StyleGAN-T with the input blur schedule and optional CLIP guidance (see the module doc)."""
 
-    def __init__(self, blur_init_sigma: float = 32.0, blur_fade_kimg: float = 1000.0, clip_weight: float = 0.0,
-                 clip: Optional[nn.Module] = None, clip_crop: int = 64, d_batch: str = "separate") -> None:
+    def __init__(self,
+                 blur_init_sigma: Annotated[float, Field(ge=0, description="initial sigma in pixels of the blur of "
+                                                                           "D's inputs (official --blur-init, 32; 0: "
+                                                                           "none)")] = 32.0,
+                 blur_fade_kimg: Annotated[float, Field(ge=0, description="thousands of images over which the blur "
+                                                                          "fades to 0 (official --blur-fade-kimg, "
+                                                                          "1000)")] = 1000.0,
+                 clip_weight: Annotated[float, Field(ge=0, description="weight of the CLIP guidance term of G "
+                                                                       "(official --clip-weight, default 0; an "
+                                                                       "official w at per-GPU batch B is w * B "
+                                                                       "here)")] = 0.0,
+                 clip: Annotated[Any, NestedPart("feature_network"), Field(
+                     description="CLIP image tower of the guidance, built by the builder from its spec, e.g. {type: "
+                                 "core.open_clip, model: ViT-L-14-quickgelu, taps: [embedding], weights: <the "
+                                 "generator's CLIP file>}; needed when clip_weight > 0")] = None,
+                 clip_crop: Annotated[int, Field(ge=1, description="side in pixels of the random crop of generated "
+                                                                   "images larger than this before the CLIP tower "
+                                                                   "(official 64)")] = 64,
+                 d_batch: Annotated[Literal["separate", "mixed"], Field(
+                     description="separate (official): D sees fakes and reals in separate calls (each normalised by "
+                                 "its own batch statistics); mixed: interleaved in one call (see the module "
+                                 "doc)")] = "separate") -> None:
         if blur_init_sigma < 0 or blur_fade_kimg < 0 or clip_weight < 0:
             raise ValueError(f"blur_init_sigma, blur_fade_kimg and clip_weight must be >= 0, got {blur_init_sigma}, "
                              f"{blur_fade_kimg}, {clip_weight}")

@@ -14,14 +14,14 @@ The report name is derived from ``num_gen`` as the official one (``cs10k`` for 1
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
-from stylegan_core.api import (Dataset, FeatureNetworkError, Metric, PartParams, count_str, import_open_clip,
-                               labels as labels_mod, quantize, resolve_weights, seeded)
+from stylegan_core.api import (Dataset, FeatureNetworkError, Metric, count_str, import_open_clip, labels as labels_mod,
+                               quantize, resolve_weights, seeded)
 
 
 def clip_score_from_embeddings(image_emb: torch.Tensor, text_emb: torch.Tensor) -> float:
@@ -33,32 +33,33 @@ def clip_score_from_embeddings(image_emb: torch.Tensor, text_emb: torch.Tensor) 
     return float(100 * cos.mean())
 
 
-class CLIPScoreParams(PartParams):
-    """CLIP score of generated images and their captions (official ``cs10k``: open_clip ViT-g-14 laion2b)."""
-
-    num_gen: int = Field(10000, ge=1, description="generated images (official 10000: cs10k)")
-    model: str = Field("ViT-g-14", description="open_clip model name (official ViT-g-14 with laion2b_s12b_b42k "
-                                               "weights; OpenAI weights need the -quickgelu names)")
-    weights: str = Field(..., description="local file of the whole CLIP model (open_clip.create_model(pretrained="
-                                          "<file>)) or 'random' (tests only); nothing is downloaded")
-    seed: int = Field(0, description="seed of captions, z and noise (and of random weights)")
-    input_size: Optional[int] = Field(None, ge=16, description="image tower input side (default: the model's, 224)")
-    batch_size: int = Field(64, ge=1)
-    name: Optional[str] = Field(None, description="report name (default: derived, cs10k for num_gen 10000)")
-
-    @field_validator("weights")
-    @classmethod
-    def _weights_given(cls, v: str) -> str:
-        # a clear error, at spec time, for a missing file
-        resolve_weights("stylegan_t.clip_score", v, error=FeatureNetworkError)
-        return v
+def _weights_file(weights: str) -> str:
+    """A clear error for a missing weights file when the spec is read."""
+    resolve_weights("stylegan_t.clip_score", weights, error=FeatureNetworkError)
+    return weights
 
 
 class CLIPScore(Metric):
     """``100 * mean cos(CLIP image embedding, CLIP caption embedding)`` over generated images (``cs10k``)."""
 
-    def __init__(self, num_gen: int = 10000, model: str = "ViT-g-14", weights: str = "random", seed: int = 0,
-                 input_size: Optional[int] = None, batch_size: int = 64, name: Optional[str] = None):
+    def __init__(self, *,
+                 num_gen: Annotated[int, Field(ge=1, description="generated images (official 10000: "
+                                                                 "cs10k)")] = 10000,
+                 model: Annotated[str, Field(description="open_clip model name (official ViT-g-14 with "
+                                                         "laion2b_s12b_b42k weights; OpenAI weights need the "
+                                                         "-quickgelu names)")] = "ViT-g-14",
+                 weights: Annotated[str, AfterValidator(_weights_file), Field(
+                     description="local file of the whole CLIP model (open_clip.create_model(pretrained=<file>)) or "
+                                 "'random' (tests only); nothing is downloaded")],
+                 seed: Annotated[int, Field(description="seed of captions, z and noise (and of random "
+                                                        "weights)")] = 0,
+                 input_size: Annotated[Optional[int], Field(ge=16, description="image tower input side in pixels "
+                                                                               "(null: the model's, "
+                                                                               "224)")] = None,
+                 batch_size: Annotated[int, Field(ge=1, description="images per generator and CLIP "
+                                                                    "call")] = 64,
+                 name: Annotated[Optional[str], Field(description="report name (null: derived, cs10k for num_gen "
+                                                                  "10000)")] = None):
         if num_gen < 1 or batch_size < 1:
             raise ValueError(f"num_gen and batch_size must be >= 1, got {num_gen} and {batch_size}")
         self.num_gen, self.model_name, self.seed, self.batch_size = int(num_gen), model.replace("/", "-"), int(seed), \

@@ -49,8 +49,10 @@ from pydantic import Field
 from torch import nn
 
 from stylegan_core.api import (RESAMPLE_FILTER, FullyConnectedLayer, MappingNetwork as MappingBase, ModulatedConvLayer,
-                               NestedPart, PartParams, SynthesisNetwork as SynthesisBase, ToRGBLayer, block_dtype,
-                               compute_dtype, fp16_resolution, normalize_2nd_moment, ops)
+                               NestedPart, SynthesisNetwork as SynthesisBase, ToRGBLayer, block_dtype, compute_dtype,
+                               fp16_resolution, normalize_2nd_moment, ops)
+from stylegan_core.params import ImgChannels
+from stylegan_plugins.stylegan2.networks import FusedModconv
 from stylegan_plugins.stylegan2.networks import SynthesisNetwork as StyleGAN2Synthesis
 from stylegan_plugins.stylegan2.networks import channels_per_resolution
 from stylegan_plugins.stylegan3.networks import SynthesisInput
@@ -242,12 +244,44 @@ class SynthesisNetwork(SynthesisBase):
 
     phases = PHASES
 
-    def __init__(self, w_dim: int = 832, img_resolution: int = 64, img_channels: int = 3,
-                 preset: Literal["lite", "full", "custom"] = "lite", channel_base: Optional[int] = None,
-                 channel_max: Optional[int] = None, num_res_blocks: Optional[int] = None,
-                 architecture: Literal["skip", "orig"] = "skip", num_fp16_res: int = 4,
-                 conv_clamp: Optional[float] = 256, layer_scale_init: float = 1e-5, gn_groups: int = 32,
-                 fused_modconv_default: Any = "inference_only"):
+    def __init__(self,
+                 w_dim: Annotated[int, Field(ge=1, description="size of w, z_dim + the text embedding's c_dim "
+                                                               "(official 64 + 768 = 832); wired by the builder into "
+                                                               "the mapping network")] = 832,
+                 img_resolution: Annotated[int, Field(ge=BASE_RESOLUTION, description="image side in pixels, a "
+                                                                                      "power of two >= 8; wired by "
+                                                                                      "the builder from the "
+                                                                                      "dataset")] = 64,
+                 img_channels: ImgChannels = 3,
+                 preset: Annotated[Literal["lite", "full", "custom"], Field(
+                     description="official --cfg: lite (channel_base 32768, channel_max 512, 2 residual blocks), "
+                                 "full (65536, 2048, 3) or custom (the three values given here)")] = "lite",
+                 channel_base: Annotated[Optional[int], Field(ge=1, description="channels at resolution r are "
+                                                                                "min(channel_base // r, "
+                                                                                "channel_max) (official cbase; "
+                                                                                "null: the preset's)")] = None,
+                 channel_max: Annotated[Optional[int], Field(ge=1, description="most channels of any resolution "
+                                                                               "(official cmax; null: the "
+                                                                               "preset's)")] = None,
+                 num_res_blocks: Annotated[Optional[int], Field(ge=1, description="[plain, residual] conv pairs per "
+                                                                                  "block (null: the "
+                                                                                  "preset's)")] = None,
+                 architecture: Annotated[Literal["skip", "orig"], Field(
+                     description="skip (official): to-RGB after every block, summed; orig: on the last block "
+                                 "only")] = "skip",
+                 num_fp16_res: Annotated[int, Field(ge=0, description="number of the highest resolutions run in "
+                                                                      "float16 on CUDA (official 4; the CPU always "
+                                                                      "runs float32)")] = 4,
+                 conv_clamp: Annotated[Optional[float], Field(gt=0, description="clamp of the convolution outputs, "
+                                                                                "+-conv_clamp (official 256; null: "
+                                                                                "none)")] = 256,
+                 layer_scale_init: Annotated[float, Field(description="initial LayerScale gamma of the residual "
+                                                                      "layers (official 1e-5)")] = 1e-5,
+                 gn_groups: Annotated[int, Field(ge=1, description="most GroupNorm groups of the residual layers "
+                                                                   "(official 32)")] = 32,
+                 fused_modconv_default: Annotated[FusedModconv, Field(
+                     description="modulation fused into one grouped convolution: true, false, or inference_only "
+                                 "(fused in eval mode only)")] = "inference_only"):
         super().__init__()
         r = int(img_resolution)
         if r < BASE_RESOLUTION or r & (r - 1):
@@ -316,21 +350,6 @@ class MLP(nn.Module):
         return x
 
 
-class MappingParams(PartParams):
-    """StyleGAN-T mapping: z through an MLP; the caption embedding of ``conditioning`` bypasses it (w = [mlp(z), emb])."""
-
-    conditioning: Annotated[Any, NestedPart("conditioning")] = Field(
-        ..., description="the text encoder, a conditioning part; official: {type: stylegan_t.clip_text, model: "
-                         "ViT-L-14-quickgelu, weights: <local OpenAI ViT-L/14 file>}")
-    z_dim: int = Field(64, ge=1, description="latent size (official 64); w_dim = z_dim + the encoder's c_dim")
-    num_layers: int = Field(2, ge=1, description="MLP layers z_dim -> z_dim (official 2)")
-    activation: str = Field("lrelu", description="activation of the MLP's hidden layers (the last is linear)")
-    lr_multiplier: float = Field(0.01, gt=0, description="learning-rate multiplier of the MLP")
-    x_avg_beta: float = Field(0.995, ge=0, lt=1, description="EMA decay of x_avg, the mean of the z part")
-    w_dim: Optional[int] = Field(None, ge=1, description="wired from the synthesis network; must equal z_dim + c_dim")
-    num_ws: Optional[int] = Field(None, ge=1, description="wired from the synthesis network")
-
-
 class MappingNetwork(MappingBase):
     """StyleGAN-T mapping network (see the module docstring).
 
@@ -341,9 +360,27 @@ class MappingNetwork(MappingBase):
     phases = PHASES
     text_conditioned = True  # c is captions: generate --text, metrics draw the dataset's captions
 
-    def __init__(self, conditioning: nn.Module, z_dim: int = 64, num_layers: int = 2, activation: str = "lrelu",
-                 lr_multiplier: float = 0.01, x_avg_beta: float = 0.995, w_dim: Optional[int] = None,
-                 num_ws: Optional[int] = None):
+    def __init__(self,
+                 conditioning: Annotated[Any, NestedPart("conditioning"), Field(
+                     description="the text encoder, a conditioning part (built by the builder from its spec); "
+                                 "official: {type: stylegan_t.clip_text, model: ViT-L-14-quickgelu, weights: <local "
+                                 "OpenAI ViT-L/14 file>}")],
+                 z_dim: Annotated[int, Field(ge=1, description="size of the latent z (official 64); w_dim = z_dim + "
+                                                               "the encoder's c_dim; not wired")] = 64,
+                 num_layers: Annotated[int, Field(ge=1, description="MLP layers z_dim -> z_dim (official 2)")] = 2,
+                 activation: Annotated[str, Field(description="activation of the MLP's hidden layers (the last is "
+                                                              "linear)")] = "lrelu",
+                 lr_multiplier: Annotated[float, Field(gt=0, description="learning-rate multiplier of the MLP "
+                                                                         "(official 0.01)")] = 0.01,
+                 x_avg_beta: Annotated[float, Field(ge=0, lt=1, description="decay of x_avg, the running mean of the "
+                                                                            "z part that truncation pulls towards "
+                                                                            "(official 0.995)")] = 0.995,
+                 w_dim: Annotated[Optional[int], Field(ge=1, description="wired by the builder from the synthesis "
+                                                                         "network; must equal z_dim + "
+                                                                         "c_dim")] = None,
+                 num_ws: Annotated[Optional[int], Field(ge=1, description="number of w vectors the synthesis network "
+                                                                          "consumes; wired by the builder from it "
+                                                                          "(null: one w, [N, w_dim])")] = None):
         super().__init__()
         if isinstance(conditioning, dict) or not isinstance(conditioning, nn.Module):
             raise TypeError("conditioning must be a built conditioning module (the builder builds the nested part "
@@ -415,4 +452,4 @@ class MappingNetwork(MappingBase):
 
 
 __all__ = ["StyleSplit", "GroupNorm32", "SynthesisLayer", "ToRGB", "SynthesisBlock", "SynthesisNetwork", "MLP",
-           "MappingNetwork", "MappingParams", "PRESETS", "resolve_preset", "group_count"]
+           "MappingNetwork", "PRESETS", "resolve_preset", "group_count"]

@@ -48,15 +48,16 @@ from __future__ import annotations
 import difflib
 import logging
 from collections import OrderedDict
-from typing import Any, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 from torch import nn
 
-from stylegan_core.api import (FeatureNetworkError, PartParams, import_open_clip, resolve_weights,
+from stylegan_core.api import (FeatureNetworkError, import_open_clip, resolve_weights,
                                route_multihead_attention, seeded, sha256_file)
+from stylegan_core.params import weights_given
 
 PART = "stylegan_t.clip_text"
 PHASES = ("all", "text_encoder", "freeze64")
@@ -75,37 +76,6 @@ def check_phase(part: str, phase: str) -> str:
     if not isinstance(phase, str) or not phase:
         raise ValueError(f"{part}: the training phase must be a name such as {', '.join(PHASES)}, got {phase!r}")
     return phase if phase in PHASES else "all"
-
-
-class ClipTextParams(PartParams):
-    """An open_clip text tower (tokenizer + text transformer) giving L2-normalised caption embeddings."""
-
-    model: str = Field("ViT-L-14-quickgelu", description="open_clip model name (open_clip.list_models()); OpenAI "
-                       "weights need the -quickgelu names (StyleGAN-T: ViT-L-14-quickgelu)")
-    weights: str = Field(..., description="'random' (seeded by seed) or the path of a local file of the whole CLIP "
-                         "model (.bin/.pt read with weights_only=True, or .safetensors); only its text tower is used")
-    seed: int = Field(0, description="seed of the random initialisation (weights: random)")
-    width: Optional[int] = Field(None, ge=1, description="override of the text transformer width (small towers; a "
-                                 "weights file must match)")
-    layers: Optional[int] = Field(None, ge=1, description="override of the number of text transformer blocks")
-    heads: Optional[int] = Field(None, ge=1, description="override of the number of attention heads (divides width)")
-    context_length: Optional[int] = Field(None, ge=2, description="override of the token context (model: 77); "
-                                          "longer captions are truncated by the tokenizer")
-    embed_dim: Optional[int] = Field(None, ge=1, description="override of the embedding width (c_dim)")
-    cache_size: int = Field(4096, ge=0, description="captions whose embeddings are cached while the tower is frozen "
-                            "(0: no cache)")
-    standardize: bool = Field(False, description="centre and scale every embedding feature by its mean and standard "
-                              "deviation over the training captions, fitted when training starts (not official; for "
-                              "random towers, whose captions embed almost alike; see the module doc)")
-    standardize_captions: int = Field(4096, ge=2, description="distinct training captions (a seeded sample when "
-                                      "there are more) the standardisation is fitted on")
-
-    @field_validator("weights")
-    @classmethod
-    def _weights_given(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("give 'random' or the path of a local weights file")
-        return v
 
 
 def _model_config(open_clip: Any, name: str) -> dict[str, Any]:
@@ -129,10 +99,39 @@ class ClipTextEncoder(nn.Module):
     part_type = PART
     phases = PHASES
 
-    def __init__(self, model: str = "ViT-L-14-quickgelu", weights: str = "random", seed: int = 0,
-                 width: Optional[int] = None, layers: Optional[int] = None, heads: Optional[int] = None,
-                 context_length: Optional[int] = None, embed_dim: Optional[int] = None, cache_size: int = 4096,
-                 standardize: bool = False, standardize_captions: int = 4096):
+    def __init__(self, *,
+                 model: Annotated[str, Field(description="open_clip model name (open_clip.list_models()); OpenAI "
+                                                         "weights need the -quickgelu names (StyleGAN-T: "
+                                                         "ViT-L-14-quickgelu)")] = "ViT-L-14-quickgelu",
+                 weights: Annotated[str, AfterValidator(weights_given), Field(
+                     description="'random' (seeded by seed) or the path of a local file of the whole CLIP model "
+                                 "(.bin/.pt read with weights_only=True, or .safetensors); only its text tower is "
+                                 "used")],
+                 seed: Annotated[int, Field(description="seed of the random initialisation (weights: random)")] = 0,
+                 width: Annotated[Optional[int], Field(ge=1, description="override of the text transformer width "
+                                                                         "(small towers; a weights file must "
+                                                                         "match)")] = None,
+                 layers: Annotated[Optional[int], Field(ge=1, description="override of the number of text "
+                                                                          "transformer blocks")] = None,
+                 heads: Annotated[Optional[int], Field(ge=1, description="override of the number of attention "
+                                                                         "heads (divides width)")] = None,
+                 context_length: Annotated[Optional[int], Field(ge=2, description="override of the token context "
+                                                                                  "(model: 77); longer captions are "
+                                                                                  "truncated by the "
+                                                                                  "tokenizer")] = None,
+                 embed_dim: Annotated[Optional[int], Field(ge=1, description="override of the embedding width "
+                                                                             "(c_dim)")] = None,
+                 cache_size: Annotated[int, Field(ge=0, description="captions whose embeddings are cached while the "
+                                                                    "tower is frozen (0: no cache)")] = 4096,
+                 standardize: Annotated[bool, Field(description="centre and scale every embedding feature by its "
+                                                                "mean and standard deviation over the training "
+                                                                "captions, fitted when training starts (not "
+                                                                "official; for random towers, whose captions embed "
+                                                                "almost alike; see the module doc)")] = False,
+                 standardize_captions: Annotated[int, Field(ge=2, description="distinct training captions (a seeded "
+                                                                              "sample when there are more) the "
+                                                                              "standardisation is fitted "
+                                                                              "on")] = 4096):
         super().__init__()
         open_clip = import_open_clip()
         name = model.replace("/", "-")
@@ -359,4 +358,4 @@ class _DropRandomInit(logging.Filter):
         return "initialized randomly" not in record.getMessage()
 
 
-__all__ = ["ClipTextEncoder", "ClipTextParams", "TextEncoderError", "PHASES", "check_phase"]
+__all__ = ["ClipTextEncoder", "TextEncoderError", "PHASES", "check_phase"]

@@ -21,9 +21,9 @@ Official generators (stem and super-resolution checkpoints) convert with :func:`
 """
 from stylegan_core.api import hookimpl
 
-from .discriminator import XLDiscriminator, XLDiscriminatorParams
+from .discriminator import XLDiscriminator
 from .importer import official_to_ours
-from .loss import XLHinge, XLHingeParams
+from .loss import XLHinge
 from .networks import (MappingNetwork, StageParams, StemParams, SynthesisNetwork, build_generator, layer_plan,
                        superres_schedule)
 
@@ -43,12 +43,12 @@ def register(registry):
                           "grown by super-resolution stages (stages: up_factor, head_layers >= 3; stage: how many "
                           "are built); each stage drops the critically sampled layers and adds head_layers + 1 "
                           "layers; earlier stages frozen; official layer names.")
-    registry.register("discriminator", "discriminator", XLDiscriminator, params=XLDiscriminatorParams,
+    registry.register("discriminator", "discriminator", XLDiscriminator,
                       doc="StyleGAN-XL discriminator: one projected discriminator (random CCM/CSM projections, "
                           "multi-scale heads) per frozen backbone (default DeiT-base distilled + "
                           "EfficientNet-Lite0), each with its own normalisation and input size, ViT tokens "
                           "reassembled DPT-style (random, frozen); one tensor of all logits.")
-    registry.register("loss", "hinge", XLHinge, params=XLHingeParams,
+    registry.register("loss", "hinge", XLHinge,
                       doc="StyleGAN-XL loss: hinge, blur of D's inputs fading 2 -> 0 px over 300 kimg, "
                           "path length for the stem (pl_weight), classifier guidance (cls_weight, a frozen "
                           "timm classifier, DeiT-small distilled officially).")

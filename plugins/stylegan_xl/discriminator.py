@@ -40,15 +40,17 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import Discriminator, NestedPart, PartParams
+from stylegan_core.api import Discriminator, NestedPart
+from stylegan_core.params import CDim, ImgResolution
 from stylegan_plugins.projected_gan.discriminator import Head, RandomProjection
 
-#: the official backbones (``--backbones`` default of StyleGAN-XL's train.py); random weights unless a spec
-#: names local files. Lite0 keeps images larger than 224 at their size (official), DeiT is always resized.
-DEFAULT_BACKBONES: list[dict[str, Any]] = [
+#: the official backbones (``--backbones`` default of StyleGAN-XL's train.py) as part specs, the spec's default of
+#: ``backbones`` (the builder builds them); random weights unless a spec names local files. Lite0 keeps images
+#: larger than 224 at their size (official), DeiT is always resized.
+DEFAULT_BACKBONES: tuple[dict[str, Any], ...] = (
     {"type": "core.timm", "model": "deit_base_distilled_patch16_224", "weights": "random"},
     {"type": "core.timm", "model": "tf_efficientnet_lite0", "weights": "random", "resize": False},
-]
+)
 
 #: DPT's reassembly widths for ViT-B (official ``features=[96, 192, 384, 768]``)
 VIT_FEATURES = [96, 192, 384, 768]
@@ -160,44 +162,47 @@ class BackboneDiscriminator(nn.Module):
         return torch.cat([h(f, c).flatten(1) for h, f in zip(self.heads, feats)], dim=1)
 
 
-class XLDiscriminatorParams(PartParams):
-    """StyleGAN-XL discriminator (see the module doc of ``stylegan_plugins.stylegan_xl.discriminator``)."""
-
-    backbones: Annotated[list[Any], NestedPart("feature_network", many=True)] = Field(
-        DEFAULT_BACKBONES, description="the frozen backbones, one projected discriminator each, logits "
-                                       "concatenated in this order; official: DeiT-base distilled and "
-                                       "EfficientNet-Lite0 (give local weights files: the default is random)")
-    reassemble: Optional[bool] = Field(
-        None, description="DPT reassembly of ViT token maps to 4 scales; null: for backbones whose taps all "
-                          "have one stride (ViTs)")
-    vit_features: list[int] = Field(VIT_FEATURES, min_length=4, max_length=4,
-                                    description="channels of the 4 reassembled ViT maps (official [96,192,384,768])")
-    proj_type: int = Field(2, ge=0, le=2, description="0: raw features, 1: cross-channel mixing, 2: CCM + cross-scale")
-    cout: int = Field(64, ge=1, description="CCM channels of the finest level")
-    expand: bool = Field(True, description="CCM channels cout * [1, 2, 4, 8] (official)")
-    num_discs: int = Field(4, ge=1, description="heads per backbone, on the finest num_discs levels (official 4)")
-    separable: bool = Field(False, description="separable down blocks in the heads (official XL: false, "
-                                               "10.33 M head parameters per backbone at 224 px)")
-    patch: bool = Field(False, description="patch heads (every head starts at 16)")
-    cmap_dim: int = Field(64, ge=1, description="projection dimension of class-conditional heads")
-    embed_classes: Optional[int] = Field(None, ge=1, description="rows of the heads' class embedding "
-                                                                 "(default c_dim)")
-    channel_max: Optional[int] = Field(None, ge=1, description="cap of the heads' channel table")
-    seed: int = Field(0, description="seed of the random reassembly and projections and of the heads' init")
-    c_dim: int = Field(0, ge=0, description="wired from the data (conditional heads when > 0)")
-    img_resolution: int = Field(32, ge=4, description="wired from the data")
-    img_channels: int = Field(3, ge=1, description="wired from the data (1 channel is repeated to 3)")
-
-
 class XLDiscriminator(Discriminator):
     """StyleGAN-XL discriminator: one :class:`BackboneDiscriminator` per backbone; ``forward(img, c) ->
     [N, sum over backbones of their patches]``. ``widths`` gives each backbone's share, in order."""
 
-    def __init__(self, backbones: Optional[list[nn.Module]] = None, reassemble: Optional[bool] = None,
-                 vit_features: Sequence[int] = VIT_FEATURES, proj_type: int = 2, cout: int = 64,
-                 expand: bool = True, num_discs: int = 4, separable: bool = False, patch: bool = False,
-                 cmap_dim: int = 64, embed_classes: Optional[int] = None, channel_max: Optional[int] = None,
-                 seed: int = 0, c_dim: int = 0, img_resolution: int = 32, img_channels: int = 3):
+    def __init__(self,
+                 backbones: Annotated[list[Any], NestedPart("feature_network", many=True), Field(
+                     description="the frozen backbones (built by the builder from their specs), one projected "
+                                 "discriminator each, logits concatenated in this order; official: DeiT-base "
+                                 "distilled and EfficientNet-Lite0 (give local weights files: the default is "
+                                 "random)")] = DEFAULT_BACKBONES,  # type: ignore[assignment]
+                 reassemble: Annotated[Optional[bool], Field(
+                     description="DPT reassembly of ViT token maps to 4 scales; null: for backbones whose taps all "
+                                 "have one stride (ViTs)")] = None,
+                 vit_features: Annotated[list[int], Field(
+                     min_length=4, max_length=4, description="channels of the 4 reassembled ViT maps (official [96, "
+                                                             "192, 384, 768])")] = VIT_FEATURES,
+                 proj_type: Annotated[int, Field(ge=0, le=2, description="0: raw features, 1: cross-channel mixing "
+                                                                         "(CCM), 2: CCM + cross-scale mixing "
+                                                                         "(official)")] = 2,
+                 cout: Annotated[int, Field(ge=1, description="CCM channels of the finest level (official "
+                                                              "64)")] = 64,
+                 expand: Annotated[bool, Field(description="CCM channels cout * [1, 2, 4, 8] (official) instead of "
+                                                           "cout everywhere")] = True,
+                 num_discs: Annotated[int, Field(ge=1, description="heads per backbone, on the finest num_discs "
+                                                                   "levels (official 4)")] = 4,
+                 separable: Annotated[bool, Field(description="separable down blocks in the heads (official XL: "
+                                                              "false, 10.33 M head parameters per backbone at 224 "
+                                                              "px)")] = False,
+                 patch: Annotated[bool, Field(description="patch heads (every head starts at 16)")] = False,
+                 cmap_dim: Annotated[int, Field(ge=1, description="projection dimension of class-conditional heads "
+                                                                  "(official 64)")] = 64,
+                 embed_classes: Annotated[Optional[int], Field(ge=1, description="rows of the heads' class "
+                                                                                 "embedding (null: "
+                                                                                 "c_dim)")] = None,
+                 channel_max: Annotated[Optional[int], Field(ge=1, description="cap of the heads' channel table "
+                                                                               "(null: the official table)")] = None,
+                 seed: Annotated[int, Field(description="seed of the random reassembly and projections and of the "
+                                                        "heads' initialisation")] = 0,
+                 c_dim: CDim = 0, img_resolution: ImgResolution = 32,
+                 img_channels: Annotated[int, Field(ge=1, description="image channels (1 is repeated to 3); wired "
+                                                                      "by the builder from the dataset")] = 3):
         super().__init__()
         if not backbones or not isinstance(backbones, (list, tuple)):
             raise TypeError("backbones must be a non-empty list of built feature network modules (the builder "

@@ -31,39 +31,19 @@ Semantics of the official ``ProjectedGANLoss`` (autonomousvision/stylegan-xl ``t
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import Loss, NestedPart, PartParams, StepContext, blur_sigma
+from stylegan_core.api import Loss, NestedPart, StepContext, blur_sigma
 from stylegan_plugins.projected_gan.loss import hinge_d_terms
 from stylegan_plugins.stylegan2.loss import PathLength
 
 #: the official classifier (``timm.create_model('deit_small_distilled_patch16_224')``) as a part spec
 DEFAULT_CLASSIFIER = "{type: core.timm, model: deit_small_distilled_patch16_224, mode: classifier, weights: <file>}"
-
-
-class XLHingeParams(PartParams):
-    """StyleGAN-XL loss (see the module doc of ``stylegan_plugins.stylegan_xl.loss``)."""
-
-    blur_init_sigma: float = Field(2.0, ge=0, description="sigma (px) of the blur of D's inputs at the start "
-                                                          "(official 2)")
-    blur_fade_kimg: float = Field(300.0, ge=0, description="kimg over which the blur fades linearly to 0 "
-                                                           "(official 300); 0: no blur")
-    pl_weight: float = Field(0.0, ge=0, description="path-length weight for the stem (official stem config 2.0; "
-                                                    "0 for super-resolution stages)")
-    pl_start_kimg: float = Field(1000.0, ge=0, description="no path length before this many kimg (official 1000)")
-    pl_interval: int = Field(4, ge=1, description="path length every pl_interval G steps, times pl_interval "
-                                                  "(official lazy interval 4)")
-    pl_batch_shrink: int = Field(2, ge=1, description="path length on batch / pl_batch_shrink samples")
-    pl_decay: float = Field(0.01, ge=0, le=1, description="EMA rate of the path-length mean")
-    classifier: Annotated[Any, NestedPart("feature_network")] = Field(
-        None, description=f"frozen classifier for guidance, returning class logits; official: {DEFAULT_CLASSIFIER}")
-    cls_weight: float = Field(0.0, ge=0, description="weight of the classifier-guidance cross entropy in G's loss "
-                                                     "(official CLI default 0; needs a classifier)")
 
 
 def is_stem(G: nn.Module) -> bool:
@@ -76,9 +56,32 @@ def is_stem(G: nn.Module) -> bool:
 class XLHinge(Loss):
     """Hinge loss with the blur of D's inputs, path length for the stem and classifier guidance."""
 
-    def __init__(self, blur_init_sigma: float = 2.0, blur_fade_kimg: float = 300.0, pl_weight: float = 0.0,
-                 pl_start_kimg: float = 1000.0, pl_interval: int = 4, pl_batch_shrink: int = 2,
-                 pl_decay: float = 0.01, classifier: Optional[nn.Module] = None, cls_weight: float = 0.0) -> None:
+    def __init__(self,
+                 blur_init_sigma: Annotated[float, Field(ge=0, description="sigma in pixels of the blur of D's "
+                                                                           "inputs at the start (official "
+                                                                           "2)")] = 2.0,
+                 blur_fade_kimg: Annotated[float, Field(ge=0, description="thousands of images over which the blur "
+                                                                          "fades linearly to 0 (official 300); 0: no "
+                                                                          "blur")] = 300.0,
+                 pl_weight: Annotated[float, Field(ge=0, description="path-length weight for the stem (official "
+                                                                     "stem config 2.0; 0 for super-resolution "
+                                                                     "stages)")] = 0.0,
+                 pl_start_kimg: Annotated[float, Field(ge=0, description="no path length before this many "
+                                                                         "thousand images (official "
+                                                                         "1000)")] = 1000.0,
+                 pl_interval: Annotated[int, Field(ge=1, description="path length every pl_interval G steps, "
+                                                                     "times pl_interval (official "
+                                                                     "G_reg_interval 4)")] = 4,
+                 pl_batch_shrink: Annotated[int, Field(ge=1, description="path length on batch / pl_batch_shrink "
+                                                                         "samples (official 2)")] = 2,
+                 pl_decay: Annotated[float, Field(ge=0, le=1, description="rate of the running mean of path "
+                                                                          "lengths (official 0.01)")] = 0.01,
+                 classifier: Annotated[Any, NestedPart("feature_network"), Field(
+                     description="frozen classifier for guidance returning class logits, built by the builder from "
+                                 "its spec; official: " + DEFAULT_CLASSIFIER)] = None,
+                 cls_weight: Annotated[float, Field(ge=0, description="weight of the classifier-guidance cross "
+                                                                      "entropy in G's loss (official --cls_weight, "
+                                                                      "default 0; needs a classifier)")] = 0.0) -> None:
         if blur_init_sigma < 0 or blur_fade_kimg < 0:
             raise ValueError(f"blur_init_sigma and blur_fade_kimg must be >= 0, got {blur_init_sigma} and "
                              f"{blur_fade_kimg}")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Annotated, Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from torch import nn
 
 from stylegan_core.api import (FullyConnectedLayer, Generator as ComposedGenerator, MappingNetwork as MappingBase,
                                SynthesisNetwork as SynthesisBase, compute_dtype, normalize_2nd_moment, read_tensor)
+from stylegan_core.params import CDim, ImgChannels, NumWs, WDim, ZDim
 from stylegan_plugins.stylegan3.networks import SynthesisInput, SynthesisLayer, ToRGBLayer
 from stylegan_plugins.stylegan3.networks import SynthesisNetwork as StyleGAN3Synthesis
 from stylegan_plugins.stylegan3.schedule import (FIRST_CUTOFF, FIRST_STOPBAND, LAST_STOPBAND_REL, FilterSchedule,
@@ -81,11 +82,28 @@ class MappingNetwork(MappingBase):
     parameter frozen (:meth:`frozen_parameters`), as the official super-resolution stages do.
     """
 
-    def __init__(self, z_dim: int = 64, c_dim: int = 0, w_dim: int = 512, num_ws: int = 9, num_layers: int = 2,
-                 lr_multiplier: float = 0.01, w_avg_beta: float = 0.998,
-                 embeddings: str = "random",
-                 embed_dim: Optional[int] = None, num_embeddings: Optional[int] = None, embed_seed: int = 0,
-                 truncation_centroids: Optional[str] = None, frozen: bool = False):
+    def __init__(self, z_dim: ZDim = 64, c_dim: CDim = 0, w_dim: WDim = 512, num_ws: NumWs = 9,
+                 num_layers: Annotated[int, Field(ge=1, description="fully connected layers (official 2)")] = 2,
+                 lr_multiplier: Annotated[float, Field(gt=0, description="learning-rate multiplier of the layers "
+                                                                         "(official 0.01)")] = 0.01,
+                 w_avg_beta: Annotated[float, Field(ge=0, lt=1, description="decay of the per-class w_avg that "
+                                                                            "truncation pulls towards (official "
+                                                                            "0.998)")] = 0.998,
+                 embeddings: Annotated[str, Field(description="class embedding table: 'random' (seeded by "
+                                                              "embed_seed) or a local safetensors file holding "
+                                                              "'embed' [num_classes, dim] (official: the "
+                                                              "tf_efficientnet_lite0 class embedding "
+                                                              "pickle)")] = "random",
+                 embed_dim: Annotated[Optional[int], Field(ge=1, description="width of a random embedding table "
+                                                                             "(null: 320, the official)")] = None,
+                 num_embeddings: Annotated[Optional[int], Field(ge=1, description="rows of a random embedding table "
+                                                                                  "(null: c_dim)")] = None,
+                 embed_seed: Annotated[int, Field(description="seed of a random embedding table")] = 0,
+                 truncation_centroids: Annotated[Optional[str], Field(
+                     description="local safetensors file of per-class w centroids [c_dim, k, w_dim] for multimodal "
+                                 "truncation (official --centroids-path; null: none)")] = None,
+                 frozen: Annotated[bool, Field(description="declare every parameter frozen (official "
+                                                           "super-resolution stages freeze the mapping)")] = False):
         super().__init__()
         if z_dim < 1 or w_dim < 1 or num_layers < 1 or num_ws < 1 or c_dim < 0:
             raise ValueError(f"stylegan_xl.mapping needs z_dim, w_dim, num_layers, num_ws >= 1 and c_dim >= 0 "
@@ -233,17 +251,22 @@ class StemParams(BaseModel):
 
     resolution: int = Field(16, ge=4, description="stem output resolution (a power of two)")
     num_layers: int = Field(7, ge=2, description="synthesis layers of the stem (official --syn_layers)")
-    channel_base: int = Field(32768, ge=1, description="channels = rint(min(channel_base / 2 / cutoff, channel_max))")
-    channel_max: int = Field(512, ge=1)
+    channel_base: int = Field(32768, ge=1, description="channels = rint(min(channel_base / 2 / cutoff, channel_max)) "
+                                                       "(official cbase)")
+    channel_max: int = Field(512, ge=1, description="most channels of any layer (official cmax)")
     num_critical: int = Field(2, ge=0, description="critically sampled layers at the end (dropped by every stage)")
-    first_cutoff: float = Field(FIRST_CUTOFF, gt=0)
-    first_stopband: float = Field(FIRST_STOPBAND, gt=0)
-    last_stopband_rel: float = Field(LAST_STOPBAND_REL, gt=0)
-    margin_size: int = Field(10, ge=0)
-    conv_kernel: int = Field(3, ge=1, description="3 for configuration T, 1 for R")
-    use_radial_filters: bool = False
-    filter_size: int = Field(6, ge=1)
-    lrelu_upsampling: int = Field(2, ge=1)
+    first_cutoff: float = Field(FIRST_CUTOFF, gt=0, description="cutoff frequency of the first layer, in cycles "
+                                                                "per image (official 2)")
+    first_stopband: float = Field(FIRST_STOPBAND, gt=0, description="stopband of the first layer, in cycles per "
+                                                                    "image (official 2**2.1)")
+    last_stopband_rel: float = Field(LAST_STOPBAND_REL, gt=0, description="stopband of the last layer over its "
+                                                                          "cutoff (official 2**0.3)")
+    margin_size: int = Field(10, ge=0, description="pixels of margin around the feature maps (official 10)")
+    conv_kernel: int = Field(3, ge=1, description="kernel of the modulated convolutions: 3 for configuration T, "
+                                                  "1 for R")
+    use_radial_filters: bool = Field(False, description="radially symmetric downsampling filters (configuration R)")
+    filter_size: int = Field(6, ge=1, description="taps of the low-pass filters per resampling factor (official 6)")
+    lrelu_upsampling: int = Field(2, ge=1, description="upsampling factor around the leaky ReLU (official 2)")
 
 
 class StageParams(BaseModel):
@@ -391,10 +414,31 @@ class SynthesisNetwork(SynthesisBase):
     ``forward(ws, noise_mode=..., force_fp32=False, update_emas=False)``; no noise inputs.
     """
 
-    def __init__(self, w_dim: int = 512, img_resolution: int = 16, img_channels: int = 3,
-                 stem: Optional[StemParams] = None, stages: Optional[list[StageParams]] = None, stage: int = 0,
-                 output_scale: float = 0.25, num_fp16_res: int = 0, conv_clamp: Optional[float] = 256,
-                 magnitude_ema_beta: float = 0.999):
+    def __init__(self, w_dim: WDim = 512,
+                 img_resolution: Annotated[int, Field(ge=4, description="image side in pixels, stem.resolution times "
+                                                                        "the up_factor of the built stages; wired by "
+                                                                        "the builder from the dataset")] = 16,
+                 img_channels: ImgChannels = 3,
+                 stem: Annotated[Optional[StemParams], Field(description="the StyleGAN3 stem (null: its "
+                                                                         "defaults)")] = None,
+                 stages: Annotated[Optional[list[StageParams]], Field(
+                     description="the declared super-resolution stages, in order (official --superres "
+                                 "--up_factor --head_layers, one per run)")] = None,
+                 stage: Annotated[int, Field(ge=0, description="how many of the stages are built (0: the stem "
+                                                               "alone)")] = 0,
+                 output_scale: Annotated[float, Field(description="factor of the output image (official "
+                                                                  "0.25)")] = 0.25,
+                 num_fp16_res: Annotated[int, Field(ge=0, description="layers whose sampling rate times "
+                                                                      "2**num_fp16_res exceeds the resolution run in "
+                                                                      "float16 on CUDA (the CPU always runs "
+                                                                      "float32)")] = 0,
+                 conv_clamp: Annotated[Optional[float], Field(gt=0, description="clamp of the layer outputs, "
+                                                                                "+-conv_clamp (official 256; null: "
+                                                                                "none)")] = 256,
+                 magnitude_ema_beta: Annotated[float, Field(ge=0, le=1, description="decay of the running input "
+                                                                                    "magnitude of each layer "
+                                                                                    "(official training: 0.5 ** "
+                                                                                    "(batch / 20000))")] = 0.999):
         super().__init__()
         self.stem = _stem(stem)
         self.stages = _stages(stages)

@@ -4,14 +4,83 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
+from typing import Any
 
 from ..plugins import load_plugins
+from ..registry import ComponentInfo
+from ..spec.models import nested_part_markers
+
+#: JSON Schema bounds -> how ``--part`` writes them
+_BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"),
+           ("minItems", "items >="), ("maxItems", "items <="), ("minLength", "length >="), ("maxLength", "length <="))
+
+
+def _schema_type(prop: dict[str, Any]) -> str:
+    """A short type of a JSON Schema property: ``integer >= 1``, ``"skip" | "orig"``, ``number > 0 | null``."""
+    if "anyOf" in prop:
+        return " | ".join(_schema_type(p) for p in prop["anyOf"])
+    if "const" in prop:
+        return json.dumps(prop["const"])
+    if "enum" in prop:
+        return " | ".join(json.dumps(v) for v in prop["enum"])
+    if "$ref" in prop:
+        return prop["$ref"].rsplit("/", 1)[-1]
+    kind = prop.get("type", "any")
+    if kind == "array":
+        kind = f"list[{_schema_type(prop.get('items') or {})}]"
+    elif kind == "object" and isinstance(prop.get("additionalProperties"), dict):
+        kind = f"dict[str, {_schema_type(prop['additionalProperties'])}]"
+    bounds = [f"{op} {prop[key]}" for key, op in _BOUNDS if key in prop]
+    return f"{kind} {', '.join(bounds)}" if bounds else kind
+
+
+def _refs(prop: dict[str, Any]) -> list[str]:
+    """The ``$defs`` models a property refers to (directly, in a union or as list items)."""
+    if "$ref" in prop:
+        return [prop["$ref"].rsplit("/", 1)[-1]]
+    subs = [*prop.get("anyOf", ()), *([prop["items"]] if isinstance(prop.get("items"), dict) else [])]
+    return [r for sub in subs for r in _refs(sub)]
+
+
+def _describe_fields(schema: dict[str, Any], defs: dict[str, Any], indent: str, width: int,
+                     nested: Any = None) -> list[str]:
+    required = set(schema.get("required", []))
+    lines = []
+    for name, prop in schema.get("properties", {}).items():
+        if name == "type":
+            continue
+        marker = (nested or {}).get(name)
+        if marker is not None:
+            kind = f"list of {marker.kind} parts" if marker.many else f"a {marker.kind} part"
+        else:
+            kind = _schema_type(prop)
+        default = "required" if name in required else f"default {json.dumps(prop.get('default'))}"
+        lines.append(f"{indent}{name}: {kind} ({default})")
+        lines += textwrap.wrap(prop.get("description") or "(no description)", width,
+                               initial_indent=indent + "    ", subsequent_indent=indent + "    ")
+        if marker is None:
+            for ref in _refs(prop):  # a nested model's own fields (e.g. StyleGAN-XL's stem)
+                lines += _describe_fields(defs.get(ref, {}), defs, indent + "    ", width)
+    return lines
+
+
+def describe_part(info: ComponentInfo, width: int = 100) -> str:
+    """``stylegan-plugins --part NAME``: the part's doc, then each parameter with its type, constraints, default
+    and description (as the spec's JSON Schema has them)."""
+    schema = info.params.model_json_schema()
+    lines = [f"{info.name}  [{info.kind}, plugin {info.plugin}]"]
+    if info.doc:
+        lines += textwrap.wrap(info.doc, width, initial_indent="  ", subsequent_indent="  ")
+    fields = _describe_fields(schema, schema.get("$defs", {}), "  ", width, nested_part_markers(info.params))
+    return "\n".join(lines + (["parameters:", *fields] if fields else ["parameters: none"]))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="stylegan-plugins", description=__doc__)
     ap.add_argument("--json", action="store_true", help="machine-readable output")
-    ap.add_argument("--part", metavar="NAME", help="show one part's doc and parameters (JSON Schema)")
+    ap.add_argument("--part", metavar="NAME", help="show one part's doc and parameters (with --json: its params "
+                                                   "model's JSON Schema)")
     args = ap.parse_args(argv)
     ps = load_plugins()
     reg = ps.registry
@@ -25,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 3
         for info in matches:
-            print(f"{info.name}  [{info.kind}, plugin {info.plugin}]")
-            if info.doc:
-                print(f"  {info.doc}")
-            print(json.dumps(info.params.model_json_schema(), indent=2))
+            print(json.dumps(info.params.model_json_schema(), indent=2) if args.json else describe_part(info))
         return 0
     if args.json:
         out = {

@@ -4,11 +4,12 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from ..interfaces import Dataset
 
@@ -59,9 +60,24 @@ class DigitsDataset(Dataset):
     (:func:`digit_caption`), so text conditioning can be shown on the CPU.
     """
 
-    def __init__(self, resolution: int = 32, use_labels: bool = False, channels: Literal[1, 3] = 1,
-                 upscale: Literal["bilinear", "nearest", "lanczos"] = "bilinear", xflip: bool = False,
-                 max_size: Optional[int] = None, captions: bool = False):
+    def __init__(self,
+                 resolution: Annotated[int, Field(ge=8, description="image side in pixels, a power of two >= 8 "
+                                                                    "(the 8x8 digits upscaled)")] = 32,
+                 use_labels: Annotated[bool, Field(description="one-hot class labels, c_dim 10 (official "
+                                                               "--cond)")] = False,
+                 channels: Annotated[Literal[1, 3], Field(description="1: grayscale; 3: the gray channel "
+                                                                      "repeated")] = 1,
+                 upscale: Annotated[Literal["bilinear", "nearest", "lanczos"], Field(
+                     description="resampling filter of the upscale from 8x8")] = "bilinear",
+                 xflip: Annotated[bool, Field(description="add horizontally flipped copies, doubling the dataset "
+                                                          "(official --mirror)")] = False,
+                 max_size: Annotated[Optional[int], Field(ge=1, description="keep a random subset of this many "
+                                                                            "images (seed 0; official --max-size "
+                                                                            "of ADA's limited-data runs; null: "
+                                                                            "all 1,797)")] = None,
+                 captions: Annotated[bool, Field(description="label every image with a caption ('a handwritten "
+                                                             "digit seven') instead, for text conditioning; "
+                                                             "excludes use_labels")] = False):
         if use_labels and captions:
             raise ValueError("use_labels (one-hot classes) and captions (text labels) exclude each other: "
                              "set one of them")

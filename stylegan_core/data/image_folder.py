@@ -29,10 +29,11 @@ import posixpath
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from ..interfaces import Dataset
 
@@ -64,9 +65,28 @@ class ImageFolderDataset(Dataset):
     default, naming it) or ``skip`` (left out, counted in ``bad_images`` and reported in a warning).
     """
 
-    def __init__(self, path: str, resolution: Optional[int] = None, use_labels: bool = False,
-                 max_size: Optional[int] = None, xflip: bool = False, channels: Optional[Literal[1, 3]] = None,
-                 on_bad_image: Literal["error", "skip"] = "error", captions: bool = False):
+    def __init__(self,
+                 path: Annotated[str, Field(description="folder or zip of PNG/JPEG images, optionally with "
+                                                        "dataset.json labels (official --data)")],
+                 resolution: Annotated[Optional[int], Field(ge=4, description="side in pixels every image must "
+                                                                              "have, a power of two (null: the "
+                                                                              "first image's)")] = None,
+                 use_labels: Annotated[bool, Field(description="one-hot class labels from dataset.json (official "
+                                                               "--cond)")] = False,
+                 max_size: Annotated[Optional[int], Field(ge=1, description="keep the first this many readable "
+                                                                            "images, in name order (null: "
+                                                                            "all)")] = None,
+                 xflip: Annotated[bool, Field(description="add horizontally flipped copies, doubling the dataset "
+                                                          "(official --mirror)")] = False,
+                 channels: Annotated[Optional[Literal[1, 3]], Field(
+                     description="channels every image must have, 1 grayscale or 3 RGB (null: the first "
+                                 "image's)")] = None,
+                 on_bad_image: Annotated[Literal["error", "skip"], Field(
+                     description="an unreadable image is an error naming it, or skipped (counted and reported in "
+                                 "a warning)")] = "error",
+                 captions: Annotated[bool, Field(description="text labels: captions from dataset.json or a .txt "
+                                                             "sidecar per image (StyleGAN-T); excludes "
+                                                             "use_labels")] = False):
         if use_labels and captions:
             raise DatasetError("use_labels (integer classes) and captions (text labels) exclude each other: "
                                "set one of them")

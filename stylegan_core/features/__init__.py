@@ -26,18 +26,18 @@ from pydantic import BaseModel, ValidationError
 
 from ..interfaces import FeatureNetwork
 from .base import BackboneFeatureNetwork, FeatureNetworkError, offline_hub
-from .clip_net import OpenClipFeatureNetwork, OpenClipParams
-from .timm_net import TimmFeatureNetwork, TimmParams
+from .clip_net import OpenClipFeatureNetwork
+from .timm_net import TimmFeatureNetwork
 
 offline_hub()
 
 
 def register_parts(registry) -> None:
-    registry.register("feature_network", "timm", TimmFeatureNetwork, params=TimmParams, plugin="core",
+    registry.register("feature_network", "timm", TimmFeatureNetwork, plugin="core",
                       doc="Frozen timm backbone by name (default tf_efficientnet_lite0; DeiT, ViT DINO, ...): "
                           "features_only for CNNs, forward_intermediates for ViTs; weights from a local file "
                           "or random.")
-    registry.register("feature_network", "open_clip", OpenClipFeatureNetwork, params=OpenClipParams, plugin="core",
+    registry.register("feature_network", "open_clip", OpenClipFeatureNetwork, plugin="core",
                       doc="Frozen open_clip image tower by name (ViT-B-32, RN50, ViT-L-14-quickgelu, ...): "
                           "tapped blocks and/or the pooled embedding; weights from a local file or random.")
 
@@ -80,5 +80,5 @@ def provenance(net: FeatureNetwork) -> dict[str, Any]:
     return rec
 
 
-__all__ = ["BackboneFeatureNetwork", "FeatureNetworkError", "OpenClipFeatureNetwork", "OpenClipParams",
-           "TimmFeatureNetwork", "TimmParams", "build_from_params", "provenance", "register_parts"]
+__all__ = ["BackboneFeatureNetwork", "FeatureNetworkError", "OpenClipFeatureNetwork", "TimmFeatureNetwork",
+           "build_from_params", "provenance", "register_parts"]

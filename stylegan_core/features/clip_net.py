@@ -25,13 +25,13 @@ open_clip resamples the position embedding of loaded weights).
 from __future__ import annotations
 
 import difflib
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from ..layers.attention import route_multihead_attention
-from ..registry import PartParams
+from ..params import weights_given
 from .base import BackboneFeatureNetwork, FeatureNetworkError, check_taps, even_taps, offline_hub, seeded
 
 EMBEDDING = "embedding"
@@ -46,29 +46,6 @@ def import_open_clip():
     return open_clip
 
 
-class OpenClipParams(PartParams):
-    """A frozen open_clip image tower (CLIP ViT or ResNet) with tapped blocks and/or the pooled embedding."""
-
-    model: str = Field("ViT-B-32", description="open_clip model name (open_clip.list_models()); OpenAI weights "
-                       "need the -quickgelu names, e.g. ViT-L-14-quickgelu")
-    weights: str = Field(..., description="'random' (seeded by seed) or the path of a local file of the whole "
-                         "CLIP model, read by open_clip.create_model(pretrained=<file>); nothing is downloaded")
-    seed: int = Field(0, description="seed of the random initialisation (weights: random)")
-    taps: Optional[list[Union[int, Literal["embedding"]]]] = Field(
-        None, min_length=1, description="block / stage indices and/or 'embedding' (the pooled image embedding); "
-                                        "default: four blocks spread evenly (ViT) or the four stages (ResNet)")
-    input_size: Optional[int] = Field(None, ge=16, description="tower input side (default: the model's, 224 for "
-                                      "most); another value rebuilds the tower at that size")
-    resize: bool = Field(True, description="resize images to input_size (bilinear) before the tower")
-
-    @field_validator("weights")
-    @classmethod
-    def _weights_given(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("give 'random' or the path of a local weights file")
-        return v
-
-
 def _side(size) -> int:
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
@@ -78,9 +55,24 @@ class OpenClipFeatureNetwork(BackboneFeatureNetwork):
 
     part_type = "core.open_clip"
 
-    def __init__(self, model: str = "ViT-B-32", weights: str = "random", seed: int = 0,
-                 taps: Optional[list[Union[int, str]]] = None, input_size: Optional[int] = None,
-                 resize: bool = True):
+    def __init__(self, *,
+                 model: Annotated[str, Field(description="open_clip model name (open_clip.list_models()); OpenAI "
+                                                         "weights need the -quickgelu names, e.g. "
+                                                         "ViT-L-14-quickgelu")] = "ViT-B-32",
+                 weights: Annotated[str, AfterValidator(weights_given), Field(
+                     description="'random' (seeded by seed) or the path of a local file of the whole CLIP model, "
+                                 "read by open_clip.create_model(pretrained=<file>); nothing is downloaded")],
+                 seed: Annotated[int, Field(description="seed of the random initialisation (weights: random)")] = 0,
+                 taps: Annotated[Optional[list[Union[int, Literal["embedding"]]]], Field(
+                     min_length=1, description="block / stage indices and/or 'embedding' (the pooled image "
+                                               "embedding, last); null: four blocks spread evenly (ViT) or the four "
+                                               "stages (ResNet)")] = None,
+                 input_size: Annotated[Optional[int], Field(ge=16, description="tower input side in pixels (null: "
+                                                                               "the model's, 224 for most); another "
+                                                                               "value rebuilds the tower at that "
+                                                                               "size")] = None,
+                 resize: Annotated[bool, Field(description="resize images to input_size (bilinear) before the "
+                                                           "tower")] = True):
         super().__init__(weights, seed)
         open_clip = import_open_clip()
         name = model.replace("/", "-")  # 'ViT-L/14' -> 'ViT-L-14', as open_clip does

@@ -35,12 +35,12 @@ unloaded is refused, naming the file.
 from __future__ import annotations
 
 import difflib
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
-from ..registry import PartParams
+from ..params import weights_given
 from .base import (BackboneFeatureNetwork, FeatureNetworkError, capture_logs, check_taps, even_taps, offline_hub,
                    seeded)
 
@@ -68,45 +68,12 @@ def import_timm():
     return timm
 
 
-class TimmParams(PartParams):
-    """A frozen timm backbone (``features_only`` for CNNs, ``forward_intermediates`` for ViTs)."""
-
-    model: str = Field("tf_efficientnet_lite0", description="timm model name, optionally with its pretrained tag "
-                       "(e.g. vit_small_patch16_224.dino, deit_base_distilled_patch16_224)")
-    weights: str = Field(..., description="'random' (seeded by seed) or the path of a local weights file "
-                         "(.safetensors/.pth/.bin) read by timm's own loader; nothing is downloaded")
-    seed: int = Field(0, description="seed of the random initialisation (weights: random)")
-    taps: Optional[list[Union[int, Literal["patch_embed"]]]] = Field(
-        None, min_length=1, description="feature levels (CNNs: timm out_indices) or block indices (ViTs) to tap, "
-                                        "ViTs also 'patch_embed' (patch + position embedding, before the first "
-                                        "block); default: the last four levels / four blocks spread evenly")
-    mode: Literal["auto", "features_only", "intermediates", "classifier"] = Field(
-        "auto", description="how features are tapped: auto = forward_intermediates for ViT/DeiT/EVA, else "
-                            "features_only; classifier = the class logits of the model's head as one "
-                            "[N, num_classes, 1, 1] map (no taps)")
-    input_size: Optional[int] = Field(None, ge=16, description="network input side (default: the model's "
-                                      "pretrained_cfg, 224 for the listed models)")
-    resize: bool = Field(True, description="resize images to input_size (bilinear) before the network")
-    readout: Literal["ignore", "add"] = Field("ignore", description="ViTs: 'add' adds the mean prefix token "
-                                              "(class/distillation) to every patch token")
-    model_args: dict[str, Union[int, float, bool, str]] = Field(
-        default_factory=dict, description="architecture keyword arguments of timm.create_model, e.g. {depth: 4} "
-                                          "(random weights; a weights file must fit), not the ones this part sets")
-
-    @field_validator("model_args")
-    @classmethod
-    def _own_args(cls, v: dict) -> dict:
-        taken = sorted(set(v) & RESERVED_ARGS)
-        if taken:
-            raise ValueError(f"{', '.join(taken)} set by core.timm itself (use input_size / taps / mode / weights)")
-        return v
-
-    @field_validator("weights")
-    @classmethod
-    def _weights_given(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("give 'random' or the path of a local weights file")
-        return v
+def _own_args(model_args: dict) -> dict:
+    """``model_args`` must not set what core.timm sets itself (checked when the spec is read)."""
+    taken = sorted(set(model_args) & RESERVED_ARGS)
+    if taken:
+        raise ValueError(f"{', '.join(taken)} set by core.timm itself (use input_size / taps / mode / weights)")
+    return model_args
 
 
 def _is_vit(timm, name: str) -> bool:
@@ -119,9 +86,35 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
 
     part_type = "core.timm"
 
-    def __init__(self, model: str = "tf_efficientnet_lite0", weights: str = "random", seed: int = 0,
-                 taps: Optional[list[Union[int, str]]] = None, mode: str = "auto", input_size: Optional[int] = None,
-                 resize: bool = True, readout: str = "ignore", model_args: Optional[dict] = None):
+    def __init__(self, *,
+                 model: Annotated[str, Field(description="timm model name, optionally with its pretrained tag (e.g. "
+                                                         "vit_small_patch16_224.dino, "
+                                                         "deit_base_distilled_patch16_224)")] = "tf_efficientnet_lite0",
+                 weights: Annotated[str, AfterValidator(weights_given), Field(
+                     description="'random' (seeded by seed) or the path of a local weights file "
+                                 "(.safetensors/.pth/.bin) read by timm's own loader; nothing is downloaded")],
+                 seed: Annotated[int, Field(description="seed of the random initialisation (weights: random)")] = 0,
+                 taps: Annotated[Optional[list[Union[int, Literal["patch_embed"]]]], Field(
+                     min_length=1, description="feature levels (CNNs: timm out_indices) or block indices (ViTs) to "
+                                               "tap, ViTs also 'patch_embed' (patch + position embedding, before the "
+                                               "first block); null: the last four levels / four blocks spread "
+                                               "evenly")] = None,
+                 mode: Annotated[Literal["auto", "features_only", "intermediates", "classifier"], Field(
+                     description="how features are tapped: auto = forward_intermediates for ViT/DeiT/EVA, else "
+                                 "features_only; classifier = the class logits of the model's head as one "
+                                 "[N, num_classes, 1, 1] map (no taps)")] = "auto",
+                 input_size: Annotated[Optional[int], Field(ge=16, description="network input side in pixels (null: "
+                                                                               "the model's pretrained_cfg, 224 for "
+                                                                               "the listed models)")] = None,
+                 resize: Annotated[bool, Field(description="resize images to input_size (bilinear) before the "
+                                                           "network")] = True,
+                 readout: Annotated[Literal["ignore", "add"], Field(
+                     description="ViTs: 'add' adds the mean prefix token (class/distillation) to every patch "
+                                 "token")] = "ignore",
+                 model_args: Annotated[dict[str, Union[int, float, bool, str]], AfterValidator(_own_args), Field(
+                     description="architecture keyword arguments of timm.create_model, e.g. {depth: 4} (random "
+                                 "weights; a weights file must fit), not the ones this part "
+                                 "sets")] = {}):  # noqa: B006 (read only)
         super().__init__(weights, seed)
         model_args = dict(model_args or {})
         taken = sorted(set(model_args) & RESERVED_ARGS)

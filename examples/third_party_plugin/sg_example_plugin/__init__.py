@@ -1,12 +1,14 @@
 """Example plugin: a residual MLP mapping network registered as ``example.residual_mapping``."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from stylegan_core.api import hookimpl
+from stylegan_core.params import CDim, NumWs, WDim, ZDim
 
 STYLEGAN_CORE_API = 1
 
@@ -14,11 +16,17 @@ STYLEGAN_CORE_API = 1
 class ResidualMapping(nn.Module):
     """Mapping network of pre-norm residual MLP blocks (z and an embedded label concatenated).
 
-    Keeps a running mean ``w_avg`` for truncation, like every mapping network.
+    Keeps a running mean ``w_avg`` for truncation, like every mapping network. Each parameter is declared
+    once, here: type, default, constraints and description (the spec schema and ``stylegan-plugins --part
+    example.residual_mapping`` show them); the wired names use core's shared declarations.
     """
 
-    def __init__(self, z_dim: int = 64, c_dim: int = 0, w_dim: int = 64, num_ws: int = 8, num_blocks: int = 2,
-                 hidden: int = 128, w_avg_beta: float = 0.998):
+    def __init__(self, z_dim: ZDim = 64, c_dim: CDim = 0, w_dim: WDim = 64, num_ws: NumWs = 8,
+                 num_blocks: Annotated[int, Field(ge=1, description="residual MLP blocks")] = 2,
+                 hidden: Annotated[int, Field(ge=1, description="hidden width of each block's MLP")] = 128,
+                 w_avg_beta: Annotated[float, Field(ge=0, le=1, description="decay of w_avg, the running mean of w "
+                                                                            "that truncation pulls "
+                                                                            "towards")] = 0.998):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.w_avg_beta = w_avg_beta
