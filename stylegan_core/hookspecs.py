@@ -14,7 +14,15 @@ plugin's namespace (``my_plugin = "my_package.plugin"``).
 
 ``register`` is the one hook every plugin implements. ``convert_official_network``
 is optional (plugin API 1 unchanged: a plugin without it loads as before); a
-generation whose official checkpoints can be imported implements it.
+generation whose official checkpoints can be imported implements it. A hook
+implementation that matches no hook here (a misspelt name) makes the plugin fail
+to load, named (pluggy's ``check_pending``).
+
+A plugin module may also declare ``STYLEGAN_CORE_API = 1`` (the plugin API it was
+written for) and ``STYLEGAN_PLUGIN_REQUIRES = ["stylegan2", ...]``: the plugins it
+builds on, registered before it (see :mod:`stylegan_core.plugins`). The parts it
+registers must derive from their kind's base class in :mod:`stylegan_core.interfaces`;
+optional capabilities are declared there too.
 """
 import pluggy
 

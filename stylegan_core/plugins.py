@@ -3,15 +3,27 @@
 Every installed distribution with an entry point in the group
 ``stylegan_core.plugins`` is a plugin, the built-in ones included. We do not call
 pluggy's ``load_setuptools_entrypoints``: it stops at the first plugin that
-fails. Instead each entry point is loaded, registered with the pluggy manager
-and asked to ``register`` its parts into a scratch registry of its own; only
-when all of that succeeds are its parts merged. A failure is recorded by the
-plugin's name with its error, and the other plugins load as usual.
+fails. Instead, as pytest does with its plugins:
+
+1. each entry point is imported; a module may declare the plugins it builds on,
+   ``STYLEGAN_PLUGIN_REQUIRES = ["stylegan2"]`` (entry-point names), which then load first
+   (with ``STYLEGAN_LOAD_PLUGINS``, the plugins named there and those they require load);
+2. each plugin is registered with the pluggy manager, which checks its hook
+   implementations against the hook specifications (:mod:`stylegan_core.hookspecs`):
+   ``check_pending()`` reports a misspelt hook (``@hookimpl def regster``) as an error of
+   that plugin, and a plugin without ``register`` is refused;
+3. its ``register`` hook fills a scratch registry of its own; only when all of that
+   succeeds are its parts merged.
+
+A failure is recorded by the plugin's name with its error (a plugin whose required plugin
+failed, is disabled or is not installed fails too, saying so), and the other plugins load as usual.
+``registry.yaml`` is not read for loading: it is the checked catalogue of the built-in plugins
+(error messages use it to name the plugin that provides a missing part).
 
 Environment:
 
-- ``STYLEGAN_LOAD_PLUGINS=a,b``: load only these plugins (empty string: none
-  but core's own parts).
+- ``STYLEGAN_LOAD_PLUGINS=a,b``: load only these plugins and the plugins they require (empty
+  string: none but core's own parts).
 - ``STYLEGAN_DISABLE_PLUGINS=a,b``: skip these plugins (pluggy's block list).
 """
 from __future__ import annotations
@@ -60,9 +72,9 @@ class PluginSet:
 
     def implementers(self, hook: str) -> list[str]:
         """Loaded plugins that implement the (optional) hook ``hook``, in loading order."""
-        caller = getattr(self.manager.hook, hook, None)
-        if caller is None:
-            return []
+        caller = vars(self.manager.hook).get(hook)
+        if caller is None or not caller.has_spec():
+            raise ValueError(f"{hook!r} is not a stylegan_core hook (see stylegan_core.hookspecs)")
         names = {impl.plugin_name for impl in caller.get_hookimpls()}
         return [n for n in self.loaded if n in names]
 
@@ -120,25 +132,73 @@ def _entry_points() -> list[md.EntryPoint]:
     return out
 
 
-def _order_by_requires(eps: list[md.EntryPoint], catalogue: dict[str, Any]) -> list[md.EntryPoint]:
-    """Plugins that others ``require`` (registry.yaml) load first."""
-    requires = {p["name"]: list(p.get("requires") or []) for p in catalogue.get("plugins", []) or []}
-    by_name = {ep.name: ep for ep in eps}
-    order: list[md.EntryPoint] = []
-    visiting: set[str] = set()
+#: Module attribute of a plugin: the names of the plugins it requires (loaded before it).
+REQUIRES_ATTR = "STYLEGAN_PLUGIN_REQUIRES"
 
-    def visit(name: str) -> None:
-        if name in visiting or any(e.name == name for e in order):
+
+class PluginError(Exception):
+    """A plugin that cannot be registered: bad hook implementations, missing or unknown requirements."""
+
+
+def plugin_requires(plugin: Any) -> list[str]:
+    """The plugin's ``STYLEGAN_PLUGIN_REQUIRES`` (an optional module attribute; none when absent)."""
+    req = getattr(plugin, REQUIRES_ATTR, ())  # an optional declaration of the plugin module
+    if isinstance(req, str) or not isinstance(req, (list, tuple)) or not all(isinstance(r, str) for r in req):
+        raise PluginError(f"{REQUIRES_ATTR} must be a list of plugin names, got {req!r}")
+    return list(req)
+
+
+def _check_hooks(pm: pluggy.PluginManager, name: str, plugin: Any) -> None:
+    """pluggy's ``check_pending()`` for the plugin just registered: a hook implementation without a hook
+    specification (a misspelt hook) is an error naming the hook; and ``register`` must be implemented."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        specs = [n for n, caller in vars(pm.hook).items() if not n.startswith("_") and caller.has_spec()]
+        unknown = [n for n, caller in vars(pm.hook).items()
+                   if not n.startswith("_") and not caller.has_spec()
+                   and any(i.plugin is plugin for i in caller.get_hookimpls())]
+        if not unknown:  # raised for another plugin: cannot happen, each is checked when registered
+            raise
+        hooks = ", ".join(sorted(specs))
+        raise PluginError(f"unknown hook {unknown[0]!r}" + _did_you_mean(unknown[0], specs) +
+                          f"; stylegan_core's hooks are {hooks}") from None
+    if not any(i.plugin is plugin for i in pm.hook.register.get_hookimpls()):
+        raise PluginError("implements no register hook (a function `@hookimpl def register(registry)`)")
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _load_order(names: list[str], requires: dict[str, list[str]]) -> tuple[list[str], dict[str, str]]:
+    """Names with every plugin after the plugins it requires (else in the given order), and the plugins
+    caught in a requirement cycle with the reason."""
+    order: list[str] = []
+    cyclic: dict[str, str] = {}
+    state: dict[str, str] = {}  # visiting | done
+
+    def visit(name: str, stack: list[str]) -> None:
+        if state.get(name) == "done":
             return
-        visiting.add(name)
+        if state.get(name) == "visiting":
+            cycle = stack[stack.index(name):] + [name]
+            for n in cycle[:-1]:
+                cyclic[n] = f"{REQUIRES_ATTR} forms a cycle: {' -> '.join(cycle)}"
+            return
+        state[name] = "visiting"
         for dep in requires.get(name, []):
-            if dep in by_name:
-                visit(dep)
-        order.append(by_name[name])
+            if dep in requires:
+                visit(dep, stack + [name])
+        state[name] = "done"
+        order.append(name)
 
-    for ep in eps:
-        visit(ep.name)
-    return order
+    for n in names:
+        visit(n, [])
+    return order, cyclic
 
 
 def register_core_parts(registry: Registry) -> None:
@@ -150,6 +210,15 @@ def register_core_parts(registry: Registry) -> None:
     register_data(registry)
     register_features(registry)  # feature networks (core.timm, core.open_clip); timm/open_clip imported lazily
     register_metrics(registry)
+
+
+@dataclass
+class _Candidate:
+    name: str
+    loader: Any
+    module: str
+    distribution: str
+    version: str
 
 
 def load_plugins(only: Optional[Iterable[str]] = None, disable: Optional[Iterable[str]] = None,
@@ -172,31 +241,67 @@ def load_plugins(only: Optional[Iterable[str]] = None, disable: Optional[Iterabl
 
     loaded: dict[str, PluginInfo] = {}
     failed: dict[str, PluginFailure] = {}
-    candidates: list[tuple[str, Any, str, str, str]] = []  # name, loader, module, dist, version
-    for ep in _order_by_requires(_entry_points(), catalogue):
-        dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else ""
-        version = dist.version if dist is not None else ""
-        candidates.append((ep.name, ep.load, ep.value, dist_name, version))
-    for name, obj in (extra or {}).items():
-        candidates.append((name, (lambda o=obj: o), getattr(obj, "__name__", repr(obj)), "", ""))
+    candidates: dict[str, _Candidate] = {}
+    duplicates: dict[str, PluginFailure] = {}  # a second plugin of a name already taken (the first one loads)
+    found = [_Candidate(ep.name, ep.load, ep.value, ep.dist.metadata["Name"] if ep.dist is not None else "",
+                        ep.dist.version if ep.dist is not None else "") for ep in _entry_points()]
+    found += [_Candidate(name, (lambda o=obj: o), getattr(obj, "__name__", repr(obj)), "", "")
+              for name, obj in (extra or {}).items()]
+    for c in found:
+        if pm.is_blocked(c.name):
+            continue
+        if c.name in candidates:
+            first = candidates[c.name]
+            duplicates[c.name] = PluginFailure(c.name, c.distribution,
+                                               f"DuplicateComponentError: plugin name {c.name!r} is claimed by "
+                                               f"{first.distribution or first.module!r} and "
+                                               f"{c.distribution or c.module!r}")
+            continue
+        candidates[c.name] = c
 
-    for name, loader, module, dist_name, version in candidates:
-        if only is not None and name not in only:
-            continue
-        if pm.is_blocked(name):
-            continue
-        if name in loaded:
-            failed[name] = PluginFailure(name, dist_name, f"DuplicateComponentError: plugin name {name!r} is claimed by "
-                                         f"{loaded[name].distribution or loaded[name].module!r} and {dist_name or module!r}")
+    def fail(name: str, e: BaseException) -> None:
+        c = candidates[name]
+        failed[name] = PluginFailure(name, c.distribution, f"{type(e).__name__}: {e}", traceback.format_exc())
+
+    # 1. import the plugins (those of ``only`` and what they require, else all) and read their requirements
+    objects: dict[str, Any] = {}
+    requires: dict[str, list[str]] = {}
+    queue = list(candidates) if only is None else [n for n in only if n in candidates]
+    while queue:
+        name = queue.pop(0)
+        if name in objects or name in failed:
             continue
         try:
-            plugin = loader()
-            api = getattr(plugin, "STYLEGAN_CORE_API", hookspecs.PLUGIN_API)
+            objects[name] = candidates[name].loader()
+            requires[name] = plugin_requires(objects[name])
+        except Exception as e:  # isolate: report by name, keep the others
+            objects.pop(name, None)
+            fail(name, e)
+            continue
+        queue += [r for r in requires[name] if r in candidates]
+
+    # 2. register them, every plugin after those it requires
+    order, cyclic = _load_order([n for n in candidates if n in objects], requires)
+    for name, why in cyclic.items():
+        failed[name] = PluginFailure(name, candidates[name].distribution, f"PluginError: {why}")
+    for name in order:
+        if name in failed:
+            continue
+        plugin = objects[name]
+        try:
+            missing = [r for r in requires[name] if r not in loaded]
+            if missing:
+                r = missing[0]
+                why = ("which failed to load" if r in failed else
+                       "which is disabled (STYLEGAN_DISABLE_PLUGINS)" if pm.is_blocked(r) else
+                       "which is not installed")
+                raise PluginError(f"requires the plugin {r!r} ({REQUIRES_ATTR}), {why}")
+            api = getattr(plugin, "STYLEGAN_CORE_API", hookspecs.PLUGIN_API)  # optional module declaration
             if int(api) != hookspecs.PLUGIN_API:
                 raise RuntimeError(f"plugin needs plugin API {api}, this stylegan-core provides {hookspecs.PLUGIN_API}")
-            pm.register(plugin, name=name)
+            pm.register(plugin, name=name)  # checks each hookimpl's arguments against its hookspec
             try:
+                _check_hooks(pm, name, plugin)
                 scratch = Registry(catalogue=registry.catalogue)
                 registrar = PluginRegistrar(name, scratch)
                 registrar.get = _chained_get(scratch, registry)  # type: ignore[method-assign]
@@ -207,13 +312,18 @@ def load_plugins(only: Optional[Iterable[str]] = None, disable: Optional[Iterabl
                 pm.unregister(name=name)
                 raise
         except DuplicateComponentError as e:
-            failed[name] = PluginFailure(name, dist_name, f"DuplicateComponentError: {e}", traceback.format_exc())
+            failed[name] = PluginFailure(name, candidates[name].distribution, f"DuplicateComponentError: {e}",
+                                         traceback.format_exc())
             continue
         except Exception as e:  # isolate: report by name, keep the others
-            failed[name] = PluginFailure(name, dist_name, f"{type(e).__name__}: {e}", traceback.format_exc())
+            fail(name, e)
             continue
+        c = candidates[name]
         parts = sorted(i.name for i in registry.list() if i.plugin == name)
-        loaded[name] = PluginInfo(name=name, module=module, distribution=dist_name, version=version, parts=parts)
+        loaded[name] = PluginInfo(name=name, module=c.module, distribution=c.distribution, version=c.version,
+                                  parts=parts)
+    for name, f in duplicates.items():
+        failed.setdefault(name, f)
     return PluginSet(registry=registry, loaded=loaded, failed=failed, manager=pm)
 
 

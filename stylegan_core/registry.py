@@ -5,6 +5,11 @@ plugin manager (:class:`PluginRegistrar`); the registry qualifies each with the
 plugin's entry-point name, so ``register("mapping", "mapping", ...)`` inside the
 plugin ``stylegan2`` defines ``stylegan2.mapping``.
 
+A part renamed by its plugin keeps working under its old names when the plugin declares them
+(``register(..., aliases=["old_name"])``): looking an alias up returns the part under its new
+name with a :class:`FutureWarning` naming that new name, and a spec that uses the old name is
+read as if it used the new one (its lock then records the new name).
+
 Each part carries a pydantic model of its parameters. Where the plugin gives
 none, one is derived from the factory's signature and type hints, with
 ``extra="forbid"`` so a misspelt key is an error, and with a ``type`` field
@@ -16,6 +21,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Optional
 
@@ -55,6 +61,14 @@ class DuplicateComponentError(RegistryError):
     def __init__(self, kind: str, name: str, first: str, second: str):
         self.kind, self.name, self.first, self.second = kind, name, first, second
         super().__init__(f"{kind} part {name!r} is registered by both plugin {first!r} and plugin {second!r}")
+
+
+class AliasError(RegistryError):
+    """An alias that names a registered part, or that two parts claim."""
+
+
+class PartContractError(RegistryError, TypeError):
+    """A built part that is not an instance of its kind's interface (``interfaces.PART_INTERFACES``)."""
 
 
 class PartParams(BaseModel):
@@ -143,6 +157,8 @@ class Registry:
 
     def __init__(self, catalogue: Optional[dict[str, Any]] = None):
         self._parts: dict[str, dict[str, ComponentInfo]] = {k: {} for k in KINDS}
+        #: kind -> old qualified name -> the part's qualified name (declared by ``register(..., aliases=)``)
+        self._aliases: dict[str, dict[str, str]] = {k: {} for k in KINDS}
         #: part name -> plugin that provides it according to registry.yaml (for error messages)
         self.catalogue = catalogue or {}
 
@@ -155,17 +171,36 @@ class Registry:
         existing = self._parts[info.kind].get(info.name)
         if existing is not None:
             raise DuplicateComponentError(info.kind, info.name, existing.plugin, info.plugin)
+        if info.name in self._aliases[info.kind]:
+            raise AliasError(f"plugin {info.plugin!r} registers {info.name!r}, which is an old name of the {info.kind} "
+                             f"part {self._aliases[info.kind][info.name]!r}")
         self._parts[info.kind][info.name] = info
 
+    def add_alias(self, kind: str, alias: str, target: str, plugin: str) -> None:
+        """Make ``alias`` (qualified) an old name of the part ``target`` (qualified) of kind ``kind``."""
+        if alias in self._parts[kind]:
+            raise AliasError(f"plugin {plugin!r} declares {alias!r} an old name of {target!r}, but {alias!r} is a "
+                             f"registered {kind} part (of plugin {self._parts[kind][alias].plugin!r})")
+        if self._aliases[kind].get(alias, target) != target:
+            raise AliasError(f"{alias!r} is declared an old name of both {self._aliases[kind][alias]!r} and {target!r}")
+        self._aliases[kind][alias] = target
+
     def register(self, kind: str, name: str, factory: Callable[..., Any], params: Optional[type[BaseModel]] = None,
-                 doc: Optional[str] = None, plugin: str = "core", **metadata: Any) -> ComponentInfo:
-        """Register ``factory`` as ``<plugin>.<name>``. Core registers its own parts with plugin='core'."""
+                 doc: Optional[str] = None, plugin: str = "core", aliases: Iterable[str] = (),
+                 **metadata: Any) -> ComponentInfo:
+        """Register ``factory`` as ``<plugin>.<name>``. Core registers its own parts with plugin='core'.
+
+        ``aliases``: old names of the part, bare (``"old_name"``: ``<plugin>.old_name``) or qualified (a part
+        that moved here from another plugin); they resolve to this part with a :class:`FutureWarning`.
+        """
         if "." in name:
             raise RegistryError(
                 f"plugin {plugin!r} registers the dotted name {name!r}: register a bare name, "
                 f"the registry prefixes it with the plugin's name")
         if not name.isidentifier():
             raise RegistryError(f"plugin {plugin!r}: part name {name!r} is not an identifier")
+        if isinstance(aliases, str):
+            aliases = [aliases]
         qualified = f"{plugin}.{name}"
         doc = doc if doc is not None else inspect.getdoc(factory) or ""
         model = with_type_field(qualified, params, doc) if params is not None else params_model_from_factory(qualified, factory, doc)
@@ -175,6 +210,14 @@ class Registry:
         wired = tuple(n for n in WIRED_NAMES if n in sig_params or accepts_kw)
         info = ComponentInfo(kind=kind, name=qualified, factory=factory, params=model, plugin=plugin,
                              doc=doc.strip().split("\n\n")[0] if doc else "", wired=wired, metadata=metadata)
+        if kind in self._parts:  # an unknown kind is refused by add()
+            for alias in aliases:
+                old = alias if "." in alias else f"{plugin}.{alias}"
+                if not all(p.isidentifier() for p in old.split(".")) or old.count(".") != 1:
+                    raise AliasError(f"plugin {plugin!r}: old name {alias!r} of {qualified!r} is not a part name")
+                if old == qualified:
+                    raise AliasError(f"plugin {plugin!r}: {qualified!r} names itself as an old name")
+                self.add_alias(kind, old, qualified, plugin)
         self.add(info)
         return info
 
@@ -185,10 +228,37 @@ class Registry:
                 existing = self._parts[kind].get(name)
                 if existing is not None:
                     raise DuplicateComponentError(kind, name, existing.plugin, info.plugin)
+                if name in self._aliases[kind]:
+                    raise AliasError(f"plugin {info.plugin!r} registers {name!r}, which is an old name of the {kind} "
+                                     f"part {self._aliases[kind][name]!r}")
+            for alias, target in other._aliases[kind].items():
+                if alias in self._parts[kind]:
+                    raise AliasError(f"{alias!r} is declared an old name of {target!r}, but it is a registered {kind} "
+                                     f"part (of plugin {self._parts[kind][alias].plugin!r})")
+                if self._aliases[kind].get(alias, target) != target:
+                    raise AliasError(f"{alias!r} is declared an old name of both {self._aliases[kind][alias]!r} and "
+                                     f"{target!r}")
         for kind, parts in other._parts.items():
             self._parts[kind].update(parts)
+            self._aliases[kind].update(other._aliases[kind])
 
     # -- lookup -----------------------------------------------------------
+    def resolve_alias(self, kind: str, name: str) -> str:
+        """The part's name for ``name``: ``name`` itself, or the part an old name stands for (with a
+        :class:`FutureWarning` naming the new name)."""
+        target = self._aliases.get(kind, {}).get(name)
+        if target is None or name in self._parts.get(kind, {}):
+            return name
+        info = self._parts[kind].get(target)
+        plugin = f" (plugin {info.plugin!r})" if info is not None else ""
+        warnings.warn(f"{kind} part {name!r} is now called {target!r}{plugin}; the old name will stop working: "
+                      f"use {target!r}", FutureWarning, stacklevel=3)
+        return target
+
+    def aliases(self, kind: str) -> dict[str, str]:
+        """Old name -> the part's qualified name, for the parts of ``kind``."""
+        return dict(self._aliases[kind])
+
     def get(self, kind: str, name: str) -> ComponentInfo:
         if kind not in self._parts:
             raise RegistryError(f"unknown kind {kind!r}" + _suggest(kind, KINDS))
@@ -196,6 +266,8 @@ class Registry:
             return self._parts[kind][name]
         except KeyError:
             pass
+        if name in self._aliases[kind]:
+            return self._parts[kind][self.resolve_alias(kind, name)]
         names = list(self._parts[kind])
         suggestions = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         provider = self.catalogue.get(name)  # registry.yaml: which built-in plugin provides it
@@ -230,11 +302,14 @@ class PluginRegistrar:
         self._registry = registry
 
     def register(self, kind: str, name: str, factory: Callable[..., Any], params: Optional[type[BaseModel]] = None,
-                 doc: Optional[str] = None, **metadata: Any) -> ComponentInfo:
-        return self._registry.register(kind, name, factory, params=params, doc=doc, plugin=self.plugin, **metadata)
+                 doc: Optional[str] = None, aliases: Iterable[str] = (), **metadata: Any) -> ComponentInfo:
+        """Register ``factory`` as ``<plugin>.<name>`` (see :meth:`Registry.register`; ``aliases``: old names)."""
+        return self._registry.register(kind, name, factory, params=params, doc=doc, plugin=self.plugin,
+                                       aliases=aliases, **metadata)
 
     def get(self, kind: str, name: str) -> ComponentInfo:
-        """Look up a part of another plugin (registered before this one: declare it in ``requires``)."""
+        """Look up a part of another plugin (registered before this one: declare that plugin in the module's
+        ``STYLEGAN_PLUGIN_REQUIRES``)."""
         return self._registry.get(kind, name)
 
 

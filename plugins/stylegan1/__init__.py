@@ -5,7 +5,7 @@ Registered through the entry point ``stylegan1 = stylegan_plugins.stylegan1`` in
 ``stylegan_core.plugins``, exactly as a third-party plugin is. Parts: ``stylegan1.mapping``,
 ``stylegan1.synthesis``, ``stylegan1.discriminator``. The loss is StyleGAN2's non-saturating
 logistic loss with R1 (``stylegan2.logistic``, ``stylegan2.r1``) and style mixing
-(``stylegan2.style_mixing``), which the presets name (``requires: [stylegan2]`` in registry.yaml);
+(``stylegan2.style_mixing``), which the presets name (``STYLEGAN_PLUGIN_REQUIRES``);
 the official StyleGAN used the same loss (``G_logistic_nonsaturating``, ``D_logistic_simplegp``).
 
 Progressive growing: the synthesis network and the discriminator take a ``growing`` schedule
@@ -20,6 +20,8 @@ from .networks import (Discriminator, EqualizedConv2d, EqualizedLinear, MappingN
 from .schedule import GrowingSchedule, full_resolution_kimg, lod_at
 
 STYLEGAN_CORE_API = 1
+#: plugins this one builds on (loaded first): its presets train with StyleGAN2's logistic loss, R1 and mixing
+STYLEGAN_PLUGIN_REQUIRES = ["stylegan2"]
 
 
 @hookimpl

@@ -2,7 +2,7 @@
 
 Registered through the entry point ``stylegan3 = stylegan_plugins.stylegan3`` in the group
 ``stylegan_core.plugins``, exactly as a third-party plugin is. It builds on the ``stylegan2``
-plugin (``requires: [stylegan2]`` in registry.yaml): the mapping network is StyleGAN2's with
+plugin (``STYLEGAN_PLUGIN_REQUIRES``): the mapping network is StyleGAN2's with
 StyleGAN3's defaults, and specs pair the synthesis network with ``stylegan2.discriminator``,
 ``stylegan2.logistic`` and ``stylegan2.r1`` (as the official StyleGAN3 training does).
 
@@ -20,6 +20,8 @@ from .networks import Generator, MappingNetwork, SynthesisInput, SynthesisLayer,
 from .schedule import filter_schedule, layer_specs
 
 STYLEGAN_CORE_API = 1
+#: plugins this one builds on (loaded first): StyleGAN2's mapping and layers; specs pair with its D, loss, R1
+STYLEGAN_PLUGIN_REQUIRES = ["stylegan2"]
 
 
 @hookimpl

@@ -23,6 +23,8 @@ from .networks import MappingNetwork, SynthesisNetwork
 from .text import ClipTextEncoder
 
 STYLEGAN_CORE_API = 1
+#: plugins this one builds on (loaded first): modulated convs, the Fourier input, DiffAugment in its specs
+STYLEGAN_PLUGIN_REQUIRES = ["stylegan2", "stylegan3", "projected_gan"]
 
 
 @hookimpl

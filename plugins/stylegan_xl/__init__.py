@@ -28,6 +28,8 @@ from .networks import (MappingNetwork, StageParams, StemParams, SynthesisNetwork
                        superres_schedule)
 
 STYLEGAN_CORE_API = 1
+#: plugins this one builds on (loaded first): StyleGAN3 layers, projected heads, the path-length computation
+STYLEGAN_PLUGIN_REQUIRES = ["stylegan2", "stylegan3", "projected_gan"]
 
 
 @hookimpl

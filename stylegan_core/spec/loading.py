@@ -241,6 +241,7 @@ def _validate(tree: _Tree, overrides: Iterable[str], registry: Registry,
         overrides = [overrides]
     for o in overrides:
         apply_override(tree.data, tree.keys, tree.values, o)
+    _resolve_aliases(tree.data, registry)
     model_cls = build_spec_model(registry)
     spec = LoadedSpec(model=None, data=tree.data, sources=tree.sources, locs=tree.keys, value_locs=tree.values)
     try:
@@ -248,6 +249,23 @@ def _validate(tree: _Tree, overrides: Iterable[str], registry: Registry,
     except pydantic.ValidationError as e:
         raise SpecError(issues_from_validation(e, spec, registry, model_cls)) from None
     return spec
+
+
+def _resolve_aliases(node: Any, registry: Registry) -> None:
+    """Replace the old names of renamed parts (declared aliases) in every ``type:`` by the parts' names, each
+    with a FutureWarning naming the new one (:meth:`Registry.resolve_alias`)."""
+    if isinstance(node, dict):
+        tag = node.get("type")
+        if isinstance(tag, str):
+            for kind in registry.kinds():
+                if tag in registry.aliases(kind):
+                    node["type"] = registry.resolve_alias(kind, tag)
+                    break
+        for v in node.values():
+            _resolve_aliases(v, registry)
+    elif isinstance(node, list):
+        for v in node:
+            _resolve_aliases(v, registry)
 
 
 def _need_registry(registry: Optional[Registry]) -> Registry:
