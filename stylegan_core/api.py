@@ -12,8 +12,11 @@ What is here:
 
 - the plugin hooks: :data:`hookimpl` (``register``, ``convert_official_network``);
 - the part interfaces (:class:`MappingNetwork`, :class:`SynthesisNetwork`, :class:`Discriminator`,
-  :class:`FeatureNetwork`, :class:`Loss`, :class:`Regularizer`, :class:`Augment`, :class:`Dataset`,
-  :class:`Metric`, :class:`StepContext`), :data:`WIRED_NAMES`, the composed :class:`Generator`;
+  :class:`FeatureNetwork`, :class:`Conditioning`, :class:`Loss`, :class:`Regularizer`, :class:`Augment`,
+  :class:`Dataset`, :class:`Metric`, :class:`StepContext`; :data:`PART_INTERFACES`), the optional
+  capabilities core calls (:class:`ProgressAware`, :class:`LabelFitting`, :class:`PhasedFreezing`,
+  :class:`TextConditioned`, :class:`TextEncoder`, :class:`CentroidTruncation`, :class:`GrowingSynthesis`),
+  :data:`WIRED_NAMES`, the composed :class:`Generator`;
 - part parameters: :class:`PartParams` (a part's own params model), :class:`NestedPart` (a field holding
   another part, e.g. a feature network);
 - building blocks: the layers (:mod:`stylegan_core.layers`), :mod:`ops <stylegan_core.ops>` (the
@@ -48,8 +51,10 @@ from .features.clip_net import import_open_clip
 from .generator import Generator
 from .hookspecs import PLUGIN_API, hookimpl
 from .images import float_to_uint8, images_to_float, quantize, save_grid, save_image, save_png
-from .interfaces import (KINDS, WIRED_NAMES, Augment, Dataset, Discriminator, FeatureNetwork, Loss, MappingNetwork,
-                         Metric, Regularizer, StepContext, SynthesisNetwork)
+from .interfaces import (KINDS, PART_INTERFACES, WIRED_NAMES, Augment, CentroidTruncation, Conditioning, Dataset,
+                         Discriminator, FeatureNetwork, GrowingSynthesis, LabelFitting, Loss, MappingNetwork, Metric,
+                         PhasedFreezing, ProgressAware, Regularizer, StepContext, SynthesisNetwork, TextConditioned,
+                         TextEncoder)
 from .io import (RANDOM, WeightsFileError, atomic_open, atomic_save_safetensors, atomic_write_bytes, atomic_write_text,
                  cache_dir, is_random, read_safetensors, read_tensor, resolve_weights, sha256_file)
 from .layers import (FP16_DEVICE_TYPES, NOISE_MODES, RESAMPLE_FILTER, Conv2dLayer, FullyConnectedLayer,
@@ -81,8 +86,11 @@ __all__ = [
     # hooks and versions
     "PLUGIN_API", "hookimpl",
     # interfaces
-    "KINDS", "WIRED_NAMES", "Augment", "Dataset", "Discriminator", "FeatureNetwork", "Generator", "Loss",
-    "MappingNetwork", "Metric", "Regularizer", "StepContext", "SynthesisNetwork",
+    "KINDS", "WIRED_NAMES", "Augment", "Conditioning", "Dataset", "Discriminator", "FeatureNetwork", "Generator",
+    "Loss", "MappingNetwork", "Metric", "PART_INTERFACES", "Regularizer", "StepContext", "SynthesisNetwork",
+    # optional capabilities of parts (runtime-checkable protocols)
+    "CentroidTruncation", "GrowingSynthesis", "LabelFitting", "PhasedFreezing", "ProgressAware", "TextConditioned",
+    "TextEncoder",
     # params
     "NestedPart", "PartParams",
     # layers and ops

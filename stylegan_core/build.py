@@ -20,7 +20,8 @@ from torch import nn
 from . import __version__
 from .generator import Generator
 from .io import atomic_save_safetensors, atomic_write_bytes, check_state, read_safetensors
-from .registry import ComponentInfo, Registry
+from .interfaces import PART_INTERFACES
+from .registry import ComponentInfo, PartContractError, Registry
 from .spec import LoadedSpec, SpecError, SpecIssue, dump_yaml
 from .spec.models import nested_part_fields
 
@@ -58,10 +59,25 @@ def _model_at(spec: LoadedSpec, path: tuple) -> Any:
     return cur
 
 
+def check_part(spec: LoadedSpec, path: tuple, info: ComponentInfo, part: Any) -> Any:
+    """``part`` if it is an instance of its kind's interface, else :class:`PartContractError` naming the spec
+    location, the part's type and its plugin."""
+    base = PART_INTERFACES[info.kind]
+    if isinstance(part, base):
+        return part
+    file, line, _ = spec.locate(path + ("type",))
+    where = ".".join(map(str, path))
+    got = f"{type(part).__module__}.{type(part).__qualname__}"
+    raise PartContractError(f"{file}:{line}: {where}: the {info.kind} part {info.name!r} (plugin {info.plugin!r}) "
+                            f"built a {got}, which is not a {base.__module__}.{base.__qualname__}: every {info.kind} "
+                            f"part must derive from it")
+
+
 def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
     """Instantiate every part of a validated spec and wire them together.
 
     Initial weights are drawn after seeding torch with ``train.seed``, so a spec builds the same model every time.
+    Every part, nested ones included, must be an instance of its kind's interface (:func:`check_part`).
     """
     torch.manual_seed(int(spec.model.train.seed))
     infos: dict[str, ComponentInfo] = {}
@@ -93,14 +109,14 @@ def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
                     for i, item in enumerate(sub):
                         sub_info = registry.get(kind, item.type)
                         infos[".".join(map(str, path + (name, i)))] = sub_info
-                        built.append(sub_info.build(item))
+                        built.append(check_part(spec, path + (name, i), sub_info, sub_info.build(item)))
                     kwargs[name] = built
                 elif sub is not None:
                     sub_info = registry.get(kind, sub.type)
                     infos[".".join(map(str, path + (name,)))] = sub_info
-                    kwargs[name] = sub_info.build(sub)
+                    kwargs[name] = check_part(spec, path + (name,), sub_info, sub_info.build(sub))
             params = kwargs
-        return info.build(params, **{k: v for k, (v, _) in wiring.items()})
+        return check_part(spec, path, info, info.build(params, **{k: v for k, (v, _) in wiring.items()}))
 
     dataset = part("dataset", ("data",))
     data_src = f"data ({spec.data['data']['type']})"

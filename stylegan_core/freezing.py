@@ -6,7 +6,8 @@ weights file, so its tensors are kept out of ``model.safetensors`` and training
 snapshots, out of the optimizers, and stay ``requires_grad=False`` even when the module
 holding them is switched to training.
 
-Frozen parameter groups: any submodule may define ``frozen_parameters(phase="all") -> list[str]``,
+Frozen parameter groups: any submodule may define ``frozen_parameters(phase="all") -> list[str]``
+(:class:`~stylegan_core.interfaces.PhasedFreezing`),
 names as in its own ``named_parameters()`` that must not train in the training phase ``phase``
 (the spec's ``train.phase``): StyleGAN-XL's earlier stages, StyleGAN-T's text encoder outside its
 phase. Those are saved like any parameter but kept out of the optimizer (so they stay bit-identical)
@@ -20,7 +21,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
-from .interfaces import FeatureNetwork
+from .interfaces import FeatureNetwork, PhasedFreezing
 
 
 def feature_networks(module: nn.Module) -> list[tuple[str, FeatureNetwork]]:
@@ -77,11 +78,9 @@ def frozen_parameter_names(module: nn.Module, phase: str = "all") -> set[str]:
     names: set[str] = set()
     own = dict(module.named_parameters())
     for path, sub in module.named_modules():
-        fn = getattr(type(sub), "frozen_parameters", None)
-        if fn is None or not callable(fn):
+        if not isinstance(sub, PhasedFreezing):
             continue
-        fn = sub.frozen_parameters
-        for n in fn(phase):
+        for n in sub.frozen_parameters(phase):
             full = f"{path}.{n}" if path else n
             if full not in own:
                 raise ValueError(f"{type(sub).__name__}.frozen_parameters({phase!r}) names {n!r}, which is not one "

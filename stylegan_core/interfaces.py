@@ -1,37 +1,33 @@
-"""Abstract parts and their shape contracts (DESIGN section 3).
+"""Abstract parts, their shape contracts, and the optional capabilities core calls on them.
 
 Every part a plugin registers is built by a factory (usually the class itself) and
-must honour the contract of its kind. The contracts are deliberately small: the
-builder wires the connecting dimensions (``z_dim``, ``c_dim``, ``w_dim``,
-``num_ws``, ``img_resolution``, ``img_channels``) by keyword, and the training
-loop only ever calls the methods declared here.
+must be an instance of its kind's base class (:data:`PART_INTERFACES`; ``build_model``
+refuses one that is not, naming the part, its type and its plugin). The contracts are
+deliberately small: the builder wires the connecting dimensions (``z_dim``, ``c_dim``,
+``w_dim``, ``num_ws``, ``img_resolution``, ``img_channels``) by keyword, and core only
+ever calls the methods declared here.
 
 All tensors are NCHW float; images are in [-1, 1]; ``N`` is the batch.
 
-Optional method of network parts: ``set_training_progress(cur_nimg: int) -> None``. The training
-loop calls it, on every module and submodule of G, G_ema and D that defines it, before each training
-step, right after a resume and before writing grids, metrics and snapshots. A part that changes with
-training progress (StyleGAN's progressive growing sets its level of detail) derives its state from
-``cur_nimg`` alone, deterministically, so a resumed run is in the same state as an uninterrupted one;
-state that ``forward`` reads belongs in a buffer, so that snapshots and ``generate`` keep it.
+Optional capabilities are declared once, here, in one of two ways:
 
-Optional method of network parts: ``fit_labels(labels) -> bool``. A fresh training run calls it once, on
-every module and submodule of G and D that defines it, with all the dataset's labels (``[N, c_dim]`` or a
-list of captions), before G_ema is copied from G: data-dependent state (StyleGAN-T's caption
-standardisation) is fitted there and kept in buffers. It returns True when it fitted something now and
-must be a no-op when its state was already fitted (a loaded model, a later training phase).
-
-Optional method of network parts: ``frozen_parameters(phase: str = "all") -> list[str]``, names (as in
-the part's own ``named_parameters()``) that do not train in the training phase ``phase`` (the spec's
-``train.phase``). The loop keeps them out of the optimizer and at ``requires_grad=False``; they are
-saved as usual. A part that gives meaning to phases other than ``all`` lists them in a class attribute
-``phases`` (the loop refuses a phase no part knows). See :mod:`stylegan_core.freezing`.
+- methods of a kind's base class with a default that does nothing (:meth:`Loss.input_blur_sigma`,
+  :meth:`Loss.state_dict`, :meth:`Regularizer.transform_ws`, :attr:`Regularizer.target`,
+  :meth:`Metric.describe`, :meth:`Augment.update`, :meth:`Augment.probability`, :meth:`Dataset.get_label`):
+  a part overrides what it has;
+- :func:`typing.runtime_checkable` protocols for what any module or submodule of a network may have
+  (:class:`ProgressAware`, :class:`LabelFitting`, :class:`PhasedFreezing`), or a network of one kind
+  only (:class:`TextConditioned` and :class:`TextEncoder`, :class:`CentroidTruncation`,
+  :class:`GrowingSynthesis`): a part has the capability by defining its members (it may also list
+  the protocol among its bases, for documentation); core tests ``isinstance(part, Protocol)`` and
+  calls the members directly.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence, Union, runtime_checkable
 
 import torch
 from torch import nn
@@ -75,7 +71,11 @@ class MappingNetwork(nn.Module, abc.ABC):
 
 
 class SynthesisNetwork(nn.Module, abc.ABC):
-    """``forward(ws, noise_mode='const'|'random'|'none', **kw) -> img`` ``[N, img_channels, R, R]``."""
+    """``forward(ws, noise_mode='const'|'random'|'none', **kw) -> img`` ``[N, img_channels, R, R]``.
+
+    Takes any other keyword (``**kw``): the generator passes ``update_emas`` (True in the training loop's
+    main phases, where running statistics may update) and callers may pass options of their own.
+    """
 
     w_dim: int
     num_ws: int
@@ -117,6 +117,14 @@ class FeatureNetwork(nn.Module, abc.ABC):
 
     def train(self, mode: bool = True) -> "FeatureNetwork":  # frozen: always eval
         return super().train(False)
+
+
+class Conditioning(nn.Module):
+    """A conditioning part (kind ``conditioning``), nested in a mapping network or discriminator:
+    ``forward(c) -> [N, c_dim]`` embeddings of the labels ``c`` (e.g. a list of captions, see
+    :class:`TextEncoder`). Declares ``c_dim``, the embedding width."""
+
+    c_dim: int
 
 
 @dataclass
@@ -193,12 +201,21 @@ class Regularizer(abc.ABC):
 
 
 class Augment(nn.Module):
-    """Differentiable augmentation: ``forward(img) -> img``. Adaptive pipelines
-    expose ``p`` and implement :meth:`update` from the sign of real logits."""
+    """Differentiable augmentation: ``forward(img) -> img``. Adaptive pipelines set
+    ``adaptive`` and implement :meth:`update` from the sign of real logits."""
+
+    #: whether :meth:`update` adapts the strength from D's logits on reals (the loss must then set
+    #: ``StepContext.real_logits`` in phase ``'D'``; the loop refuses a loss that does not)
+    adaptive: bool = False
 
     def update(self, real_logits: torch.Tensor, batch_size: int) -> None:
         """Called by the loop after every training step with the real logits of the D main phase
         (``StepContext.real_logits``, detached) and the batch size."""
+
+    def probability(self) -> Optional[float]:
+        """The current augmentation probability ``p`` (logged as ``augment/p`` at every tick), or None
+        for a pipeline without one."""
+        return None
 
 
 class Dataset(abc.ABC):
@@ -230,6 +247,11 @@ class Dataset(abc.ABC):
         for i in range(len(self)):
             yield self[i]
 
+    def get_label(self, idx: int) -> Any:
+        """The label of item ``idx`` (a vector or a caption); datasets that can read it without decoding the
+        image override this."""
+        return self[idx][1]
+
     def fingerprint(self) -> str:
         """A stable hash of the content, used to cache real-data statistics."""
         raise NotImplementedError
@@ -243,3 +265,120 @@ class Metric(abc.ABC):
     @abc.abstractmethod
     def compute(self, generator: nn.Module, dataset: Dataset, **kwargs: Any) -> dict[str, float]:
         ...
+
+    def describe(self) -> dict[str, Any]:
+        """Fields added to every JSON-lines record of this metric (e.g. the detector's name and weights hash)."""
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Capabilities of network parts: runtime-checkable protocols (see the module docstring).
+
+
+@runtime_checkable
+class ProgressAware(Protocol):
+    """A module that changes with training progress (StyleGAN's progressive growing sets its level of detail).
+
+    The training loop calls ``set_training_progress(cur_nimg)`` on every module and submodule of G, G_ema and D
+    that has it, before each training step, right after a resume and before writing grids, metrics and
+    snapshots. The state derives from ``cur_nimg`` alone, deterministically, so a resumed run is in the same
+    state as an uninterrupted one; state that ``forward`` reads belongs in a buffer, so that snapshots and
+    ``generate`` keep it.
+    """
+
+    def set_training_progress(self, cur_nimg: int) -> None: ...
+
+
+@runtime_checkable
+class LabelFitting(Protocol):
+    """A module with data-dependent state fitted to the dataset's labels (StyleGAN-T's caption standardisation).
+
+    A fresh training run calls ``fit_labels(labels)`` once, on every module and submodule of G and D that has
+    it, with all the dataset's labels (``[N, c_dim]`` or a list of captions), before G_ema is copied from G;
+    the state is kept in buffers. Returns True when it fitted something now; a no-op returning False when the
+    state was already fitted (a loaded model, a later training phase).
+    """
+
+    def fit_labels(self, labels: Any) -> bool: ...
+
+
+@runtime_checkable
+class PhasedFreezing(Protocol):
+    """A module with parameters that do not train in some training phases (the spec's ``train.phase``).
+
+    ``frozen_parameters(phase)`` names them as in the module's own ``named_parameters()``. The loop keeps them
+    out of the optimizer and at ``requires_grad=False``; they are saved as usual. A module that gives meaning
+    to phases other than ``all`` lists them in a class attribute ``phases`` (a tuple; the loop refuses a
+    phase no part knows). See :mod:`stylegan_core.freezing`.
+    """
+
+    def frozen_parameters(self, phase: str = "all") -> list[str]: ...
+
+
+@runtime_checkable
+class TextConditioned(Protocol):
+    """A generator or mapping network that says whether its ``c`` is a list of captions.
+
+    ``text_conditioned = True``: ``generate``/``interpolate``/``project`` take a prompt (``--text``) and
+    refuse a class; ``False``: it is not, whatever it holds. A generator whose modules declare nothing is
+    text-conditioned when its mapping network holds a :class:`TextEncoder`.
+    """
+
+    text_conditioned: bool
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """A conditioning part that embeds captions: ``forward(texts: list[str]) -> [N, c_dim]``, with the
+    model's own tokenizer ``tokenize(texts) -> token ids``."""
+
+    c_dim: int
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class CentroidTruncation(Protocol):
+    """A mapping network with multimodal truncation: ws move toward the nearest of several centroids in W (of
+    the sample's class) instead of toward the one mean ``w_avg``.
+
+    ``load_centroids(source)`` takes a tensor or a safetensors file of centroids; ``truncate_to_centroids(ws,
+    psi, c, truncation_cutoff)`` lerps the first ``truncation_cutoff`` ws (all when None) of each sample from
+    its nearest centroid by ``psi``. ``generate --centroids FILE`` uses it.
+    """
+
+    def load_centroids(self, centroids: Union[str, Path, torch.Tensor]) -> None: ...
+
+    def truncate_to_centroids(self, ws: torch.Tensor, psi: float, c: Optional[torch.Tensor] = None,
+                              truncation_cutoff: Optional[int] = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class GrowingSynthesis(Protocol):
+    """A synthesis network that grows by stages (``stylegan-run DIR grow``, :mod:`stylegan_core.training.grow`).
+
+    ``stage``: its stage index; ``head_layer_names``: the layers this stage adds (they start afresh when
+    grown into); ``grow_overrides()``: ``{dotted spec path: value}``, the changes that make the next stage's
+    spec, or ``ValueError`` when there is no next stage.
+    """
+
+    stage: int
+    head_layer_names: list[str]
+
+    def grow_overrides(self) -> dict[str, Any]: ...
+
+
+#: The base class every built part of a kind must be an instance of (checked by ``build_model``).
+PART_INTERFACES: dict[str, type] = {
+    "mapping": MappingNetwork,
+    "synthesis": SynthesisNetwork,
+    "synthesis_block": nn.Module,
+    "discriminator": Discriminator,
+    "feature_network": FeatureNetwork,
+    "conditioning": Conditioning,
+    "loss": Loss,
+    "regularizer": Regularizer,
+    "augment": Augment,
+    "dataset": Dataset,
+    "metric": Metric,
+}

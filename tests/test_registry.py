@@ -179,3 +179,178 @@ def test_register_with_explicit_params_model():
     with pytest.raises(pydantic.ValidationError):
         info.params.model_validate({"type": "p.other"})
     assert info.params.model_json_schema()["properties"]["depth"]["maximum"] == 8
+
+
+# -- plugin loading as pytest does it: declared requirements, checked hooks ------------------------------------------
+def test_catalogue_requires_match_the_plugin_modules(monkeypatch):
+    """registry.yaml's `requires` copies each built-in plugin module's STYLEGAN_PLUGIN_REQUIRES (which loading reads)."""
+    import importlib
+
+    from stylegan_core.plugins import plugin_requires
+
+    monkeypatch.delenv("STYLEGAN_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("STYLEGAN_DISABLE_PLUGINS", raising=False)
+    cat = yaml.safe_load((REPO / "registry.yaml").read_text())
+    names = list(load_plugins().loaded)
+    for entry in cat["plugins"]:
+        module = importlib.import_module(entry["package"])
+        assert sorted(plugin_requires(module)) == sorted(entry.get("requires") or []), entry["name"]
+        for req in entry.get("requires") or []:
+            assert names.index(req) < names.index(entry["name"]), f"{entry['name']} loaded before {req}"
+
+
+def test_misspelt_hooks_are_reported_by_plugin_name():
+    typo = _module("typoplug", """
+        @hookimpl
+        def regster(registry):
+            registry.register("loss", "never", object)
+    """)
+    typo_optional = _module("typo2plug", """
+        @hookimpl
+        def register(registry):
+            pass
+        @hookimpl
+        def convert_oficial_network(record):
+            return None
+    """)
+    unmarked = _module("unmarkedplug", """
+        def register(registry):  # no @hookimpl: pluggy never sees it
+            pass
+    """)
+    wrong_args = _module("argsplug", """
+        @hookimpl
+        def register(reg):
+            pass
+    """)
+    good = _module("fineplug", """
+        class Part:
+            pass
+        @hookimpl
+        def register(registry):
+            registry.register("loss", "part", Part)
+    """)
+    ps = load_plugins(only=["typoplug", "typo2plug", "unmarkedplug", "argsplug", "fineplug"],
+                      extra={"typoplug": typo, "typo2plug": typo_optional, "unmarkedplug": unmarked,
+                             "argsplug": wrong_args, "fineplug": good})
+    assert list(ps.loaded) == ["fineplug"] and "fineplug.part" in ps.registry.names("loss")
+    assert "unknown hook 'regster' (did you mean 'register'?)" in ps.failed["typoplug"].error
+    assert ("unknown hook 'convert_oficial_network' (did you mean 'convert_official_network'?)"
+            in ps.failed["typo2plug"].error)
+    assert "implements no register hook" in ps.failed["unmarkedplug"].error
+    assert "reg" in ps.failed["argsplug"].error and "PluginValidationError" in ps.failed["argsplug"].error
+    assert "plugin 'typoplug' failed to load: PluginError: unknown hook 'regster'" in str(ps.failed["typoplug"])
+    # nothing of a failed plugin stays registered with the manager
+    assert {name for name, _ in ps.manager.list_name_plugin()} == {"fineplug"}
+
+
+def test_declared_requirements_order_loading_and_fail_clearly():
+    earlier = _module("earlier_mod", """
+        class Part:
+            pass
+        @hookimpl
+        def register(registry):
+            registry.register("loss", "base", Part)
+    """)
+    later = _module("later_mod", """
+        STYLEGAN_PLUGIN_REQUIRES = ["earlier"]
+        @hookimpl
+        def register(registry):
+            base = registry.get("loss", "earlier.base")  # only there when 'earlier' registered first
+            registry.register("loss", "derived", type("Derived", (base.factory,), {}))
+    """)
+    orphan = _module("orphan_mod", """
+        STYLEGAN_PLUGIN_REQUIRES = ["nothere"]
+        @hookimpl
+        def register(registry):
+            pass
+    """)
+    a = _module("a_mod", "STYLEGAN_PLUGIN_REQUIRES = ['b']\n@hookimpl\ndef register(registry):\n    pass\n")
+    b = _module("b_mod", "STYLEGAN_PLUGIN_REQUIRES = ['a']\n@hookimpl\ndef register(registry):\n    pass\n")
+    bad_decl = _module("bad_decl_mod", "STYLEGAN_PLUGIN_REQUIRES = 'earlier'\n@hookimpl\ndef register(registry):\n"
+                                       "    pass\n")
+    extra = {"later": later, "earlier": earlier, "orphan": orphan, "a": a, "b": b, "bad_decl": bad_decl}
+    ps = load_plugins(only=list(extra), extra=extra)
+    assert list(ps.loaded) == ["earlier", "later"]  # declared in the other order
+    assert "later.derived" in ps.registry.names("loss")
+    assert "requires the plugin 'nothere' (STYLEGAN_PLUGIN_REQUIRES), which is not installed" in ps.failed["orphan"].error
+    assert "cycle" in ps.failed["a"].error and "cycle" in ps.failed["b"].error
+    assert "must be a list of plugin names" in ps.failed["bad_decl"].error
+    # only= brings in what the named plugins require
+    ps = load_plugins(only=["later"], extra=extra)
+    assert list(ps.loaded) == ["earlier", "later"] and not ps.failed
+    # a disabled requirement is named
+    ps = load_plugins(only=["later", "earlier"], disable=["earlier"], extra=extra)
+    assert "which is disabled" in ps.failed["later"].error and not ps.loaded
+
+
+# -- declared aliases of renamed parts ---------------------------------------------------------------------------------
+DEFAULT_SPEC = REPO / "stylegan_core" / "spec" / "default.yaml"
+
+
+def test_renamed_part_resolves_through_its_alias_with_a_warning():
+    from stylegan_core.build import build_model
+    from stylegan_core.spec import load_spec_text
+
+    renamed = _module("renamed_mod", """
+        from stylegan_plugins.stylegan2.networks import MappingNetwork
+        @hookimpl
+        def register(registry):
+            registry.register("mapping", "residual_mapping", MappingNetwork, aliases=["res_mapping"])
+    """)
+    clash = _module("clash_mod", """
+        from stylegan_plugins.stylegan2.networks import MappingNetwork
+        @hookimpl
+        def register(registry):
+            registry.register("mapping", "one", MappingNetwork, aliases=["two"])
+            registry.register("mapping", "two", MappingNetwork)
+    """)
+    ps = load_plugins(only=["stylegan2", "renamed", "clash"], extra={"renamed": renamed, "clash": clash})
+    assert "an old name of the mapping part 'clash.one'" in ps.failed["clash"].error
+    reg = ps.registry
+    with pytest.warns(FutureWarning, match="'renamed.res_mapping' is now called 'renamed.residual_mapping'"):
+        assert reg.get("mapping", "renamed.res_mapping").name == "renamed.residual_mapping"
+    text = f"extends: {DEFAULT_SPEC}\ngenerator:\n  mapping: {{type: renamed.res_mapping, z_dim: 16}}\n"
+    with pytest.warns(FutureWarning, match="use 'renamed.residual_mapping'"):
+        spec = load_spec_text(text, ["metrics=[]"], reg, file="old.yaml")
+    assert spec.to_lock_dict()["generator"]["mapping"]["type"] == "renamed.residual_mapping"  # the lock: the new name
+    built = build_model(spec, reg)
+    assert built.infos["generator.mapping"].name == "renamed.residual_mapping" and built.G.z_dim == 16
+
+
+# -- the part contract: every built part is an instance of its kind's interface ----------------------------------------
+def test_wrongly_typed_part_is_refused_naming_spec_path_type_and_plugin(capsys):
+    from stylegan_core.build import build_model
+    from stylegan_core.cli.common import EXIT_UNKNOWN, guarded
+    from stylegan_core.interfaces import PART_INTERFACES
+    from stylegan_core.registry import PartContractError
+    from stylegan_core.spec import load_spec_text
+
+    assert set(PART_INTERFACES) == set(ps_kinds := Registry().kinds()), ps_kinds
+    plain = _module("plainplug", """
+        import torch
+        from torch import nn
+
+        class PlainMapping(nn.Module):  # the right methods, but not a stylegan_core.interfaces.MappingNetwork
+            def __init__(self, z_dim: int = 8, c_dim: int = 0, w_dim: int = 8, num_ws: int = 2):
+                super().__init__()
+                self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
+                self.fc = nn.Linear(z_dim, w_dim)
+
+            def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
+                return self.fc(z).unsqueeze(1).repeat(1, self.num_ws, 1)
+
+        @hookimpl
+        def register(registry):
+            registry.register("mapping", "plain", PlainMapping)
+    """)
+    ps = load_plugins(only=["stylegan2", "plainplug"], extra={"plainplug": plain})
+    text = f"extends: {DEFAULT_SPEC}\ngenerator:\n  mapping: {{type: plainplug.plain, z_dim: 16}}\n"
+    spec = load_spec_text(text, ["metrics=[]"], ps.registry, file="third.yaml")
+    with pytest.raises(PartContractError) as e:
+        build_model(spec, ps.registry)
+    msg = str(e.value)
+    assert msg.startswith("third.yaml:3: generator.mapping: the mapping part 'plainplug.plain' (plugin 'plainplug') "
+                          "built a plainplug.PlainMapping, which is not a stylegan_core.interfaces.MappingNetwork"), msg
+    capsys.readouterr()
+    assert guarded(lambda: build_model(spec, ps.registry)) == EXIT_UNKNOWN  # stylegan-build's exit code 3
+    assert capsys.readouterr().err.strip() == f"error: {msg}"

@@ -295,6 +295,10 @@ class AugmentPipe(Augment):
         return f"preset={self.preset!r}, p={float(self.p):.4f}, adaptive={self.adaptive}, {', '.join(on)}"
 
     # -- adaptive p -------------------------------------------------------------------
+    def probability(self) -> float:
+        """The current strength ``p`` (logged as ``augment/p``)."""
+        return float(self.p)
+
     @torch.no_grad()
     def update(self, real_logits: torch.Tensor, batch_size: int) -> None:
         """Accumulate ``sign(real_logits)``; every ``ada_interval`` calls step ``p`` towards the target."""

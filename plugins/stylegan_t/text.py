@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from pydantic import AfterValidator, Field
 from torch import nn
 
-from stylegan_core.api import (FeatureNetworkError, import_open_clip, resolve_weights,
+from stylegan_core.api import (Conditioning, FeatureNetworkError, import_open_clip, resolve_weights,
                                route_multihead_attention, seeded, sha256_file)
 from stylegan_core.params import weights_given
 
@@ -93,7 +93,7 @@ def _model_config(open_clip: Any, name: str) -> dict[str, Any]:
     return cfg
 
 
-class ClipTextEncoder(nn.Module):
+class ClipTextEncoder(Conditioning):
     """open_clip text tower: ``forward(texts) -> [N, c_dim]`` L2-normalised embeddings (see the module docstring)."""
 
     part_type = PART

@@ -5,10 +5,10 @@ import sys
 from typing import Callable, NoReturn
 
 from ..plugins import PluginSet, load_plugins
-from ..registry import DuplicateComponentError, UnknownComponentError
+from ..registry import DuplicateComponentError, RegistryError, UnknownComponentError
 
 EXIT_SPEC = 2  # invalid spec
-EXIT_UNKNOWN = 3  # unknown plugin or part
+EXIT_UNKNOWN = 3  # unknown plugin or part, or a part that breaks its contract
 EXIT_RUNTIME = 1
 EXIT_CHECKPOINT = 4  # an official checkpoint that is unsafe, unreadable or cannot be converted
 
@@ -45,6 +45,9 @@ def guarded(fn: Callable[[], int]) -> int:
         err(f"error: {e}")
         return EXIT_UNKNOWN
     except DuplicateComponentError as e:
+        err(f"error: {e}")
+        return EXIT_UNKNOWN
+    except RegistryError as e:  # e.g. a part that is not an instance of its kind's interface
         err(f"error: {e}")
         return EXIT_UNKNOWN
     except CheckpointError as e:  # the message names the file and what is wrong with it

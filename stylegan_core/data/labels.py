@@ -12,25 +12,26 @@ from typing import Any, Sequence, Union
 
 import torch
 
+from ..interfaces import Dataset
+
 Labels = Union[torch.Tensor, list]
 
 
-def is_text(dataset: Any) -> bool:
+def is_text(dataset: Dataset) -> bool:
     """Whether ``dataset`` labels its images with captions."""
-    return getattr(dataset, "label_type", "vector") == "text"
+    return dataset.label_type == "text"
 
 
-def all_labels(dataset: Any) -> Labels:
+def all_labels(dataset: Dataset) -> Labels:
     """Every label of ``dataset`` in order: ``[len, label_dim]`` float32 or a list of captions."""
-    getter = getattr(dataset, "get_label", None)
-    items = [getter(i) if getter else dataset[i][1] for i in range(len(dataset))]
+    items = [dataset.get_label(i) for i in range(len(dataset))]
     if is_text(dataset):
         bad = next((i for i, t in enumerate(items) if not isinstance(t, str)), None)
         if bad is not None:
-            raise TypeError(f"dataset {getattr(dataset, 'name', type(dataset).__name__)}: label_type is 'text' but "
-                            f"the label of item {bad} is a {type(items[bad]).__name__}, expected a caption str")
+            raise TypeError(f"dataset {dataset.name}: label_type is 'text' but the label of item {bad} is a "
+                            f"{type(items[bad]).__name__}, expected a caption str")
         return list(items)
-    if getattr(dataset, "label_dim", 0) == 0:
+    if dataset.label_dim == 0:
         return torch.zeros([len(items), 0])
     return torch.stack([torch.as_tensor(l, dtype=torch.float32) for l in items])
 

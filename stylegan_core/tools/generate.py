@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from ..images import save_grid, save_image
+from ..interfaces import CentroidTruncation, TextConditioned, TextEncoder
 
 
 def parse_seeds(spec: Union[str, Sequence[int]]) -> list[int]:
@@ -56,18 +57,20 @@ def class_vector(G: torch.nn.Module, class_idx: Optional[int], n: int = 1, devic
     return c
 
 
-def is_text_conditioned(G: torch.nn.Module) -> bool:
-    """Whether ``G`` takes captions as ``c``: the first ``text_conditioned`` attribute found on G, its mapping
-    network or the mapping's ``conditioning`` part decides; without one, a conditioning part with a
-    ``tokenize`` method (a text encoder, e.g. ``stylegan_t.clip_text``) makes G text-conditioned."""
-    G = getattr(G, "module", G)
-    mapping = getattr(G, "mapping", None)
-    cond = getattr(mapping, "conditioning", None)
-    for obj in (G, mapping, cond):
-        flag = getattr(obj, "text_conditioned", None)
-        if flag is not None:
-            return bool(flag)
-    return callable(getattr(cond, "tokenize", None))
+def is_text_conditioned(G: Any) -> bool:
+    """Whether ``G`` takes captions as ``c`` (:class:`~stylegan_core.interfaces.TextConditioned`): the first of G
+    and its submodules (G, its mapping network, the mapping's parts, ...) that declares ``text_conditioned``
+    decides; when none does, a :class:`~stylegan_core.interfaces.TextEncoder` among them makes G
+    text-conditioned."""
+    if isinstance(G, TextConditioned):
+        return bool(G.text_conditioned)
+    if not isinstance(G, torch.nn.Module):
+        return False
+    modules = [m for _, m in G.named_modules()]
+    declared = next((m for m in modules if isinstance(m, TextConditioned)), None)
+    if declared is not None:
+        return bool(declared.text_conditioned)
+    return any(isinstance(m, TextEncoder) for m in modules)
 
 
 def condition(G: torch.nn.Module, class_idx: Optional[int] = None, text: Optional[str] = None, n: int = 1,
@@ -181,17 +184,17 @@ def generate_images(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, trun
     """One PNG per seed (``seed0042.png``), z drawn as the official tools do (NumPy RandomState(seed)), and a grid.
 
     ``text``: the prompt of a text-conditioned generator (every image gets it as its caption).
-    ``centroids``: a safetensors file of k-means centroids in W for a mapping network with multimodal
-    truncation (``truncate_to_centroids``, StyleGAN-XL): ws are truncated toward the nearest centroid
+    ``centroids``: a safetensors file of centroids in W for a mapping network with multimodal truncation
+    (:class:`~stylegan_core.interfaces.CentroidTruncation`): ws are truncated toward the nearest centroid
     of their class instead of the class mean."""
     c = condition(G, class_idx, text, 1, device)
+    if centroids is not None and not isinstance(G.mapping, CentroidTruncation):
+        raise ValueError(f"--centroids: the mapping network {type(G.mapping).__name__} has no centroid truncation "
+                         f"(load_centroids and truncate_to_centroids)")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     G = G.to(device).eval()
     if centroids is not None:
-        if not hasattr(G.mapping, "truncate_to_centroids"):
-            raise ValueError(f"--centroids: the mapping network {type(G.mapping).__name__} has no multimodal "
-                             f"truncation (StyleGAN-XL's stylegan_xl.mapping has)")
         G.mapping.load_centroids(centroids)
     paths, imgs = [], []
     for seed in seeds:

@@ -1,8 +1,9 @@
 """``stylegan-run DIR grow``: start the next stage of a generator that grows by stages (StyleGAN-XL).
 
-A synthesis network that grows declares ``grow_overrides() -> {dotted spec path: value}``, the changes
-that make the next stage's spec (its stage index, the data resolution, parts to freeze, ...), and
-raises ``ValueError`` when there is no next stage. Growing then
+A synthesis network that grows (:class:`~stylegan_core.interfaces.GrowingSynthesis`) declares its
+``stage``, the ``head_layer_names`` that stage adds, and ``grow_overrides() -> {dotted spec path: value}``,
+the changes that make the next stage's spec (its stage index, the data resolution, parts to freeze, ...),
+raising ``ValueError`` when there is no next stage. Growing then
 
 1. takes the build folder's resolved spec (its lock), drops the values the builder had wired (so the
    new resolution wires afresh), applies the overrides and validates the result;
@@ -24,6 +25,7 @@ from typing import Any
 
 from ..build import BuiltModel, _node, build_model, write_artifact
 from ..freezing import frozen_parameter_names, trainable_state_dict
+from ..interfaces import GrowingSynthesis
 from ..io import sha256_file
 from ..spec import dump_yaml, load_spec_text
 from . import checkpoint as ckpt
@@ -46,12 +48,11 @@ def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
 def next_stage_spec_text(built: BuiltModel) -> tuple[str, dict[str, Any]]:
     """The next stage's spec (YAML text) and the overrides that made it."""
     synthesis = built.G.synthesis
-    grow = getattr(synthesis, "grow_overrides", None)
     name = built.infos["generator.synthesis"].name if "generator.synthesis" in built.infos else type(synthesis).__name__
-    if grow is None:
+    if not isinstance(synthesis, GrowingSynthesis):
         raise GrowError(f"the synthesis network {name} does not grow by stages (it has no grow_overrides)")
     try:
-        overrides = dict(grow())
+        overrides = dict(synthesis.grow_overrides())
     except ValueError as e:
         raise GrowError(f"{name}: {e}") from None
     data = copy.deepcopy(built.spec.data)
@@ -84,7 +85,8 @@ def grow(built: BuiltModel, run_dir: Path, out_dir: Path, plugin_versions: dict[
     prev = trainable_state_dict(built.G)
     target = new.G.state_dict()
     # the stage's new layers start afresh even where a name and shape repeat one of a dropped layer
-    fresh = tuple(f"synthesis.{n}." for n in getattr(new.G.synthesis, "head_layer_names", ()) or ())
+    heads = new.G.synthesis.head_layer_names if isinstance(new.G.synthesis, GrowingSynthesis) else []
+    fresh = tuple(f"synthesis.{n}." for n in heads)
     copied = set()
     for k, v in prev.items():
         if k in target and target[k].shape == v.shape and not k.startswith(fresh):
@@ -109,8 +111,8 @@ def grow(built: BuiltModel, run_dir: Path, out_dir: Path, plugin_versions: dict[
 
 
 def default_out_dir(built: BuiltModel, run_dir: Path) -> Path:
-    stage = getattr(built.G.synthesis, "stage", None)
-    suffix = f"stage{int(stage) + 1}" if stage is not None else "grown"
+    synthesis = built.G.synthesis
+    suffix = f"stage{int(synthesis.stage) + 1}" if isinstance(synthesis, GrowingSynthesis) else "grown"
     return Path(run_dir).resolve().parent / f"{Path(run_dir).resolve().name}-{suffix}"
 
 

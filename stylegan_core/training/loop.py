@@ -32,7 +32,7 @@ from ..data import labels as labels_mod
 from ..freezing import (declared_phases, load_trainable_state_dict, set_requires_grad, trainable_parameters,
                         trainable_state_dict)
 from ..images import images_to_float, save_grid
-from ..interfaces import Regularizer, StepContext
+from ..interfaces import LabelFitting, ProgressAware, Regularizer, StepContext
 from . import checkpoint as ckpt
 from . import distributed
 from .blur import blur_images
@@ -64,31 +64,31 @@ def _is_lazy(reg: Any) -> bool:
     return type(reg).penalty is not Regularizer.penalty
 
 
-def _part_methods(modules: "tuple[nn.Module, ...]", method: str) -> "Iterator[tuple[str, Callable]]":
-    """``(name, bound method)`` of every module and submodule (once each) that defines ``method``."""
+def _modules_with(modules: "tuple[nn.Module, ...]", capability: type) -> "Iterator[tuple[str, Any]]":
+    """``(name, module)`` of every module and submodule (once each) that has ``capability`` (a protocol of
+    :mod:`stylegan_core.interfaces`)."""
     seen: set[int] = set()
     for m in modules:
         for name, sub in m.named_modules():
-            fn = getattr(sub, method, None)
-            if callable(fn) and id(sub) not in seen:
+            if isinstance(sub, capability) and id(sub) not in seen:
                 seen.add(id(sub))
-                yield name, fn
+                yield name, sub
 
 
 def set_training_progress(modules: "tuple[nn.Module, ...]", cur_nimg: int) -> None:
-    """Call ``set_training_progress(cur_nimg)`` on every module and submodule that defines it (the optional
-    method of parts, see :mod:`stylegan_core.interfaces`; e.g. a progressive-growing level of detail)."""
-    for _, fn in _part_methods(modules, "set_training_progress"):
-        fn(int(cur_nimg))
+    """``set_training_progress(cur_nimg)`` on every :class:`~stylegan_core.interfaces.ProgressAware` module and
+    submodule (e.g. a progressive-growing level of detail)."""
+    for _, sub in _modules_with(modules, ProgressAware):
+        sub.set_training_progress(int(cur_nimg))
 
 
 def fit_labels(modules: "dict[str, nn.Module]", labels: labels_mod.Labels) -> list[str]:
-    """Call ``fit_labels(labels)`` on every part that defines it (the optional method of parts, see
-    :mod:`stylegan_core.interfaces`); the names of those that fitted something now."""
+    """``fit_labels(labels)`` on every :class:`~stylegan_core.interfaces.LabelFitting` module and submodule; the
+    names of those that fitted something now."""
     fitted = []
     for prefix, m in modules.items():
-        for name, fn in _part_methods((m,), "fit_labels"):
-            if fn(labels):
+        for name, sub in _modules_with((m,), LabelFitting):
+            if sub.fit_labels(labels):
                 fitted.append(f"{prefix}.{name}" if name else prefix)
     return fitted
 
@@ -150,8 +150,8 @@ class Trainer:
                                 f"(known: {', '.join(sorted(known))}){hint}")
         self.phases = []
         for name, module, lr in (("G", self.G, self.cfg.g_lr), ("D", self.D, self.cfg.d_lr)):
-            lazy = [r for r in self.regs if getattr(r, "target", "D") == name and _is_lazy(r)]
-            intervals = sorted({int(getattr(r, "interval", 1)) for r in lazy})
+            lazy = [r for r in self.regs if r.target == name and _is_lazy(r)]
+            intervals = sorted({int(r.interval) for r in lazy})
             if len(intervals) > 1:
                 raise TrainingError(f"regularizers of {name} use different intervals {intervals}; use one interval per network")
             interval = intervals[0] if intervals else 0
@@ -214,8 +214,7 @@ class Trainer:
         return img, ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        blur = getattr(self.loss, "input_blur_sigma", None)  # optional for losses not derived from Loss
-        sigma = blur(self.cur_nimg) if blur is not None else 0.0
+        sigma = self.loss.input_blur_sigma(self.cur_nimg)
         if sigma > 0:
             img = blur_images(img, sigma)
         if self.augment is not None:
@@ -286,7 +285,7 @@ class Trainer:
         if self.augment is not None and real_logits is not None:
             real_logits = distributed.gather(real_logits.detach(), self.world)  # the global batch's logits
             self.augment.update(real_logits, self.batch)  # after the step, as the official ADA heuristic
-        elif getattr(self.augment, "adaptive", False):
+        elif self.augment is not None and self.augment.adaptive:
             raise TrainingError(f"the augmentation adapts p from D's logits on reals, but the loss "
                                 f"{type(self.loss).__name__} does not set ctx.real_logits in phase 'D'")
         return stats
@@ -327,9 +326,7 @@ class Trainer:
             meta["optimizers"][ph.name] = om
         for i, r in enumerate(self.regs):
             t.update({f"reg{i}.{k}": v for k, v in r.state_dict().items()})
-        loss_state = getattr(self.loss, "state_dict", None)  # a loss with running statistics (e.g. pl_mean)
-        if callable(loss_state):
-            t.update({f"loss.{k}": v for k, v in loss_state().items()})
+        t.update({f"loss.{k}": v for k, v in self.loss.state_dict().items()})  # running statistics (e.g. pl_mean)
         if self.augment is not None:
             t.update({f"augment.{k}": v for k, v in self.augment.state_dict().items()})
         t["rng.torch"] = torch.get_rng_state()
@@ -353,7 +350,7 @@ class Trainer:
             if sub:
                 r.load_state_dict(sub)
         sub = ckpt.sub_state(t, "loss")
-        if sub and callable(getattr(self.loss, "load_state_dict", None)):
+        if sub:
             self.loss.load_state_dict(sub)
         if self.augment is not None:
             self.augment.load_state_dict(ckpt.sub_state(t, "augment"))
@@ -467,7 +464,7 @@ class Trainer:
             res = m.compute(self.G_ema, self.dataset, device=str(self.device))
             append_metric_jsonl(self.run_dir / f"metric-{m.name}.jsonl", m.name, res, total_time=time.time() - t0,
                                 snapshot=f"{self.cur_nimg:09d}", kimg=self.cur_nimg / 1000,
-                                **(m.describe() if hasattr(m, "describe") else {}))  # detector name and hash
+                                **m.describe())  # e.g. the detector's name and weights hash
             out.update(res)
         return out
 
@@ -521,8 +518,9 @@ class Trainer:
                 means = distributed.mean_stats({k: float(np.mean(v)) for k, v in tick_stats.items()}, self.world)
                 rec = {"tick": self.cur_tick, "kimg": self.cur_nimg / 1000, "sec_per_tick": dt,
                        "img_per_sec": (self.cur_nimg - self.tick_start_nimg) / max(dt, 1e-9), **means}
-                if isinstance(getattr(self.augment, "p", None), torch.Tensor):
-                    rec["augment/p"] = float(self.augment.p)  # the strength at the end of the tick
+                p_aug = self.augment.probability() if self.augment is not None else None
+                if p_aug is not None:
+                    rec["augment/p"] = p_aug  # the strength at the end of the tick
                 bar.set_postfix({k.split("/")[-1]: f"{np.mean(v):.3f}" for k, v in tick_stats.items() if "loss" in k})
                 # grids, metrics and snapshots at cur_nimg see the networks as set for cur_nimg
                 set_training_progress((self.G, self.G_ema, self.D), self.cur_nimg)

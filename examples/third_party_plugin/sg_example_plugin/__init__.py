@@ -7,13 +7,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import hookimpl
+from stylegan_core.api import MappingNetwork, hookimpl
 from stylegan_core.params import CDim, NumWs, WDim, ZDim
 
 STYLEGAN_CORE_API = 1
 
 
-class ResidualMapping(nn.Module):
+class ResidualMapping(MappingNetwork):
     """Mapping network of pre-norm residual MLP blocks (z and an embedded label concatenated).
 
     Keeps a running mean ``w_avg`` for truncation, like every mapping network. Each parameter is declared
