@@ -208,3 +208,38 @@ def test_conditional_preset_generates_a_class(tmp_path):
     assert "model.safetensors" in p.stdout and (out / "generate" / "seed0002.png").is_file()
     p = cli("stylegan-run", out, "generate", "--seeds", "1", "--class", "12", check=2)
     assert "out of range" in p.stderr and "10 classes" in p.stderr
+
+
+def test_run_tasks_have_their_own_options_and_help(tmp_path, capsys):
+    """stylegan-run DIR TASK --help shows that task's options only, with examples, and never a source path."""
+    from stylegan_core.cli.run import main as run_main
+    from stylegan_core.cli.tasks import TASKS
+
+    p = cli("stylegan-run", tmp_path / "nowhere", "generate", "--help")  # no build folder needed for help
+    text = p.stdout
+    for opt in ("--seeds", "--trunc", "--trunc-cutoff", "--class", "--text", "--noise-mode", "--style-mix",
+                "--styles", "--projected-w", "--centroids", "--outdir"):
+        assert opt in text, opt
+    for other in ("--kimg", "--no-resume", "--metrics", "--frames", "--target", "--steps", "--set"):
+        assert other not in text, other
+    assert "examples:\n  stylegan-run build generate --seeds" in text
+    helps = {}
+    for name in TASKS:
+        assert run_main([str(tmp_path), name, "--help"]) == 0
+        helps[name] = capsys.readouterr().out
+    assert "--kimg" in helps["train"] and "--metrics" in helps["evaluate"] and "--target" in helps["project"]
+    assert "--frames" in helps["interpolate"] and "--set" in helps["grow"]
+    for name, h in helps.items():
+        assert h.startswith(f"usage: stylegan-run DIR {name}") and "examples:" in h, name
+        assert ".py" not in h and "stylegan_core/" not in h, name  # no help text points into the source
+        assert "stylegan_xl" not in h and "StyleGAN-XL" not in h and "stylegan_t" not in h, name  # nor names a plugin
+    assert run_main(["--help"]) == 0
+    overview = capsys.readouterr().out
+    assert all(f"\n  {name} " in overview for name in TASKS) and ".py" not in overview
+    # another task's option, an unknown task, no build folder: one clear line each, the documented codes
+    assert run_main([str(tmp_path), "generate", "--kimg", "3"]) == 2
+    assert "unrecognized arguments: --kimg 3" in capsys.readouterr().err
+    assert run_main([str(tmp_path), "genrate"]) == 2
+    assert "'genrate' is not a task (did you mean generate?)" in capsys.readouterr().err
+    p = cli("stylegan-run", cwd=tmp_path, check=1)  # alone: the spec's task in build/
+    assert f"{Path('build') / 'spec.lock.yaml'} not found: run stylegan-build first" in p.stderr

@@ -11,8 +11,9 @@ its weights; data, loss and training settings come from SPEC (or the embedded
 default, whose digits are resized to the network's data and whose task becomes
 generate). The lock file records the checkpoint's path and sha256.
 
-Exit codes: 0 ok, 2 invalid spec, 3 unknown plugin or part, 4 unsafe, unreadable
-or unconvertible checkpoint, 1 anything else.
+Exit codes: 0 ok, 2 invalid spec, 3 unknown plugin or part (or a part that is not an
+instance of its kind's interface), 4 unsafe, unreadable or unconvertible checkpoint,
+1 anything else.
 """
 from __future__ import annotations
 

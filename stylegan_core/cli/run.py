@@ -1,132 +1,130 @@
-"""``stylegan-run [DIR] [TASK]``: run a built model's job (train, generate, interpolate, project, plot).
+"""``stylegan-run [DIR] [TASK] [OPTIONS]``: run a task on a build folder written by ``stylegan-build``.
 
-DIR is the folder written by ``stylegan-build`` (default: build/). TASK defaults
-to the spec's ``run.task``. ``train`` resumes from the last snapshot in DIR
-unless ``--no-resume``; it writes snapshots (safetensors), sample grids (PNG),
-``stats.jsonl``, ``metric-*.jsonl`` and ``plot.png``. ``generate`` writes one PNG per seed (or a
-style-mixing grid); ``interpolate``, ``project`` and ``plot``: see ``stylegan_core/cli/tasks.py``.
-``grow`` starts the next stage of a generator that grows by stages (StyleGAN-XL) in a new build
-folder (``--outdir``, default ``DIR-stage<k>``) from DIR's latest G_ema; see
-``stylegan_core/training/grow.py``.
+DIR defaults to ``build``, TASK to the spec's ``run.task``; each task has its own options
+(``stylegan-run DIR TASK --help``). The tasks are in :mod:`stylegan_core.cli.tasks`.
 
 Several processes train data-parallel when started by torchrun:
-``torchrun --nproc_per_node=K -m stylegan_core.cli.run DIR train`` (``train.batch_size`` is
-the global batch; rank 0 writes the outputs).
+``torchrun --nproc_per_node=K -m stylegan_core.cli.run DIR train``.
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import warnings
+import textwrap
 from pathlib import Path
+from typing import Optional
 
-from .common import EXIT_RUNTIME, err, guarded, load_plugins_reporting
+from .common import EXIT_RUNTIME, EXIT_SPEC, err, guarded
+from .tasks import TASKS, Context
+from .tasks.base import BuildFolderError, UsageError, load_built, task_parser
 
-TASKS = ("train", "generate", "interpolate", "project", "plot", "evaluate", "grow")
+__all__ = ["load_built", "main"]
+
+DEFAULT_DIR = "build"
+MAX_LOCK_BYTES = 16 << 20
 
 
-def load_built(run_dir: Path):
-    """Rebuild the model of a build folder from its lock file and load its weights."""
-    from ..build import LOCK_NAME, MODEL_NAME, build_model, load_model_state
-    from ..spec import load_spec
+def overview() -> str:
+    width = max(len(n) for n in TASKS)
+    tasks = "\n".join(f"  {name.ljust(width)}  {t.summary}" for name, t in TASKS.items())
+    return textwrap.dedent("""\
+        usage: stylegan-run [DIR] [TASK] [OPTIONS]
+
+        Run a task on the build folder DIR written by stylegan-build (default: build/).
+        Without TASK, the spec's run.task (train or generate). Each task has its own
+        options: stylegan-run DIR TASK --help.
+
+        tasks:
+        {tasks}
+
+        examples:
+          stylegan-build spec.yaml && stylegan-run          # build into build/, then run the spec's task
+          stylegan-run build train --kimg 100
+          stylegan-run build generate --seeds 0-7 --trunc 0.7
+          stylegan-run build generate --help
+          torchrun --nproc_per_node=2 -m stylegan_core.cli.run build train   # data-parallel training
+
+        exit codes: 0 ok, 1 runtime error, 2 bad options, spec or input, 3 unknown plugin or part,
+        4 unusable checkpoint
+        """).format(tasks=tasks)
+
+
+def spec_task(run_dir: Path) -> str:
+    """The ``run.task`` recorded in the build folder's lock file (read without building the model)."""
+    import yaml
+
+    from ..build import LOCK_NAME
 
     lock = run_dir / LOCK_NAME
     if not lock.is_file():
-        raise FileNotFoundError(f"{lock} not found: run stylegan-build first (or name the build folder)")
-    ps = load_plugins_reporting()
-    spec = load_spec(lock, [], ps.registry)
-    recorded = (spec.data.get("lock") or {}).get("plugins", {})
-    for name, ver in recorded.items():
-        if name == "core":
-            continue
-        have = ps.loaded.get(name)
-        if have is not None and ver and have.version and have.version != ver:
-            warnings.warn(f"plugin {name!r} is version {have.version}; {lock} was built with {ver}")
-    built = build_model(spec, ps.registry)
-    load_model_state(built, run_dir / MODEL_NAME)
-    return built
+        raise BuildFolderError(f"{lock} not found: run stylegan-build first (or name the build folder)")
+    with open(lock, encoding="utf-8") as f:
+        text = f.read(MAX_LOCK_BYTES + 1)
+    if len(text) > MAX_LOCK_BYTES:
+        raise BuildFolderError(f"{lock}: larger than {MAX_LOCK_BYTES >> 20} MiB, not a lock file")
+    data = yaml.safe_load(text)
+    task = ((data or {}).get("run") or {}).get("task", "train") if isinstance(data, dict) else "train"
+    if task not in TASKS:
+        raise BuildFolderError(f"{lock}: run.task {task!r} is not a task ({', '.join(TASKS)})")
+    return task
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="stylegan-run", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dir", nargs="?", default="build", help="build folder (default: build/)")
-    ap.add_argument("task", nargs="?", choices=TASKS, help="task (default: the spec's run.task)")
-    ap.add_argument("--kimg", type=float, help="train: total length in thousands of images (default: train.kimg)")
-    ap.add_argument("--no-resume", action="store_true",
-                    help="train: start over; the previous snapshots and logs move to DIR/previous-<date>")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ap.add_argument("--seeds", help="generate: seeds, e.g. 0-7 or 1,5,9 (default: run.seeds)")
-    ap.add_argument("--trunc", type=float, help="generate: truncation psi (default: run.truncation_psi)")
-    ap.add_argument("--trunc-cutoff", type=int, help="generate: truncate only the first N ws")
-    ap.add_argument("--noise-mode", choices=("const", "random", "none"), help="generate: noise mode")
-    ap.add_argument("--class", dest="class_idx", type=int, help="generate: class index (conditional models)")
-    ap.add_argument("--outdir", help="generate: output folder (default: DIR/generate); grow: the new build folder "
-                    "(default: DIR-stage<k>)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                    help="grow: spec overrides for the next stage (repeatable), e.g. data.path=imagenet32.zip")
-    ap.add_argument("--metrics", help="evaluate: comma-separated metrics, e.g. fid,kid or fid50k_full or "
-                    "fid:num_gen=1000:detector.weights=PATH (see stylegan_core/tools/evaluate.py)")
-    from .tasks import TOOL_TASKS, add_tool_arguments, run_plot, run_tool_task
+def split_command(argv: list[str]) -> tuple[Path, Optional[str], list[str]]:
+    """``[DIR] [TASK] OPTIONS...`` -> (DIR, TASK or None, OPTIONS). A lone word that names a task and no
+    folder is the task (in ``build/``)."""
+    words = []
+    while argv and len(words) < 2 and not argv[0].startswith("-"):
+        words.append(argv.pop(0))
+    if len(words) == 2:
+        if words[1] not in TASKS:
+            import difflib
 
-    add_tool_arguments(ap)  # generate, interpolate, project, plot (stylegan_core/cli/tasks.py)
-    args = ap.parse_args(argv)
-    run_dir = Path(args.dir)
+            close = difflib.get_close_matches(words[1], list(TASKS), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UsageError(f"usage: stylegan-run [DIR] [TASK] [OPTIONS]\nstylegan-run: error: {words[1]!r} is not "
+                             f"a task{hint}; tasks: {', '.join(TASKS)}")
+        return Path(words[0]), words[1], argv
+    if len(words) == 1:
+        if words[0] in TASKS and not Path(words[0]).is_dir():
+            return Path(DEFAULT_DIR), words[0], argv
+        return Path(words[0]), None, argv
+    return Path(DEFAULT_DIR), None, argv
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        run_dir, task_name, rest = split_command(argv)
+    except UsageError as e:
+        err(str(e))
+        return EXIT_SPEC
+    if task_name is None and any(a in ("-h", "--help") for a in rest):
+        print(overview())
+        return 0
 
     def run() -> int:
-        if args.task == "plot":  # needs the logs only, not the model
-            return run_plot(run_dir)
-        try:
-            built = load_built(run_dir)
-        except FileNotFoundError as e:
-            err(f"error: {e}")
-            return EXIT_RUNTIME
-        task = args.task or built.spec.model.run.task
-        if task == "train":
-            from ..training import distributed
-            from ..training.loop import Trainer, TrainingError
-
-            trainer = None
+        name = task_name
+        if name is None:
             try:
-                trainer = Trainer(built, run_dir, kimg=args.kimg, resume=not args.no_resume,
-                                  progress=not args.no_progress)
-                res = trainer.run()
-            except TrainingError as e:
+                name = spec_task(run_dir)
+            except BuildFolderError as e:
                 err(f"error: {e}")
                 return EXIT_RUNTIME
-            finally:
-                distributed.shutdown(trainer.world if trainer is not None else None)
-            if trainer.world.is_main:
-                print(f"trained to {res['cur_nimg'] / 1000:.1f} kimg" +
-                      "".join(f"; {k} {v:.3f}" for k, v in res["metrics"].items()))
-            return 0
-        if task == "evaluate":  # metrics of the latest G_ema (stylegan_core/tools/evaluate.py)
-            from ..tools.evaluate import EvaluateError, evaluate
-
+        task = TASKS[name]
+        try:
+            args = task_parser(task).parse_args(rest)
+        except UsageError as e:
+            err(str(e))
+            return EXIT_SPEC
+        except SystemExit as e:  # --help
+            return int(e.code or 0)
+        ctx = Context(run_dir, args)
+        if task.needs_model:
             try:
-                evaluate(built, run_dir, args.metrics or "fid")
-            except EvaluateError as e:
+                ctx.built
+            except BuildFolderError as e:
                 err(f"error: {e}")
-                return 2
-            return 0
-        if task == "grow":
-            from ..training.grow import GrowError, default_out_dir, grow
-
-            out = Path(args.outdir) if args.outdir else default_out_dir(built, run_dir)
-            ps = load_plugins_reporting()
-            versions = {name: p.version for name, p in ps.loaded.items()}
-            versions["core"] = __import__("stylegan_core").__version__
-            try:
-                grow(built, run_dir, out, versions, overrides=tuple(args.overrides))
-            except GrowError as e:
-                err(f"error: {e}")
-                return 2
-            print(f"next: stylegan-run {out} train")
-            return 0
-        if task in TOOL_TASKS:
-            return run_tool_task(task, built, run_dir, args)
-        err(f"error: unknown task {task!r}")
-        return 2
+                return EXIT_RUNTIME
+        return task.run(ctx)
 
     return guarded(run)
 
