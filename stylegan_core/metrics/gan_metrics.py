@@ -4,7 +4,7 @@
 The definitions follow NVlabs' ``metrics/`` of StyleGAN2-ADA / StyleGAN3 (``metric_main.py``):
 
 ==============  ====================================================================================
-FID             Fréchet distance of Gaussian fits of the detector's pool features (``scipy.linalg.sqrtm``)
+FID             Fréchet distance of Gaussian fits of the detector's pool features (torch-fidelity's formula)
 KID             unbiased MMD^2 with the cubic polynomial kernel ``k(x, y) = (x.y / d + 1)^3``, averaged
                 over ``num_subsets`` random subsets of ``m = min(n_real, n_gen, max_subset_size)``
 precision/      k-NN manifolds (k = ``nhood_size``, the (k+1)-th smallest distance, self included) of
