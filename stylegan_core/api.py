@@ -17,8 +17,10 @@ What is here:
   capabilities core calls (:class:`ProgressAware`, :class:`LabelFitting`, :class:`PhasedFreezing`,
   :class:`TextConditioned`, :class:`TextEncoder`, :class:`CentroidTruncation`, :class:`GrowingSynthesis`),
   :data:`WIRED_NAMES`, the composed :class:`Generator`;
-- part parameters: :class:`PartParams` (a part's own params model), :class:`NestedPart` (a field holding
-  another part, e.g. a feature network);
+- part parameters: the shared declarations of the wired names (:data:`ZDim`, :data:`CDim`, :data:`WDim`,
+  :data:`NumWs`, :data:`ImgResolution`, :data:`ImgChannels`; ``Annotated`` types for factory signatures),
+  :func:`weights_given`, :class:`PartParams` (a part's own params model), :class:`NestedPart` (a field
+  holding another part, e.g. a feature network);
 - building blocks: the layers (:mod:`stylegan_core.layers`), :mod:`ops <stylegan_core.ops>` (the
   compiled / reference ops: ``ops.upfirdn2d``, ``ops.bias_act``, ...), attention, the blur schedule;
 - frozen networks: :class:`TimmFeatureNetwork`, :func:`build_feature_network`, :func:`resolve_weights`,
@@ -63,6 +65,7 @@ from .layers import (FP16_DEVICE_TYPES, NOISE_MODES, RESAMPLE_FILTER, Conv2dLaye
 from .layers.attention import attention, route_multihead_attention
 from .metrics.gan_metrics import count_str
 from .official import ModuleRecord, OfficialConversion, PersistentRecord, module_records, spectral_norms
+from .params import CDim, ImgChannels, ImgResolution, NumWs, WDim, ZDim, weights_given
 from .registry import PartParams
 from .spec.models import NestedPart
 from .training.blur import blur_images, blur_sigma
@@ -92,7 +95,7 @@ __all__ = [
     "CentroidTruncation", "GrowingSynthesis", "LabelFitting", "PhasedFreezing", "ProgressAware", "TextConditioned",
     "TextEncoder",
     # params
-    "NestedPart", "PartParams",
+    "CDim", "ImgChannels", "ImgResolution", "NestedPart", "NumWs", "PartParams", "WDim", "ZDim", "weights_given",
     # layers and ops
     "FP16_DEVICE_TYPES", "NOISE_MODES", "RESAMPLE_FILTER", "Conv2dLayer", "FullyConnectedLayer", "MinibatchStdLayer",
     "ModulatedConvLayer", "SynthesisLayer", "ToRGBLayer", "attention", "block_dtype", "blur_images", "blur_sigma",

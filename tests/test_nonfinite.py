@@ -10,7 +10,7 @@ import os
 import pytest
 import torch
 
-from stylegan_core import build as build_mod
+from stylegan_core import io as sg_io
 from stylegan_core.build import build_model
 from stylegan_core.plugins import load_plugins
 from stylegan_core.spec import load_spec
@@ -113,7 +113,7 @@ def test_disk_full_during_a_snapshot_keeps_the_previous_one(tmp_path, registry, 
         def __getattr__(self, name):
             return getattr(self.f, name)
 
-    monkeypatch.setattr(build_mod.os, "fdopen", lambda fd, mode="r": Full(real_fdopen(fd, mode)))
+    monkeypatch.setattr(sg_io.os, "fdopen", lambda fd, mode="r": Full(real_fdopen(fd, mode)))
     tr2 = trainer(registry, tmp_path, 0.048)
     with pytest.raises(TrainingError, match=r"cannot write the snapshot at 0\.048 kimg .*No space left on device; "
                                             r"the last complete snapshot is .*snapshot-000000032"):

@@ -31,8 +31,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from stylegan_core.api import Discriminator, NestedPart
-from stylegan_core.params import CDim, ImgResolution
+from stylegan_core.api import CDim, Discriminator, ImgResolution, NestedPart
 
 #: the official head channel table (feature-map size -> channels)
 HEAD_CHANNELS = {4: 512, 8: 512, 16: 256, 32: 128, 64: 64, 128: 64, 256: 32, 512: 16, 1024: 8}

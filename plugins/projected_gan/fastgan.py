@@ -30,8 +30,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from stylegan_core.api import MappingNetwork, SynthesisNetwork
-from stylegan_core.params import ImgChannels, WDim
+from stylegan_core.api import ImgChannels, MappingNetwork, SynthesisNetwork, WDim
 
 NFC_MULTIPLIER = {2: 16, 4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5, 512: 0.25, 1024: 0.125}
 SE_SOURCES = {64: 4, 128: 8, 256: 16, 512: 32}  # skip-excitation: big map <- small map

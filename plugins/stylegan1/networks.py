@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import (Discriminator as DiscriminatorBase, MappingNetwork as MappingBase, MinibatchStdLayer,
-                               SynthesisNetwork as SynthesisBase, check_noise_mode, layer_noise, ops)
-from stylegan_core.params import CDim, ImgChannels, ImgResolution, NumWs, WDim, ZDim
+from stylegan_core.api import (CDim, Discriminator as DiscriminatorBase, ImgChannels, ImgResolution,
+                               MappingNetwork as MappingBase, MinibatchStdLayer, NumWs,
+                               SynthesisNetwork as SynthesisBase, WDim, ZDim, check_noise_mode, layer_noise, ops)
 
 from .schedule import GrowingSchedule, as_schedule, lod_at, max_lod, split_lod
 

@@ -19,11 +19,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import (RESAMPLE_FILTER, Conv2dLayer, Discriminator as DiscriminatorBase, FullyConnectedLayer,
-                               Generator as ComposedGenerator, MappingNetwork as MappingBase, MinibatchStdLayer,
-                               ModulatedConvLayer, SynthesisNetwork as SynthesisBase, ToRGBLayer, block_dtype,
-                               check_noise_mode, compute_dtype, fp16_resolution, normalize_2nd_moment, ops)
-from stylegan_core.params import CDim, ImgChannels, ImgResolution, WDim
+from stylegan_core.api import (RESAMPLE_FILTER, CDim, Conv2dLayer, Discriminator as DiscriminatorBase,
+                               FullyConnectedLayer, Generator as ComposedGenerator, ImgChannels, ImgResolution,
+                               MappingNetwork as MappingBase, MinibatchStdLayer, ModulatedConvLayer,
+                               SynthesisNetwork as SynthesisBase, ToRGBLayer, WDim, block_dtype, check_noise_mode,
+                               compute_dtype, fp16_resolution, normalize_2nd_moment, ops)
 
 Architecture = Literal["orig", "skip", "resnet"]
 Activation = Literal["linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "swish"]

@@ -31,9 +31,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import (FullyConnectedLayer, Generator as ComposedGenerator, SynthesisNetwork as SynthesisBase,
-                               block_dtype, check_noise_mode, compute_dtype, ops)
-from stylegan_core.params import CDim, ImgChannels, ImgResolution, NumWs, WDim, ZDim
+from stylegan_core.api import (CDim, FullyConnectedLayer, Generator as ComposedGenerator, ImgChannels, ImgResolution,
+                               NumWs, SynthesisNetwork as SynthesisBase, WDim, ZDim, block_dtype, check_noise_mode,
+                               compute_dtype, ops)
 from stylegan_plugins.stylegan2.networks import MappingNetwork as StyleGAN2Mapping
 
 from .schedule import (FIRST_CUTOFF, FIRST_STOPBAND, LAST_STOPBAND_REL, FilterSchedule, LayerSpec, filter_schedule,

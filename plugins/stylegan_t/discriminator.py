@@ -43,8 +43,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from stylegan_core.api import Discriminator, FullyConnectedLayer, NestedPart
-from stylegan_core.params import ImgResolution
+from stylegan_core.api import Discriminator, FullyConnectedLayer, ImgResolution, NestedPart
 
 
 def spectral_conv1d(cin: int, cout: int, kernel_size: int = 1, padding_mode: str = "circular") -> nn.Conv1d:

@@ -48,10 +48,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import (RESAMPLE_FILTER, FullyConnectedLayer, MappingNetwork as MappingBase, ModulatedConvLayer,
-                               NestedPart, SynthesisNetwork as SynthesisBase, ToRGBLayer, block_dtype, compute_dtype,
-                               fp16_resolution, normalize_2nd_moment, ops)
-from stylegan_core.params import ImgChannels
+from stylegan_core.api import (RESAMPLE_FILTER, FullyConnectedLayer, ImgChannels, MappingNetwork as MappingBase,
+                               ModulatedConvLayer, NestedPart, SynthesisNetwork as SynthesisBase, ToRGBLayer,
+                               block_dtype, compute_dtype, fp16_resolution, normalize_2nd_moment, ops)
 from stylegan_plugins.stylegan2.networks import FusedModconv
 from stylegan_plugins.stylegan2.networks import SynthesisNetwork as StyleGAN2Synthesis
 from stylegan_plugins.stylegan2.networks import channels_per_resolution

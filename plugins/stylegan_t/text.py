@@ -56,8 +56,7 @@ from pydantic import AfterValidator, Field
 from torch import nn
 
 from stylegan_core.api import (Conditioning, FeatureNetworkError, import_open_clip, resolve_weights,
-                               route_multihead_attention, seeded, sha256_file)
-from stylegan_core.params import weights_given
+                               route_multihead_attention, seeded, sha256_file, weights_given)
 
 PART = "stylegan_t.clip_text"
 PHASES = ("all", "text_encoder", "freeze64")

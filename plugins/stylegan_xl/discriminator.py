@@ -40,8 +40,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import Discriminator, NestedPart
-from stylegan_core.params import CDim, ImgResolution
+from stylegan_core.api import CDim, Discriminator, ImgResolution, NestedPart
 from stylegan_plugins.projected_gan.discriminator import Head, RandomProjection
 
 #: the official backbones (``--backbones`` default of StyleGAN-XL's train.py) as part specs, the spec's default of

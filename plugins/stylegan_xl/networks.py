@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from stylegan_core.api import (FullyConnectedLayer, Generator as ComposedGenerator, MappingNetwork as MappingBase,
-                               SynthesisNetwork as SynthesisBase, compute_dtype, normalize_2nd_moment, read_tensor)
-from stylegan_core.params import CDim, ImgChannels, NumWs, WDim, ZDim
+from stylegan_core.api import (CDim, FullyConnectedLayer, Generator as ComposedGenerator, ImgChannels,
+                               MappingNetwork as MappingBase, NumWs, SynthesisNetwork as SynthesisBase, WDim, ZDim,
+                               compute_dtype, normalize_2nd_moment, read_tensor)
 from stylegan_plugins.stylegan3.networks import SynthesisInput, SynthesisLayer, ToRGBLayer
 from stylegan_plugins.stylegan3.networks import SynthesisNetwork as StyleGAN3Synthesis
 from stylegan_plugins.stylegan3.schedule import (FIRST_CUTOFF, FIRST_STOPBAND, LAST_STOPBAND_REL, FilterSchedule,

@@ -7,8 +7,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import MappingNetwork, hookimpl
-from stylegan_core.params import CDim, NumWs, WDim, ZDim
+from stylegan_core.api import CDim, MappingNetwork, NumWs, WDim, ZDim, hookimpl
 
 STYLEGAN_CORE_API = 1
 
