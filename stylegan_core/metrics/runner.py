@@ -21,9 +21,9 @@ from ..images import images_to_float, quantize
 from ..interfaces import Dataset
 from ..io import atomic_open, cache_dir
 
-#: bytes of detector activations per input pixel, measured on the CPU (Inception-v3 at 299 px: ~15 MB
-#: an image, ~14 x its float32 RGB input) with a margin; used for networks that declare nothing
-DETECTOR_BYTES_PER_INPUT_VALUE = 32
+#: bytes of detector activations per input value (RGB at the detector's input size), from the peak resident memory
+#: of Inception-v3 at 299 px on the CPU (~15 MB an image, 14 x its float32 input) with a margin
+DETECTOR_BYTES_PER_INPUT_VALUE = 64
 #: generator activations per output value (StyleGAN2-sized synthesis networks), with a margin
 GENERATOR_BYTES_PER_OUTPUT_VALUE = 256
 #: the share of the available memory a metric's batch may take
@@ -60,7 +60,7 @@ def auto_batch_size(detector: Any, resolution: int, device: str = "cpu", generat
     if free is None:
         return min(cap, 16)
     size = int(getattr(detector, "input_size", 0) or resolution)
-    per_image = 3 * size * size * 4 * DETECTOR_BYTES_PER_INPUT_VALUE // 4
+    per_image = 3 * size * size * DETECTOR_BYTES_PER_INPUT_VALUE
     if generator:
         per_image += 3 * resolution * resolution * GENERATOR_BYTES_PER_OUTPUT_VALUE
     return int(max(1, min(cap, free * MEMORY_SHARE // max(per_image, 1))))
