@@ -140,7 +140,11 @@ def build_metric(cfg: dict[str, Any], registry) -> Any:
     try:
         params = info.params(**cfg)
     except pydantic.ValidationError as e:
-        raise EvaluateError(f"--metrics: bad parameters for {cfg['type']}: {e}") from e
+        msgs = []
+        for x in e.errors():
+            msg = str(x.get("msg", "")).removeprefix("Value error, ")
+            msgs.append(f"{'.'.join(map(str, x.get('loc', ()))) or 'parameters'}: {msg}")
+        raise EvaluateError(f"--metrics: {cfg['type']}: {'; '.join(msgs)}") from None
     try:
         return info.build(params)
     except (ValueError, FileNotFoundError) as e:
