@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,7 +114,18 @@ def test_disk_full_during_a_snapshot_keeps_the_previous_one(tmp_path, registry, 
         def __getattr__(self, name):
             return getattr(self.f, name)
 
-    monkeypatch.setattr(sg_io.os, "fdopen", lambda fd, mode="r": Full(real_fdopen(fd, mode)))
+    # the disk fills up while the snapshot is written (the sample grid written before it still fits)
+    real_mkstemp, snapshot_fds = sg_io.tempfile.mkstemp, set()
+
+    def mkstemp(*args, **kwargs):
+        fd, name = real_mkstemp(*args, **kwargs)
+        if Path(name).parent.name == ckpt.SNAPSHOT_DIR:
+            snapshot_fds.add(fd)
+        return fd, name
+
+    monkeypatch.setattr(sg_io.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(sg_io.os, "fdopen",
+                        lambda fd, mode="r": Full(real_fdopen(fd, mode)) if fd in snapshot_fds else real_fdopen(fd, mode))
     tr2 = trainer(registry, tmp_path, 0.048)
     with pytest.raises(TrainingError, match=r"cannot write the snapshot at 0\.048 kimg .*No space left on device; "
                                             r"the last complete snapshot is .*snapshot-000000032"):
