@@ -1,9 +1,9 @@
 """The whole plugin API: the pluggy hooks.
 
 A plugin is a module (or object) with a function decorated by
-:data:`stylegan_core.hookimpl`::
+:data:`stylegan_core.api.hookimpl` (the public API for plugins, :mod:`stylegan_core.api`)::
 
-    from stylegan_core import hookimpl
+    from stylegan_core.api import hookimpl
 
     @hookimpl
     def register(registry):
