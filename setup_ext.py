@@ -2,6 +2,9 @@
 
 ``get_ext_modules_and_cmdclass() -> (ext_modules, cmdclass)``:
 
+* the sources are found by name: ``stylegan_core/csrc/*.cpp`` (each op's schemas and CPU host code,
+  which compiles its kernels from ``csrc/cpu/<op>.h``) and ``csrc/cuda/*.cu``, so adding an op needs
+  no change here;
 * the C++ CPU kernels (OpenMP, AVX2/FMA chosen at run time) are always built;
 * the CUDA kernels are added when nvcc and a CUDA build of torch are present
   (``STYLEGAN_CUDA=1`` forces them, ``STYLEGAN_CUDA=0`` skips them; default: auto-detect);
@@ -146,6 +149,19 @@ class _FailClearly:
             raise RuntimeError(msg) from e
 
 
+def cpu_sources() -> list[str]:
+    """The C++ files of the extension: ``csrc/*.cpp`` (one per op, and ``common.cpp``: the library and helpers).
+
+    Paths are relative to the project root, as setuptools wants them.
+    """
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, CSRC, "*.cpp")))
+
+
+def cuda_sources() -> list[str]:
+    """The CUDA files of the extension: ``csrc/cuda/*.cu`` (one per op)."""
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, CSRC, "cuda", "*.cu")))
+
+
 def get_ext_modules_and_cmdclass():
     """(ext_modules, cmdclass) for setup(); both empty when STYLEGAN_NO_EXT=1."""
     if os.environ.get("STYLEGAN_NO_EXT", "0").strip() == "1":
@@ -162,19 +178,20 @@ def get_ext_modules_and_cmdclass():
                            "`pip install --no-build-isolation`, or set STYLEGAN_NO_EXT=1 to skip the "
                            "compiled ops") from e
 
-    sources = [os.path.join(CSRC, "bindings.cpp"), os.path.join(CSRC, "cpu", "ops_generic.cpp"),
-               os.path.join(CSRC, "cpu", "ops_avx2.cpp")]
+    sources = cpu_sources()
     cxx = ["-O3", "-fopenmp", "-g0", "-ffp-contract=fast", "-fno-trapping-math", "-fno-math-errno", "-fno-wrapv"]
     extra = dict(extra_link_args=["-fopenmp"], py_limited_api=True)
+    # csrc/ on the include path: an op's file names its CPU kernels as "cpu/<op>.h" (see csrc/cpu/isa.h)
+    inc = [os.path.join(HERE, CSRC)]
     if cuda:
-        sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
-        inc = _nvidia_include_dirs()
+        sources += cuda_sources()
+        inc += _nvidia_include_dirs()
         _log(f"building CPU + CUDA kernels (CUDA_HOME={os.environ.get('CUDA_HOME')}, "
-             f"TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(visible GPUs)')}, extra includes={inc})")
-        ext = CUDAExtension("stylegan_core._C", sources, include_dirs=list(inc), define_macros=[("WITH_CUDA", None)],
+             f"TORCH_CUDA_ARCH_LIST={os.environ.get('TORCH_CUDA_ARCH_LIST', '(visible GPUs)')}, extra includes={inc[1:]})")
+        ext = CUDAExtension("stylegan_core._C", sources, include_dirs=inc, define_macros=[("WITH_CUDA", None)],
                             extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]}, **extra)
     else:
-        ext = CppExtension("stylegan_core._C", sources, extra_compile_args={"cxx": cxx}, **extra)
+        ext = CppExtension("stylegan_core._C", sources, include_dirs=inc, extra_compile_args={"cxx": cxx}, **extra)
         _log("building CPU kernels only (no CUDA: "
              + ("STYLEGAN_CUDA=0" if os.environ.get("STYLEGAN_CUDA", "").strip() == "0"
                 else "nvcc or a CUDA build of torch not found") + ")")

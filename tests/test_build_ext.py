@@ -31,6 +31,9 @@ def test_cpu_only_extension(monkeypatch):
     assert ext.name == "stylegan_core._C"
     assert not any(s.endswith(".cu") for s in ext.sources)
     assert all((REPO / s).is_file() for s in ext.sources)
+    # one file per op, found by name (an added op needs no change to setup_ext.py)
+    names = {Path(s).name for s in ext.sources}
+    assert {"common.cpp", "bias_act.cpp", "upfirdn2d.cpp", "filtered_lrelu.cpp"} <= names
     assert "build_ext" in cmd
 
 
@@ -45,7 +48,8 @@ def test_forced_cuda(monkeypatch):
             setup_ext.get_ext_modules_and_cmdclass()
         return
     (ext,), _ = setup_ext.get_ext_modules_and_cmdclass()
-    assert any(s.endswith(".cu") for s in ext.sources)
+    assert {Path(s).name for s in ext.sources if s.endswith(".cu")} >= {"bias_act.cu", "upfirdn2d.cu",
+                                                                         "filtered_lrelu.cu"}
     # the three pitfalls of a GPU-less build host: arch list, CUDA_HOME with headers, cusparse.h
     assert os.environ["TORCH_CUDA_ARCH_LIST"]
     assert (Path(os.environ["CUDA_HOME"]) / "include" / "cuda_runtime.h").is_file()
@@ -68,7 +72,7 @@ def test_failed_compile_names_the_way_out(tmp_path):
         shutil.copy(REPO / name, tmp_path / name)
     shutil.copytree(REPO / "stylegan_core" / "csrc", tmp_path / "stylegan_core" / "csrc")
     (tmp_path / "plugins").mkdir()
-    src = tmp_path / "stylegan_core" / "csrc" / "bindings.cpp"
+    src = tmp_path / setup_ext.cpu_sources()[0]  # the first file compiled: the build stops there
     src.write_text("#error deliberately broken for this test\n" + src.read_text())
     env = dict(os.environ, STYLEGAN_CUDA="0", MAX_JOBS="1")
     env.pop("STYLEGAN_NO_EXT", None)

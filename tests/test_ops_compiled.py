@@ -17,6 +17,9 @@ import torch
 
 from stylegan_core import ops
 from stylegan_core.ops import _compiled as C
+from stylegan_core.ops.bias_act import bias_act_compiled
+from stylegan_core.ops.filtered_lrelu import filtered_lrelu_compiled
+from stylegan_core.ops.upfirdn2d import upfirdn2d_compiled
 
 if not C.available():
     pytest.skip(reason=f"stylegan_core._C is not built ({C.load_error()}); build it with "
@@ -82,7 +85,7 @@ def test_bias_act_sum_backward(act):
 def test_bias_act_gradcheck_second_order(act):
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    fn = lambda x, b: C.bias_act(x, b, 1, act, 0.2, 1.3, 2.0 if act in ("linear", "lrelu", "tanh") else -1.0)
+    fn = lambda x, b: bias_act_compiled(x, b, 1, act, 0.2, 1.3, 2.0 if act in ("linear", "lrelu", "tanh") else -1.0)
     assert torch.autograd.gradcheck(fn, (x, b))
     assert torch.autograd.gradgradcheck(fn, (x, b))
 
@@ -164,7 +167,7 @@ def test_upfirdn2d_gradcheck_second_order(up, down, pad, separable):
     f = f if separable else torch.outer(f, f.flip(0) + 0.5)  # 2-D: not symmetric, rank one
     upx, upy = (up, up) if isinstance(up, int) else up
     dx, dy = (down, down) if isinstance(down, int) else down
-    fn = lambda x: C.upfirdn2d(x, f, upx, upy, dx, dy, *pad, False, 1.5)
+    fn = lambda x: upfirdn2d_compiled(x, f, upx, upy, dx, dy, *pad, False, 1.5)
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
 
@@ -172,7 +175,7 @@ def test_upfirdn2d_gradcheck_second_order(up, down, pad, separable):
 def test_upfirdn2d_gradcheck_2d_filter_flip():
     x = torch.randn(1, 1, 5, 6, dtype=torch.float64, requires_grad=True)
     f = torch.rand(3, 4, dtype=torch.float64) + 0.1
-    fn = lambda x: C.upfirdn2d(x, f, 2, 1, 1, 2, 1, 2, 2, 0, True, 0.7)
+    fn = lambda x: upfirdn2d_compiled(x, f, 2, 1, 1, 2, 1, 2, 2, 0, True, 0.7)
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
 
@@ -246,8 +249,8 @@ def test_filtered_lrelu_gradcheck(case):
     x = torch.randn((1, 2) + tuple(c["shape"][2:]), generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
     clamp = -1.0 if c["clamp"] is None else c["clamp"]
-    fn = lambda x, b: C.filtered_lrelu(x, fu, fd, b, c["up"], c["down"], *c["pad"], c["gain"], c["slope"], clamp,
-                                       c["flip"])
+    fn = lambda x, b: filtered_lrelu_compiled(x, fu, fd, b, c["up"], c["down"], *c["pad"], c["gain"], c["slope"],
+                                               clamp, c["flip"])
     assert torch.autograd.gradcheck(fn, (x, b))
 
 
@@ -263,8 +266,8 @@ def test_filtered_lrelu_second_order(case):
     x = torch.randn((1, 2) + tuple(c["shape"][2:]), generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
     clamp = -1.0 if c["clamp"] is None else c["clamp"]
-    fn = lambda x, b: C.filtered_lrelu(x, fu, fd, b, c["up"], c["down"], *c["pad"], c["gain"], c["slope"], clamp,
-                                       c["flip"])
+    fn = lambda x, b: filtered_lrelu_compiled(x, fu, fd, b, c["up"], c["down"], *c["pad"], c["gain"], c["slope"],
+                                               clamp, c["flip"])
     assert torch.autograd.gradgradcheck(fn, (x, b))
     kw = dict(up=c["up"], down=c["down"], padding=list(c["pad"]), gain=c["gain"], slope=c["slope"],
               clamp=c["clamp"], flip_filter=c["flip"])
@@ -431,6 +434,23 @@ def test_errors_are_clear():
         xr = torch.randn(1, 1, 8, 8, requires_grad=True)
         y, _ = OPS.filtered_lrelu(xr, fl, fl, None, 2, 2, 5, 4, 5, 4, 1.4, 0.2, -1.0, False, False)
         y.sum().backward()
+
+
+def test_each_op_registers_a_kernel_per_device_from_its_own_file():
+    """Every operator has its CPU kernel (and, when built with CUDA, its CUDA kernel) registered under its own
+    dispatch key, from the op's file csrc/<op>.cpp, which also defines its schema."""
+    defined = {n for n in torch._C._dispatch_get_registrations_for_dispatch_key("") if n.startswith("stylegan_core::")}
+    ops_ = defined - {"stylegan_core::_built_with_cuda"}
+    assert {"stylegan_core::bias_act", "stylegan_core::upfirdn2d", "stylegan_core::filtered_lrelu"} <= ops_
+    for key, expected in (("CPU", ops_), ("CUDA", ops_ if C.built_with_cuda() else set())):
+        got = {n for n in torch._C._dispatch_get_registrations_for_dispatch_key(key) if n.startswith("stylegan_core::")}
+        assert got == expected, key
+    for name in ops_:
+        family = next(f for f in ("bias_act", "upfirdn2d", "filtered_lrelu") if name.split("::")[1].startswith(f))
+        dump = torch._C._dispatch_dump(name)
+        for line in dump.splitlines():
+            if line.startswith(("debug:", "CPU:", "CUDA:")):
+                assert f"csrc/{family}.cpp" in line, (name, line)
 
 
 def test_supports_and_build_flags():

@@ -4,6 +4,11 @@ Every op takes ``impl='auto' | 'cpp' | 'cuda' | 'ref'``: ``auto`` uses the compi
 kernel (``stylegan_core._C``) for the tensor's device when it is built, otherwise it
 warns once and uses ``ref``, the normative definition in plain PyTorch.
 ``default_impl('ref')`` (or ``STYLEGAN_OPS_IMPL=ref``) changes what ``auto`` means.
+
+A compiled op lives in ``ops/<op>.py`` (its public function, its ``ref``, and the fake kernel
+and autograd formula of ``torch.ops.stylegan_core.<op>``, registered when the module is
+imported) and ``csrc/<op>.cpp``, ``csrc/cpu/<op>.h``, ``csrc/cuda/<op>.cu``; its import
+below is the one line that registers it and makes it public.
 """
 from ._dispatch import default_impl
 from .bias_act import activation_funcs, bias_act, bias_act_ref

@@ -1,8 +1,9 @@
-"""Choosing between the compiled kernels (``stylegan_core._C``) and the ``ref`` implementations.
+"""Choosing an op's implementation: the compiled kernels (``stylegan_core._C``) or ``ref``.
 
 ``impl='auto'`` uses the compiled kernel when the extension is built for the
 tensor's device and otherwise warns once and uses ``ref``; ``'cpp'``/``'cuda'``
-insist on the compiled kernel; ``'ref'`` always uses the reference.
+insist on the compiled kernel; ``'ref'`` always uses the reference. Each op asks
+:func:`select` and runs the implementation it names.
 
 What ``'auto'`` means can be changed for a whole program (e.g. to compare a network on
 the reference ops with the same network on the kernels): the environment variable
@@ -52,14 +53,19 @@ def compiled_module() -> Optional[Any]:
     return _compiled if _compiled.available() else None
 
 
-def use_compiled(impl: str, device_type: str) -> bool:
-    """True when the compiled kernel should run for ``impl`` on ``device_type``."""
+def select(impl: str, device_type: str) -> str:
+    """The implementation an op runs for ``impl`` on a tensor of ``device_type``: 'compiled' or 'ref'.
+
+    'compiled' is the library ``stylegan_core._C``, whose dispatcher runs the kernel of the tensor's
+    device. ``impl='auto'`` warns once when it falls back to 'ref'; 'cpp'/'cuda' raise when their
+    kernels cannot run on ``device_type``.
+    """
     global _warned
     _check(impl, "impl")
     if impl == "auto":
         impl = current_default()
     if impl == "ref":
-        return False
+        return "ref"
     mod = compiled_module()
     ok = mod is not None and mod.supports(device_type)
     if impl == "auto":
@@ -69,9 +75,14 @@ def use_compiled(impl: str, device_type: str) -> bool:
                           f"for device {device_type!r}; using the slower reference ops. Reinstall without "
                           "STYLEGAN_NO_EXT=1 (pip install --no-build-isolation -e .) to build them.", RuntimeWarning,
                           stacklevel=3)
-        return ok
+        return "compiled" if ok else "ref"
     want = "cuda" if impl == "cuda" else "cpu"
     if not ok or device_type != want:
         raise RuntimeError(f"impl={impl!r} was requested but the compiled {want} kernels are not available for "
                            f"a tensor on {device_type!r} (extension built: {mod is not None})")
-    return True
+    return "compiled"
+
+
+def use_compiled(impl: str, device_type: str) -> bool:
+    """True when the compiled kernel should run for ``impl`` on ``device_type`` (see :func:`select`)."""
+    return select(impl, device_type) == "compiled"

@@ -3,6 +3,10 @@
 Normative definition (the ``ref`` implementation): ``y = clamp(act(x + b, alpha) * gain, -clamp, clamp)``,
 with ``b`` broadcast along dimension ``dim``; ``alpha`` and ``gain`` default per
 activation (table below); ``clamp=None`` means no clamping.
+
+This file holds the op whole: the activation table, :func:`bias_act_ref`, the compiled op's
+fake kernels and autograd formulas (its C++ side: ``csrc/bias_act.cpp``, ``csrc/cpu/bias_act.h``,
+``csrc/cuda/bias_act.cu``), :func:`bias_act_compiled`, and the public :func:`bias_act`.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from ._dispatch import compiled_module, use_compiled
+from . import _compiled, _dispatch
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,128 @@ def bias_act_ref(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1
     return x
 
 
+# --------------------------------------------------------------------------------------------
+# The compiled op: torch.ops.stylegan_core.bias_act, bias_act_grad, bias_act_grad_db, bias_act_grad2.
+# Backward of bias_act is bias_act_grad (or bias_act_grad_db, dx and db in one pass, when no graph of
+# the backward is built); backward of bias_act_grad uses bias_act_grad and bias_act_grad2. So the
+# compiled op has first and second-order gradients.
+# --------------------------------------------------------------------------------------------
+# Activations whose derivative is piecewise constant (their second derivative is zero).
+_PIECEWISE_LINEAR = ("linear", "relu", "lrelu")
+
+
+def _reduce_dims(ndim: int, dim: int) -> list[int]:
+    return [i for i in range(ndim) if i != dim]
+
+
+if _compiled.available():
+    _ops = _compiled.ops
+    _NS = _compiled.NS
+
+    @torch.library.register_fake(f"{_NS}::bias_act")
+    def _bias_act_fake(x, b, dim, act, alpha, gain, clamp):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(f"{_NS}::bias_act_grad")
+    def _bias_act_grad_fake(dy, x, b, dim, act, alpha, gain, clamp):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(f"{_NS}::bias_act_grad_db")
+    def _bias_act_grad_db_fake(dy, x, b, dim, act, alpha, gain, clamp):
+        c = x.shape[dim] if x.dim() else 1
+        return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty((c,))
+
+    @torch.library.register_fake(f"{_NS}::bias_act_grad2")
+    def _bias_act_grad2_fake(ddx, dy, x, b, dim, act, alpha, gain, clamp):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    def _ba_setup(ctx, inputs, output):
+        x, b, dim, act, alpha, gain, clamp = inputs
+        ctx.save_for_backward(x, b)
+        ctx.params = (dim, act, alpha, gain, clamp)
+
+    def _ba_backward(ctx, dy):
+        x, b = ctx.saved_tensors
+        dim = ctx.params[0]
+        dx = db = None
+        want_db = b is not None and ctx.needs_input_grad[1]
+        if want_db and not torch.is_grad_enabled():
+            # no graph of the backward is being built: one pass gives dx and db
+            dx, db = _ops.bias_act_grad_db(dy, x, b, *ctx.params)
+        elif ctx.needs_input_grad[0] or want_db:
+            dx = _ops.bias_act_grad(dy, x, b, *ctx.params)
+            if want_db:
+                db = dx.sum(_reduce_dims(x.dim(), dim)) if x.dim() > 1 else dx
+        return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None
+
+    torch.library.register_autograd(f"{_NS}::bias_act", _ba_backward, setup_context=_ba_setup)
+
+    def _bag_setup(ctx, inputs, output):
+        dy, x, b, dim, act, alpha, gain, clamp = inputs
+        ctx.save_for_backward(dy, x, b)
+        ctx.params = (dim, act, alpha, gain, clamp)
+
+    def _bag_backward(ctx, ddx):
+        # out = dy * y'(x + b): d/d dy = y'(x + b); d/dx = dy * y''(x + b); d/db = sum of d/dx.
+        dy, x, b = ctx.saved_tensors
+        dim, act = ctx.params[0], ctx.params[1]
+        d_dy = d_x = d_b = None
+        if ctx.needs_input_grad[0]:
+            d_dy = _ops.bias_act_grad(ddx, x, b, *ctx.params)
+        if act not in _PIECEWISE_LINEAR and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+            g = _ops.bias_act_grad2(ddx, dy, x, b, *ctx.params)
+            d_x = g if ctx.needs_input_grad[1] else None
+            if b is not None and ctx.needs_input_grad[2]:
+                d_b = g.sum(_reduce_dims(x.dim(), dim)) if x.dim() > 1 else g
+        return d_dy, d_x, d_b, None, None, None, None, None
+
+    torch.library.register_autograd(f"{_NS}::bias_act_grad", _bag_backward, setup_context=_bag_setup)
+
+
+def bias_act_compiled(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
+                      clamp: float) -> torch.Tensor:
+    """``torch.ops.stylegan_core.bias_act`` with every argument resolved (``clamp < 0``: no clamping).
+
+    ``b`` is moved to ``x``'s device and dtype; float16/bfloat16 are computed in float32 and cast back.
+    """
+    _compiled.need()
+    if x.dim() > 0:
+        dim = dim % x.dim()
+    cast = x.dtype in _compiled.CASTS
+    xc = x.float() if cast else x
+    y = _compiled.ops.bias_act(xc, _compiled.like(b, xc), int(dim), str(act), float(alpha), float(gain), float(clamp))
+    return y.to(x.dtype) if cast else y
+
+
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
              alpha: Optional[float] = None, gain: Optional[float] = None, clamp: Optional[float] = None,
              impl: str = "auto") -> torch.Tensor:
-    """Bias, activation, gain and clamp in one op (see the module docstring for the definition)."""
-    if use_compiled(impl, x.device.type):
+    """Bias, activation, gain and clamp in one op: ``clamp(act(x + b, alpha) * gain, -clamp, clamp)``.
+
+    Args:
+        x: input of any shape; float32 or float64 (float16 and bfloat16 are computed in float32 by the
+            compiled kernels and returned in their own dtype).
+        b: bias of shape ``[x.shape[dim]]``, added along dimension ``dim``; None: no bias.
+        dim: the dimension of ``x`` the bias runs along (default 1: the channels of ``[N, C, ...]``).
+        act: activation, a key of ``activation_funcs``: linear, relu, lrelu, tanh, sigmoid, elu, selu,
+            softplus, swish.
+        alpha: the activation's parameter (lrelu's negative slope); None: the activation's default
+            (0.2 for lrelu).
+        gain: factor applied after the activation; None: the activation's default (sqrt(2) for relu,
+            lrelu and swish, else 1).
+        clamp: limit of the output, applied as ``[-clamp, clamp]`` after the gain; None: no clamping.
+        impl: 'auto' (the compiled kernel for x's device when built, else 'ref' with one warning;
+            ``default_impl`` / ``STYLEGAN_OPS_IMPL`` change what 'auto' means), 'cpp' (compiled CPU
+            kernel), 'cuda' (compiled CUDA kernel), 'ref' (:func:`bias_act_ref`). 'cpp' and 'cuda' raise
+            when their kernel cannot run on x's device.
+
+    Returns:
+        A tensor of ``x``'s shape and dtype.
+
+    Gradients, for ``x`` and ``b``: 'ref' to any order; compiled: first and second order (linear, relu
+    and lrelu have a zero second derivative).
+    """
+    if _dispatch.select(impl, x.device.type) == "compiled":
         a, g, c = resolve(act, alpha, gain, clamp)
-        return compiled_module().bias_act(x, b, dim, act, a, g, c)
+        return bias_act_compiled(x, b, dim, act, a, g, c)
     return bias_act_ref(x, b, dim, act, alpha, gain, clamp)

@@ -1,9 +1,10 @@
-// bias_act CUDA kernels: one thread per element. COMPILE-CHECKED ONLY (no GPU was available).
+// bias_act CUDA kernels (one thread per element) and their launcher; the host code that calls it is in
+// csrc/bias_act.cpp.
 #include <cuda_runtime.h>
 
 #include <cmath>
 
-#include "kernels_cuda.h"
+#include "../bias_act.h"
 
 namespace sgc {
 namespace cuda {
@@ -75,8 +76,8 @@ __global__ void bias_act_kernel(BiasActDesc d, int mode, const T* x, const T* b,
 
 }  // namespace
 
-void bias_act(int dtype, const BiasActDesc& d, int mode, const void* x, const void* b, const void* dy, bool dy_scalar,
-              const void* ddx, void* out, cudaStream_t stream) {
+void launch_bias_act(int dtype, const BiasActDesc& d, int mode, const void* x, const void* b, const void* dy,
+                     bool dy_scalar, const void* ddx, void* out, cudaStream_t stream) {
   const int64_t total = d.outer * d.C * d.inner;
   const int threads = 256;
   const unsigned blocks = (unsigned)((total + threads - 1) / threads);

@@ -1,4 +1,5 @@
-// upfirdn2d and filtered_lrelu's pointwise step, CUDA. COMPILE-CHECKED ONLY (no GPU was available).
+// upfirdn2d CUDA kernel and its launcher (called by the host code in csrc/upfirdn2d.cpp and
+// csrc/filtered_lrelu.cpp).
 //
 // One thread per output element, straight from the definition:
 //   y[oy, ox] = gain * sum_{ky, kx} f'[ky, kx] * U[oy*downy + ky - py0, ox*downx + kx - px0]
@@ -7,7 +8,7 @@
 // separable: f'[ky, kx] = f'[ky] * f'[kx].
 #include <cuda_runtime.h>
 
-#include "kernels_cuda.h"
+#include "../upfirdn2d.h"
 
 namespace sgc {
 namespace cuda {
@@ -43,42 +44,10 @@ __global__ void upfirdn2d_kernel(UpfirdnDesc d, int64_t C, const T* x, const T* 
   y[i] = acc * T(d.gain);
 }
 
-// One thread per byte of codes = four consecutive elements of a row.
-template <typename T>
-__global__ void flrelu_act_kernel(int mode, int64_t rows, int W1, T gain, T slope, T clamp, T* v, uint8_t* codes) {
-  const int cb = (W1 + 3) / 4;
-  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= rows * cb) return;
-  const int64_t row = i / cb;
-  const int j0 = (int)(i % cb) * 4;
-  T* vr = v + row * W1;
-  if (mode == 0) {
-    uint8_t byte = 0;
-    for (int q = 0; q < 4 && j0 + q < W1; q++) {
-      T val = vr[j0 + q];
-      uint8_t code = val > T(0) ? 0 : 1;
-      val = (val > T(0) ? val : val * slope) * gain;
-      if (clamp >= T(0) && (val > clamp || val < -clamp)) {
-        code |= 2;
-        val = val > T(0) ? clamp : -clamp;
-      }
-      vr[j0 + q] = val;
-      byte |= (uint8_t)(code << (2 * q));
-    }
-    if (codes) codes[i] = byte;
-  } else {
-    const uint8_t byte = codes[i];
-    for (int q = 0; q < 4 && j0 + q < W1; q++) {
-      const int code = (byte >> (2 * q)) & 3;
-      vr[j0 + q] *= (code & 2) ? T(0) : ((code & 1) ? gain * slope : gain);
-    }
-  }
-}
-
 }  // namespace
 
-void upfirdn2d(int dtype, const UpfirdnDesc& d, int64_t planes, int64_t C, const void* x, const void* bias,
-               const void* f, void* y, cudaStream_t stream) {
+void launch_upfirdn2d(int dtype, const UpfirdnDesc& d, int64_t planes, int64_t C, const void* x, const void* bias,
+                      const void* f, void* y, cudaStream_t stream) {
   const int64_t total = planes * d.Ho * d.Wo;
   if (total == 0) return;
   const int threads = 256;
@@ -89,19 +58,6 @@ void upfirdn2d(int dtype, const UpfirdnDesc& d, int64_t planes, int64_t C, const
   else
     upfirdn2d_kernel<float><<<blocks, threads, 0, stream>>>(d, C, (const float*)x, (const float*)bias,
                                                             (const float*)f, (float*)y, total);
-}
-
-void flrelu_act(int dtype, int mode, int64_t rows, int W1, double gain, double slope, double clamp, void* v,
-                uint8_t* codes, cudaStream_t stream) {
-  const int64_t total = rows * ((W1 + 3) / 4);
-  if (total == 0) return;
-  const int threads = 256;
-  const unsigned blocks = (unsigned)((total + threads - 1) / threads);
-  if (dtype == 1)
-    flrelu_act_kernel<double><<<blocks, threads, 0, stream>>>(mode, rows, W1, gain, slope, clamp, (double*)v, codes);
-  else
-    flrelu_act_kernel<float><<<blocks, threads, 0, stream>>>(mode, rows, W1, (float)gain, (float)slope,
-                                                             (float)clamp, (float*)v, codes);
 }
 
 }  // namespace cuda

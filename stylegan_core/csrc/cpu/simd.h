@@ -1,6 +1,6 @@
-// SIMD helpers shared by the CPU kernels (included into an ISA-specific namespace by ops_impl.h).
+// SIMD helpers shared by the CPU kernels (included into each ISA's namespace by isa.h; no include guard).
 // Vectors of SGC_VBYTES bytes (32 unless the including file says otherwise) through the
-// GCC/Clang vector extension; the ISA file's target pragma decides the instructions.
+// GCC/Clang vector extension; isa.h's target pragma decides the instructions.
 #define SGC_INLINE inline __attribute__((always_inline))
 template <typename T>
 struct Vec;

@@ -1,4 +1,4 @@
-// bias_act CPU kernels (included into an ISA-specific namespace by ops_*.cpp).
+// bias_act CPU kernels (compiled once per ISA by isa.h, from csrc/bias_act.cpp; no include guard).
 //
 // y = clamp(act(x + b) * gain, -clamp, clamp); the derivative kernels recompute
 // z = x + b, so the forward output does not have to be kept for the backward pass.
@@ -142,6 +142,8 @@ static void run_act(const BiasActDesc& d, const T* x, const T* b, const T* dy, b
 
 }  // namespace detail_ba
 
+// One kernel call over x viewed as [outer, C, inner]; mode: see csrc/bias_act.h. rowsum (nullable): also
+// write the sum of each row of `out` ([outer * C] values), from which the bias gradient is a sum over outer.
 template <typename T>
 void bias_act(const BiasActDesc& d, int mode, const T* x, const T* b, const T* dy, bool dy_scalar, const T* ddx,
               T* out, double* rowsum) {
@@ -158,3 +160,8 @@ void bias_act(const BiasActDesc& d, int mode, const T* x, const T* b, const T* d
   if (c) return run_act<2, true>(d, x, b, dy, dy_scalar, ddx, out, rowsum);
   return run_act<2, false>(d, x, b, dy, dy_scalar, ddx, out, rowsum);
 }
+
+template void bias_act<float>(const BiasActDesc&, int, const float*, const float*, const float*, bool, const float*,
+                              float*, double*);
+template void bias_act<double>(const BiasActDesc&, int, const double*, const double*, const double*, bool,
+                               const double*, double*, double*);
