@@ -90,6 +90,17 @@ def test_bias_act_gradcheck_second_order(act):
     assert torch.autograd.gradgradcheck(fn, (x, b))
 
 
+def test_bias_act_third_order_raises():
+    """The compiled op's gradients stop at the second order: a third one is an error, not a silent zero."""
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    y = ops.bias_act(x, None, act="tanh", impl="cpp")
+    (g1,) = torch.autograd.grad((y * r).sum(), [x], create_graph=True)
+    (g2,) = torch.autograd.grad((g1 * r).sum(), [x], create_graph=True)
+    with pytest.raises(RuntimeError, match="first and second-order gradients only"):
+        torch.autograd.grad((g2 * r).sum(), [x])
+
+
 def test_bias_act_half_precision_is_computed_in_float32():
     x = torch.randn(2, 4, 3, 3)
     b = torch.randn(4)

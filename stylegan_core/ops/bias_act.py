@@ -70,7 +70,7 @@ def bias_act_ref(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1
 # The compiled op: torch.ops.stylegan_core.bias_act, bias_act_grad, bias_act_grad_db, bias_act_grad2.
 # Backward of bias_act is bias_act_grad (or bias_act_grad_db, dx and db in one pass, when no graph of
 # the backward is built); backward of bias_act_grad uses bias_act_grad and bias_act_grad2. So the
-# compiled op has first and second-order gradients.
+# compiled op has first and second-order gradients; a third order through bias_act_grad2 raises.
 # --------------------------------------------------------------------------------------------
 # Activations whose derivative is piecewise constant (their second derivative is zero).
 _PIECEWISE_LINEAR = ("linear", "relu", "lrelu")
@@ -143,6 +143,12 @@ if _compiled.available():
 
     torch.library.register_autograd(f"{_NS}::bias_act_grad", _bag_backward, setup_context=_bag_setup)
 
+    def _bag2_backward(ctx, grad):
+        raise RuntimeError("stylegan_core::bias_act: the compiled op has first and second-order gradients only; "
+                           "use impl='ref' for higher orders")
+
+    torch.library.register_autograd(f"{_NS}::bias_act_grad2", _bag2_backward)
+
 
 def bias_act_compiled(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
                       clamp: float) -> torch.Tensor:
@@ -184,8 +190,9 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     Returns:
         A tensor of ``x``'s shape and dtype.
 
-    Gradients, for ``x`` and ``b``: 'ref' to any order; compiled: first and second order (linear, relu
-    and lrelu have a zero second derivative).
+    Gradients, for ``x`` and ``b``: 'ref' to any order; compiled: first and second order (a third order
+    raises for tanh, sigmoid, elu, selu, softplus and swish; linear, relu and lrelu have a zero second
+    derivative).
     """
     if _dispatch.select(impl, x.device.type) == "compiled":
         a, g, c = resolve(act, alpha, gain, clamp)
