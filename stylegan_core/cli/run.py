@@ -13,14 +13,14 @@ import textwrap
 from pathlib import Path
 from typing import Optional
 
+from ..runs import BuildFolderError, spec_task
 from .common import EXIT_RUNTIME, EXIT_SPEC, err, guarded
 from .tasks import TASKS, Context
-from .tasks.base import BuildFolderError, UsageError, load_built, task_parser
+from .tasks.base import UsageError, load_built, task_parser
 
 __all__ = ["load_built", "main"]
 
 DEFAULT_DIR = "build"
-MAX_LOCK_BYTES = 16 << 20
 
 
 def overview() -> str:
@@ -46,26 +46,6 @@ def overview() -> str:
         exit codes: 0 ok, 1 runtime error, 2 bad options, spec or input, 3 unknown plugin or part,
         4 unusable checkpoint
         """).format(tasks=tasks)
-
-
-def spec_task(run_dir: Path) -> str:
-    """The ``run.task`` recorded in the build folder's lock file (read without building the model)."""
-    import yaml
-
-    from ..build import LOCK_NAME
-
-    lock = run_dir / LOCK_NAME
-    if not lock.is_file():
-        raise BuildFolderError(f"{lock} not found: run stylegan-build first (or name the build folder)")
-    with open(lock, encoding="utf-8") as f:
-        text = f.read(MAX_LOCK_BYTES + 1)
-    if len(text) > MAX_LOCK_BYTES:
-        raise BuildFolderError(f"{lock}: larger than {MAX_LOCK_BYTES >> 20} MiB, not a lock file")
-    data = yaml.safe_load(text)
-    task = ((data or {}).get("run") or {}).get("task", "train") if isinstance(data, dict) else "train"
-    if task not in TASKS:
-        raise BuildFolderError(f"{lock}: run.task {task!r} is not a task ({', '.join(TASKS)})")
-    return task
 
 
 def split_command(argv: list[str]) -> tuple[Path, Optional[str], list[str]]:
@@ -108,6 +88,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 name = spec_task(run_dir)
             except BuildFolderError as e:
                 err(f"error: {e}")
+                return EXIT_RUNTIME
+            if name not in TASKS:
+                err(f"error: {run_dir / 'spec.lock.yaml'}: run.task {name!r} is not a task ({', '.join(TASKS)})")
                 return EXIT_RUNTIME
         task = TASKS[name]
         try:

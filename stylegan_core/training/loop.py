@@ -139,6 +139,7 @@ class Trainer:
         self.augment = built.augment.to(self.device) if built.augment is not None else None
         self.regs = list(built.regularizers)
         self.loss = built.loss
+        self._blur_sigma = built.loss.input_blur_sigma  # the loss part's blur schedule (0 when it has none)
         self.batch = int(self.cfg.batch_size)
 
         self.train_phase = str(self.cfg.phase)
@@ -214,7 +215,7 @@ class Trainer:
         return img, ws
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        sigma = self.loss.input_blur_sigma(self.cur_nimg)
+        sigma = self._blur_sigma(self.cur_nimg)
         if sigma > 0:
             img = blur_images(img, sigma)
         if self.augment is not None:

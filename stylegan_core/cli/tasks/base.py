@@ -4,38 +4,17 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ... import runs
 from ..common import load_plugins_reporting
 
 
-class BuildFolderError(FileNotFoundError):
-    """The folder is not a build folder (no ``spec.lock.yaml``)."""
-
-
 def load_built(run_dir: Path):
-    """Rebuild the model of a build folder from its lock file and load its weights."""
-    from ...build import LOCK_NAME, MODEL_NAME, build_model, load_model_state
-    from ...spec import load_spec
-
-    lock = Path(run_dir) / LOCK_NAME
-    if not lock.is_file():
-        raise BuildFolderError(f"{lock} not found: run stylegan-build first (or name the build folder)")
-    ps = load_plugins_reporting()
-    spec = load_spec(lock, [], ps.registry)
-    recorded = (spec.data.get("lock") or {}).get("plugins", {})
-    for name, ver in recorded.items():
-        if name == "core":
-            continue
-        have = ps.loaded.get(name)
-        if have is not None and ver and have.version and have.version != ver:
-            warnings.warn(f"plugin {name!r} is version {have.version}; {lock} was built with {ver}")
-    built = build_model(spec, ps.registry)
-    load_model_state(built, Path(run_dir) / MODEL_NAME)
-    return built
+    """The model of a build folder (:func:`stylegan_core.runs.load_built`), a failing plugin reported on stderr."""
+    return runs.load_built(run_dir, load_plugins_reporting())
 
 
 @dataclass
@@ -48,7 +27,8 @@ class Context:
 
     @property
     def built(self):
-        """The build folder's model (loaded on first use; :class:`BuildFolderError` without a lock file)."""
+        """The build folder's model (loaded on first use; :class:`stylegan_core.runs.BuildFolderError` without a
+        lock file)."""
         if self._built is None:
             self._built = load_built(self.run_dir)
         return self._built
