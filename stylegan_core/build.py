@@ -231,6 +231,10 @@ def lock_dict(built: BuiltModel, plugin_versions: dict[str, str],
     if checkpoint:  # where imported weights came from (stylegan-build --from-checkpoint)
         data["lock"]["checkpoint"] = checkpoint
     data["lock"].update(extra_lock or {})  # e.g. grown_from (stylegan-run grow)
+    from .ops import ops_used
+
+    if ops_used():  # the implementation each op ran in this process (the build's check pass), per device and dtype
+        data["lock"]["ops"] = ops_used()
     from .features.artifact import add_to_lock
 
     add_to_lock(built, data)  # feature networks: weights path (absolute) and sha256, or random + seed

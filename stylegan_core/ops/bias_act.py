@@ -80,6 +80,55 @@ def _reduce_dims(ndim: int, dim: int) -> list[int]:
     return [i for i in range(ndim) if i != dim]
 
 
+def autograd_formulas(ops, fused_db: bool):
+    """The autograd formulas of an operator family ``ops.bias_act`` / ``bias_act_grad`` / ``bias_act_grad2`` (the C++
+    ops and their Triton twins): ``(setup, backward, grad_setup, grad_backward, grad2_backward)``. ``fused_db``: the
+    family has ``bias_act_grad_db`` (dx and db in one pass, used when no graph of the backward is built)."""
+
+    def ba_setup(ctx, inputs, output):
+        x, b, dim, act, alpha, gain, clamp = inputs
+        ctx.save_for_backward(x, b)
+        ctx.params = (dim, act, alpha, gain, clamp)
+
+    def ba_backward(ctx, dy):
+        x, b = ctx.saved_tensors
+        dim = ctx.params[0]
+        dx = db = None
+        want_db = b is not None and ctx.needs_input_grad[1]
+        if fused_db and want_db and not torch.is_grad_enabled():
+            dx, db = ops.bias_act_grad_db(dy, x, b, *ctx.params)
+        elif ctx.needs_input_grad[0] or want_db:
+            dx = ops.bias_act_grad(dy, x, b, *ctx.params)
+            if want_db:
+                db = dx.sum(_reduce_dims(x.dim(), dim)) if x.dim() > 1 else dx
+        return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None
+
+    def bag_setup(ctx, inputs, output):
+        dy, x, b, dim, act, alpha, gain, clamp = inputs
+        ctx.save_for_backward(dy, x, b)
+        ctx.params = (dim, act, alpha, gain, clamp)
+
+    def bag_backward(ctx, ddx):
+        # out = dy * y'(x + b): d/d dy = y'(x + b); d/dx = dy * y''(x + b); d/db = sum of d/dx.
+        dy, x, b = ctx.saved_tensors
+        dim, act = ctx.params[0], ctx.params[1]
+        d_dy = d_x = d_b = None
+        if ctx.needs_input_grad[0]:
+            d_dy = ops.bias_act_grad(ddx, x, b, *ctx.params)
+        if act not in _PIECEWISE_LINEAR and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+            g = ops.bias_act_grad2(ddx, dy, x, b, *ctx.params)
+            d_x = g if ctx.needs_input_grad[1] else None
+            if b is not None and ctx.needs_input_grad[2]:
+                d_b = g.sum(_reduce_dims(x.dim(), dim)) if x.dim() > 1 else g
+        return d_dy, d_x, d_b, None, None, None, None, None
+
+    def bag2_backward(ctx, grad):
+        raise RuntimeError("bias_act: the compiled and Triton ops have first and second-order gradients only; "
+                           "use impl='ref' for higher orders")
+
+    return ba_setup, ba_backward, bag_setup, bag_backward, bag2_backward
+
+
 if _compiled.available():
     _ops = _compiled.ops
     _NS = _compiled.NS
@@ -101,52 +150,9 @@ if _compiled.available():
     def _bias_act_grad2_fake(ddx, dy, x, b, dim, act, alpha, gain, clamp):
         return torch.empty_like(x, memory_format=torch.contiguous_format)
 
-    def _ba_setup(ctx, inputs, output):
-        x, b, dim, act, alpha, gain, clamp = inputs
-        ctx.save_for_backward(x, b)
-        ctx.params = (dim, act, alpha, gain, clamp)
-
-    def _ba_backward(ctx, dy):
-        x, b = ctx.saved_tensors
-        dim = ctx.params[0]
-        dx = db = None
-        want_db = b is not None and ctx.needs_input_grad[1]
-        if want_db and not torch.is_grad_enabled():
-            # no graph of the backward is being built: one pass gives dx and db
-            dx, db = _ops.bias_act_grad_db(dy, x, b, *ctx.params)
-        elif ctx.needs_input_grad[0] or want_db:
-            dx = _ops.bias_act_grad(dy, x, b, *ctx.params)
-            if want_db:
-                db = dx.sum(_reduce_dims(x.dim(), dim)) if x.dim() > 1 else dx
-        return (dx if ctx.needs_input_grad[0] else None), db, None, None, None, None, None
-
+    _ba_setup, _ba_backward, _bag_setup, _bag_backward, _bag2_backward = autograd_formulas(_ops, fused_db=True)
     torch.library.register_autograd(f"{_NS}::bias_act", _ba_backward, setup_context=_ba_setup)
-
-    def _bag_setup(ctx, inputs, output):
-        dy, x, b, dim, act, alpha, gain, clamp = inputs
-        ctx.save_for_backward(dy, x, b)
-        ctx.params = (dim, act, alpha, gain, clamp)
-
-    def _bag_backward(ctx, ddx):
-        # out = dy * y'(x + b): d/d dy = y'(x + b); d/dx = dy * y''(x + b); d/db = sum of d/dx.
-        dy, x, b = ctx.saved_tensors
-        dim, act = ctx.params[0], ctx.params[1]
-        d_dy = d_x = d_b = None
-        if ctx.needs_input_grad[0]:
-            d_dy = _ops.bias_act_grad(ddx, x, b, *ctx.params)
-        if act not in _PIECEWISE_LINEAR and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
-            g = _ops.bias_act_grad2(ddx, dy, x, b, *ctx.params)
-            d_x = g if ctx.needs_input_grad[1] else None
-            if b is not None and ctx.needs_input_grad[2]:
-                d_b = g.sum(_reduce_dims(x.dim(), dim)) if x.dim() > 1 else g
-        return d_dy, d_x, d_b, None, None, None, None, None
-
     torch.library.register_autograd(f"{_NS}::bias_act_grad", _bag_backward, setup_context=_bag_setup)
-
-    def _bag2_backward(ctx, grad):
-        raise RuntimeError("stylegan_core::bias_act: the compiled op has first and second-order gradients only; "
-                           "use impl='ref' for higher orders")
-
     torch.library.register_autograd(f"{_NS}::bias_act_grad2", _bag2_backward)
 
 
@@ -165,6 +171,9 @@ def bias_act_compiled(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act:
     return y.to(x.dtype) if cast else y
 
 
+_dispatch.register_kernel("bias_act", "compiled", bias_act_compiled)
+
+
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
              alpha: Optional[float] = None, gain: Optional[float] = None, clamp: Optional[float] = None,
              impl: str = "auto") -> torch.Tensor:
@@ -172,7 +181,7 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
 
     Args:
         x: input of any shape; float32 or float64 (float16 and bfloat16 are computed in float32 by the
-            compiled kernels and returned in their own dtype).
+            compiled and Triton kernels and returned in their own dtype).
         b: bias of shape ``[x.shape[dim]]``, added along dimension ``dim``; None: no bias.
         dim: the dimension of ``x`` the bias runs along (default 1: the channels of ``[N, C, ...]``).
         act: activation, a key of ``activation_funcs``: linear, relu, lrelu, tanh, sigmoid, elu, selu,
@@ -182,19 +191,21 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
         gain: factor applied after the activation; None: the activation's default (sqrt(2) for relu,
             lrelu and swish, else 1).
         clamp: limit of the output, applied as ``[-clamp, clamp]`` after the gain; None: no clamping.
-        impl: 'auto' (the compiled kernel for x's device when built, else 'ref' with one warning;
-            ``default_impl`` / ``STYLEGAN_OPS_IMPL`` change what 'auto' means), 'cpp' (compiled CPU
-            kernel), 'cuda' (compiled CUDA kernel), 'ref' (:func:`bias_act_ref`). 'cpp' and 'cuda' raise
-            when their kernel cannot run on x's device.
+        impl: 'auto' (on CUDA the Triton kernel, else the CUDA one, each after its self-check; on the CPU the
+            compiled kernel; 'ref' with one warning when none can run; ``default_impl`` / ``STYLEGAN_OPS_IMPL``
+            change what 'auto' means), 'cpp' (compiled CPU kernel), 'cuda' (compiled CUDA kernel), 'triton'
+            (Triton kernel), 'ref' (:func:`bias_act_ref`). An explicit kernel raises when it cannot run on x's
+            device.
 
     Returns:
         A tensor of ``x``'s shape and dtype.
 
-    Gradients, for ``x`` and ``b``: 'ref' to any order; compiled: first and second order (a third order
+    Gradients, for ``x`` and ``b``: 'ref' to any order; kernels: first and second order (a third order
     raises for tanh, sigmoid, elu, selu, softplus and swish; linear, relu and lrelu have a zero second
     derivative).
     """
-    if _dispatch.select(impl, x.device.type) == "compiled":
+    which = _dispatch.choose(impl, "bias_act", x)
+    if which != "ref":
         a, g, c = resolve(act, alpha, gain, clamp)
-        return bias_act_compiled(x, b, dim, act, a, g, c)
+        return _dispatch.kernel("bias_act", which)(x, b, dim, act, a, g, c)
     return bias_act_ref(x, b, dim, act, alpha, gain, clamp)

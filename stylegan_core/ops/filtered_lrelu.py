@@ -53,13 +53,70 @@ def filtered_lrelu_ref(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: O
 
 
 # --------------------------------------------------------------------------------------------
-# The compiled op: torch.ops.stylegan_core.filtered_lrelu and filtered_lrelu_grad.
+# The compiled op: torch.ops.stylegan_core.filtered_lrelu and filtered_lrelu_grad (and its Triton twin,
+# torch.ops.stylegan_triton.*, ops/filtered_lrelu_triton.py, with the same autograd formulas).
 # The forward saves 2-bit sign/clamp codes of the upsampled tensor (four per byte); the backward
 # (filtered_lrelu_grad) runs the transposed down stage, multiplies by the codes' factors and runs the
 # transposed up stage; its own backward (second order, which path-length regularization of a StyleGAN3
 # generator needs) runs the forward chain with the codes' factors fixed, through upfirdn2d.
 # No gradient for the filters.
 # --------------------------------------------------------------------------------------------
+def code_factors(signs: torch.Tensor, width: int, gain: float, slope: float, dtype: torch.dtype) -> torch.Tensor:
+    """The factor of each upsampled sample from the saved codes ``[N, C, H1, ceil(W1 / 4)]``: 0 where clamped,
+    ``gain * slope`` where the pre-activation was <= 0, else ``gain``; ``[N, C, H1, width]``."""
+    codes = (signs.unsqueeze(-1) >> torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=signs.device)) & 3
+    codes = codes.flatten(-2)[..., :width]
+    factor = torch.tensor([gain, gain * slope, 0.0, 0.0], dtype=dtype, device=signs.device)  # by code
+    return factor[codes.long()]
+
+
+def autograd_formulas(ops, upfirdn):
+    """The autograd formulas of an operator pair ``ops.filtered_lrelu`` / ``ops.filtered_lrelu_grad``:
+    ``(setup, backward, grad_setup, grad_backward)``; ``upfirdn`` is the same family's ``upfirdn2d`` with every
+    argument resolved (``upfirdn2d_compiled``'s signature)."""
+
+    def fl_setup(ctx, inputs, output):
+        x, fu, fd, b, up, down, px0, px1, py0, py1, gain, slope, clamp, flip, write_signs = inputs
+        ctx.save_for_backward(output[1], fu, fd)
+        ctx.params = (up, down, px0, px1, py0, py1, gain, slope, flip)
+        ctx.in_hw = (x.shape[2], x.shape[3])
+        ctx.has_b = b is not None
+        ctx.write_signs = write_signs
+
+    def fl_backward(ctx, dy, _dsigns):
+        signs, fu, fd = ctx.saved_tensors
+        dx = db = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[3]:
+            if not ctx.write_signs:
+                raise RuntimeError("filtered_lrelu was run with write_signs=False, so it cannot be differentiated; "
+                                   "call it through stylegan_core.ops.filtered_lrelu")
+            dx = ops.filtered_lrelu_grad(dy, signs, fu, fd, *ctx.params, ctx.in_hw[0], ctx.in_hw[1])
+            if ctx.has_b and ctx.needs_input_grad[3]:
+                db = dx.sum([0, 2, 3])
+        return (dx, None, None, db) + (None,) * 11
+
+    # dx = S1^T(f * S2^T(dy)) is linear in dy, with f the per-sample factor of the saved codes; its own
+    # gradient is the forward chain with those factors fixed: ddy = S2(f * S1(ddx)), S1 = up(fu) with the
+    # padding and gain up**2, S2 = down(fd); upfirdn2d is differentiable to every order.
+    def flg_setup(ctx, inputs, output):
+        dy, signs, fu, fd, up, down, px0, px1, py0, py1, gain, slope, flip, in_h, in_w = inputs
+        ctx.save_for_backward(signs, fu, fd)
+        ctx.params = (up, down, px0, px1, py0, py1, gain, slope, flip)
+
+    def flg_backward(ctx, ddx):
+        signs, fu, fd = ctx.saved_tensors
+        up, down, px0, px1, py0, py1, gain, slope, flip = ctx.params
+        if not ctx.needs_input_grad[0]:
+            return (None,) * 15
+        ones = torch.ones([1, 1], dtype=ddx.dtype, device=ddx.device)
+        t = upfirdn(ddx, fu if fu is not None else ones, up, up, 1, 1, px0, px1, py0, py1, bool(flip), float(up ** 2))
+        f = code_factors(signs, t.shape[-1], gain, slope, t.dtype)
+        ddy = upfirdn(t * f, fd if fd is not None else ones, 1, 1, down, down, 0, 0, 0, 0, bool(flip), 1.0)
+        return (ddy,) + (None,) * 14
+
+    return fl_setup, fl_backward, flg_setup, flg_backward
+
+
 if _compiled.available():
     _ops = _compiled.ops
     _NS = _compiled.NS
@@ -86,51 +143,8 @@ if _compiled.available():
                                   in_h, in_w):
         return dy.new_empty((dy.shape[0], dy.shape[1], in_h, in_w))
 
-    def _fl_setup(ctx, inputs, output):
-        x, fu, fd, b, up, down, px0, px1, py0, py1, gain, slope, clamp, flip, write_signs = inputs
-        ctx.save_for_backward(output[1], fu, fd)
-        ctx.params = (up, down, px0, px1, py0, py1, gain, slope, flip)
-        ctx.in_hw = (x.shape[2], x.shape[3])
-        ctx.has_b = b is not None
-        ctx.write_signs = write_signs
-
-    def _fl_backward(ctx, dy, _dsigns):
-        signs, fu, fd = ctx.saved_tensors
-        dx = db = None
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[3]:
-            if not ctx.write_signs:
-                raise RuntimeError("stylegan_core::filtered_lrelu was run with write_signs=False, so it cannot be "
-                                   "differentiated; call it through stylegan_core.ops.filtered_lrelu")
-            dx = _ops.filtered_lrelu_grad(dy, signs, fu, fd, *ctx.params, ctx.in_hw[0], ctx.in_hw[1])
-            if ctx.has_b and ctx.needs_input_grad[3]:
-                db = dx.sum([0, 2, 3])
-        return (dx, None, None, db) + (None,) * 11
-
+    _fl_setup, _fl_backward, _flg_setup, _flg_backward = autograd_formulas(_ops, upfirdn2d_compiled)
     torch.library.register_autograd(f"{_NS}::filtered_lrelu", _fl_backward, setup_context=_fl_setup)
-
-    # dx = S1^T(f * S2^T(dy)) is linear in dy, with f the per-sample factor of the saved codes (0 where
-    # clamped, gain * slope where the pre-activation was <= 0, else gain); its own gradient is the forward
-    # chain with those factors fixed: ddy = S2(f * S1(ddx)), S1 = up(fu) with the padding and gain up**2,
-    # S2 = down(fd). Written with the compiled upfirdn2d, which is differentiable to every order.
-    def _flg_setup(ctx, inputs, output):
-        dy, signs, fu, fd, up, down, px0, px1, py0, py1, gain, slope, flip, in_h, in_w = inputs
-        ctx.save_for_backward(signs, fu, fd)
-        ctx.params = (up, down, px0, px1, py0, py1, gain, slope, flip)
-
-    def _flg_backward(ctx, ddx):
-        signs, fu, fd = ctx.saved_tensors
-        up, down, px0, px1, py0, py1, gain, slope, flip = ctx.params
-        if not ctx.needs_input_grad[0]:
-            return (None,) * 15
-        ones = torch.ones([1, 1], dtype=ddx.dtype, device=ddx.device)
-        t = upfirdn2d_compiled(ddx, fu if fu is not None else ones, up, up, 1, 1, px0, px1, py0, py1, bool(flip),
-                               float(up ** 2))
-        codes = (signs.unsqueeze(-1) >> torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=signs.device)) & 3
-        codes = codes.flatten(-2)[..., :t.shape[-1]]
-        f = torch.where((codes & 2) != 0, 0.0, torch.where((codes & 1) != 0, gain * slope, gain)).to(t.dtype)
-        ddy = upfirdn2d_compiled(t * f, fd if fd is not None else ones, 1, 1, down, down, 0, 0, 0, 0, bool(flip), 1.0)
-        return (ddy,) + (None,) * 14
-
     torch.library.register_autograd(f"{_NS}::filtered_lrelu_grad", _flg_backward, setup_context=_flg_setup)
 
 
@@ -153,6 +167,9 @@ def filtered_lrelu_compiled(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Opt
     return y.to(x.dtype) if cast else y
 
 
+_dispatch.register_kernel("filtered_lrelu", "compiled", filtered_lrelu_compiled)
+
+
 def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optional[torch.Tensor] = None,
                    b: Optional[torch.Tensor] = None, up: int = 1, down: int = 1, padding: Padding = 0,
                    gain: float = math.sqrt(2), slope: float = 0.2, clamp: Optional[float] = None,
@@ -161,7 +178,7 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
 
     Args:
         x: images ``[N, C, H, W]``; float32 or float64 (float16 and bfloat16 are computed in float32 by the
-            compiled kernels and returned in their own dtype).
+            compiled and Triton kernels and returned in their own dtype).
         fu: upsampling filter, 1-D ``[K]`` (separable) or 2-D ``[height, width]``; None: 1x1 identity.
         fd: downsampling filter, as ``fu``.
         b: per-channel bias ``[C]``, added before upsampling; None: no bias.
@@ -173,20 +190,23 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
         slope: negative slope of the leaky ReLU (default 0.2).
         clamp: limit of the activation, applied as ``[-clamp, clamp]`` before downsampling; None: no clamping.
         flip_filter: False: true convolution (filters flipped); True: correlation.
-        impl: 'auto' (the compiled kernel for x's device when built, else 'ref' with one warning;
-            ``default_impl`` / ``STYLEGAN_OPS_IMPL`` change what 'auto' means), 'cpp' (compiled CPU
-            kernel), 'cuda' (compiled CUDA kernel), 'ref' (:func:`filtered_lrelu_ref`). 'cpp' and 'cuda'
-            raise when their kernel cannot run on x's device.
+        impl: 'auto' (on CUDA the Triton kernel, else the CUDA one, each after its self-check; on the CPU the
+            compiled kernel; 'ref' with one warning when none can run; ``default_impl`` / ``STYLEGAN_OPS_IMPL``
+            change what 'auto' means), 'cpp' (compiled CPU kernel), 'cuda' (compiled CUDA kernel), 'triton'
+            (Triton kernel, fused), 'ref' (:func:`filtered_lrelu_ref`). An explicit kernel raises when it cannot
+            run on x's device.
 
     Returns:
         ``[N, C, out_h, out_w]`` with ``out = (in * up + pad0 + pad1 - (f_up - 1) - (f_down - 1) + down - 1)
         // down`` per axis (``f_up``, ``f_down``: the filters' sizes along that axis), ``x``'s dtype.
 
     Gradients: for ``x`` and ``b``; first and second order (path-length regularization) with the compiled
-    kernels, any order with 'ref'; for the filters only with 'ref'.
+    and Triton kernels, any order with 'ref'; for the filters only with 'ref'.
     """
-    if _dispatch.select(impl, x.device.type) == "compiled":
+    which = _dispatch.choose(impl, "filtered_lrelu", x)
+    if which != "ref":
         px0, px1, py0, py1 = parse_padding(padding)
-        return filtered_lrelu_compiled(x, fu, fd, b, int(up), int(down), px0, px1, py0, py1, float(gain),
-                                       float(slope), float(clamp if clamp is not None else -1), bool(flip_filter))
+        return _dispatch.kernel("filtered_lrelu", which)(x, fu, fd, b, int(up), int(down), px0, px1, py0, py1,
+                                                         float(gain), float(slope),
+                                                         float(clamp if clamp is not None else -1), bool(flip_filter))
     return filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)

@@ -191,13 +191,16 @@ def upfirdn2d_compiled(x: torch.Tensor, f: Optional[torch.Tensor], upx: int, upy
     return y.to(x.dtype) if cast else y
 
 
+_dispatch.register_kernel("upfirdn2d", "compiled", upfirdn2d_compiled)
+
+
 def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, down: Scaling = 1, padding: Padding = 0,
               flip_filter: bool = False, gain: float = 1, impl: str = "auto") -> torch.Tensor:
     """Upsample, pad, FIR-filter and downsample a batch of images (the module docstring gives the definition).
 
     Args:
         x: images ``[N, C, H, W]``; float32 or float64 (float16 and bfloat16 are computed in float32 by the
-            compiled kernels and returned in their own dtype).
+            compiled and Triton kernels and returned in their own dtype).
         f: the filter: 1-D ``[K]`` (applied separably, along x then y), 2-D ``[height, width]``, or None
             (the 1x1 identity); ``setup_filter`` builds one from taps.
         up: upsampling factor, an int or ``[x, y]`` (zeros inserted; >= 1).
@@ -206,24 +209,27 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: Scaling = 1, down:
             values crop.
         flip_filter: False: true convolution (the filter is flipped); True: correlation.
         gain: overall scale, applied once (the filter is scaled by ``gain ** (f.ndim / 2)``).
-        impl: 'auto' (the compiled kernel for x's device when built, else 'ref' with one warning;
-            ``default_impl`` / ``STYLEGAN_OPS_IMPL`` change what 'auto' means), 'cpp' (compiled CPU
-            kernel), 'cuda' (compiled CUDA kernel), 'ref' (:func:`upfirdn2d_ref`). 'cpp' and 'cuda' raise
-            when their kernel cannot run on x's device.
+        impl: 'auto' (on CUDA the Triton kernel, else the CUDA one, each after its self-check; on the CPU the
+            compiled kernel; 'ref' with one warning when none can run; ``default_impl`` / ``STYLEGAN_OPS_IMPL``
+            change what 'auto' means), 'cpp' (compiled CPU kernel), 'cuda' (compiled CUDA kernel), 'triton'
+            (Triton kernel), 'ref' (:func:`upfirdn2d_ref`). An explicit kernel raises when it cannot run on x's
+            device.
 
     Returns:
         ``[N, C, (H * up_y + y0 + y1 - fh) // down_y + 1, (W * up_x + x0 + x1 - fw) // down_x + 1]``
         (``fh``, ``fw``: the filter's height and width), ``x``'s dtype.
 
-    Gradients: for ``x`` to any order ('ref' and compiled alike); for ``f`` only with 'ref'.
+    Gradients: for ``x`` to any order ('ref' and the kernels alike); for ``f`` only with 'ref'.
     """
-    if _dispatch.select(impl, x.device.type) == "compiled":
+    which = _dispatch.choose(impl, "upfirdn2d", x)
+    if which != "ref":
         upx, upy = parse_scaling(up)
         downx, downy = parse_scaling(down)
         px0, px1, py0, py1 = parse_padding(padding)
         if f is None:
             f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
-        return upfirdn2d_compiled(x, f, upx, upy, downx, downy, px0, px1, py0, py1, bool(flip_filter), float(gain))
+        return _dispatch.kernel("upfirdn2d", which)(x, f, upx, upy, downx, downy, px0, px1, py0, py1,
+                                                    bool(flip_filter), float(gain))
     return upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain)
 
 

@@ -38,6 +38,10 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    precision: Literal["fp16", "bf16", "fp32"] = Field(
+        "fp16", description="what the blocks flagged by num_fp16_res compute in on a GPU: fp16 (the official mixed "
+                            "precision, conv_clamp keeping it finite), bf16 (bfloat16) or fp32 (everything float32); "
+                            "the CPU always computes in float32")
     noise_mode: Literal["random", "const", "none"] = Field(
         "random", description="the synthesis network's noise inputs while training (official: random)")
     on_nonfinite: Literal["stop", "rollback"] = Field(
