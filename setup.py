@@ -36,7 +36,8 @@ setup(
     packages=core_packages + plugin_packages,
     package_dir={"stylegan_plugins": "plugins"},
     package_data={
-        "stylegan_core": ["registry.yaml", "spec/*.yaml", "data/assets/*", "metrics/assets/*", "csrc/**/*"],
+        "stylegan_core": ["registry.yaml", "spec/*.yaml", "data/assets/*", "metrics/assets/*", "csrc/**/*",
+                          "official/*.json"],
         "stylegan_plugins": ["*/*.yaml"],
     },
     include_package_data=True,
@@ -58,7 +59,8 @@ setup(
     ],
     extras_require={
         # feature-network tests; pytorch-fid: the FID Inception blocks are compared against it
-        "test": ["pytest>=7", "hypothesis>=6", "timm>=1.0", "open-clip-torch>=3.0", "pytorch-fid>=0.3"],
+        "test": ["pytest>=7", "hypothesis>=6", "timm>=1.0", "open-clip-torch>=3.0", "pytorch-fid>=0.3",
+                 "dill>=0.3.4"],  # dill: StyleGAN-XL snapshots are written with it (the library never imports it)
         "timm": ["timm>=1.0"],
         "clip": ["open-clip-torch>=3.0"],
         "xformers": ["xformers"],

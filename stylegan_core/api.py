@@ -31,7 +31,9 @@ What is here:
   (class vectors or captions: ``labels.all_labels``, ``labels.take``, ...);
 - official checkpoints, for a plugin's ``convert_official_network``: :class:`OfficialConversion`
   and the records it reads (:class:`PersistentRecord`, :class:`ModuleRecord`, :func:`module_records`,
-  :func:`spectral_norms`);
+  :func:`spectral_norms`), :func:`agree`, :func:`check_plausible` and :func:`check_shapes` (recorded arguments
+  against the weights, before anything is allocated), :func:`imported_weights_file` (a weights file written beside
+  the pickle once the import succeeds);
 - runs: :func:`load_run` (the built model of a build or run folder, its generator with the latest
   ``G_ema``).
 
@@ -64,7 +66,8 @@ from .layers import (FP16_DEVICE_TYPES, NOISE_MODES, RESAMPLE_FILTER, Conv2dLaye
                      check_noise_mode, compute_dtype, fp16_resolution, layer_noise, normalize_2nd_moment)
 from .layers.attention import attention, route_multihead_attention
 from .metrics.gan_metrics import count_str
-from .official import ModuleRecord, OfficialConversion, PersistentRecord, module_records, spectral_norms
+from .official import (ModuleRecord, OfficialConversion, PersistentRecord, agree, check_plausible, check_shapes,
+                       imported_weights_file, module_records, spectral_norms)
 from .params import CDim, ImgChannels, ImgResolution, NumWs, WDim, ZDim, weights_given
 from .registry import PartParams
 from .spec.models import NestedPart
@@ -110,7 +113,8 @@ __all__ = [
     # data and metrics
     "DigitsDataset", "ImageFolderDataset", "count_str", "labels",
     # official checkpoints
-    "ModuleRecord", "OfficialConversion", "PersistentRecord", "module_records", "spectral_norms",
+    "ModuleRecord", "OfficialConversion", "PersistentRecord", "module_records", "spectral_norms", "agree",
+    "check_plausible", "check_shapes", "imported_weights_file",
     # runs
     "load_run",
 ]

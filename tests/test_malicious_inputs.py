@@ -422,3 +422,321 @@ def test_load_module_weights_checks_a_snapshot(run_dir):
     with pytest.raises(WeightsFileError) as e:
         load_module_weights(snap, G, "G_ema")
     assert str(e.value).startswith(f"{snap}: does not match the model: ") and needle in str(e.value)
+
+
+# -- official pickles: bounded in time, memory and disk ---------------------------------------------------------------
+
+def _within(seconds: float, fn, *args):
+    """``fn(*args)`` in a daemon thread: its result or exception, or a failure after ``seconds`` (the C unpickler
+    cannot be interrupted while it hashes, so a hang must be caught this way)."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def run():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still running after {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _g(module: str, name: str) -> bytes:  # STACK_GLOBAL module.name
+    return _u(module) + _u(name) + b"\x93"
+
+
+def _call(fn: bytes, *args: bytes) -> bytes:  # fn(*args) by REDUCE
+    return fn + b"(" + b"".join(args) + b"tR"
+
+
+def _nested_tuples(levels: int) -> bytes:
+    """t = (); t = (t, t) ``levels`` times, each level memoised and re-referenced: 2**levels elements to hash."""
+    out = b")\x94"
+    for i in range(levels):
+        out += b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86\x94"
+    return out
+
+
+def _refused_within(tmp_path: Path, capsys, data: bytes, *needles: str, seconds: float = 20) -> str:
+    """stylegan-build --from-checkpoint of ``data`` exits 4 within ``seconds`` with one line naming the file;
+    nothing but the pickle is left in the folder and no canary appears."""
+    pkl = tmp_path / "evil.pkl"
+    pkl.write_bytes(data)
+    before = sorted(tmp_path.iterdir())
+    rc, err = _within(seconds, cli, build_main, ["--from-checkpoint", pkl, "-o", tmp_path / "out"], capsys)
+    assert rc == 4, err
+    assert (err.startswith(f"error: {pkl}: ") or err.startswith(f"error: {pkl} (")) and "\n" not in err, err
+    for n in needles:
+        assert n in err, err
+    assert sorted(tmp_path.iterdir()) == before, "a file was written"
+    assert not (tmp_path / "canary.txt").exists()
+    return err
+
+
+@pytest.mark.parametrize("use", ["dict key", "set item", "frozenset item"])
+def test_nested_tuples_to_hash_are_refused_at_once(tmp_path, capsys, use):
+    """40 levels of t = (t, t) through the memo (a few hundred bytes, no globals) used where it would be hashed."""
+    t = _nested_tuples(40)
+    body = {"dict key": b"}" + t + b"K\x01s", "set item": b"\x8f(" + t + b"\x90",
+            "frozenset item": b"(" + t + b"\x91"}[use]
+    data = b"\x80\x04" + body + b"."
+    assert len(data) < 700
+    _refused_within(tmp_path, capsys, data, "not an official network pickle", seconds=10)
+
+
+@pytest.mark.parametrize("case", ["long_binput", "binget", "deep", "opcodes", "wide"])
+def test_stream_shapes_that_exhaust_memory_are_refused(tmp_path, capsys, case):
+    data = {"long_binput": b"\x80\x04Nr\xff\xff\xff\x7f.",  # LONG_BINPUT at 2**31 - 1: 9 bytes
+            "binget": b"\x80\x04Nj\xff\xff\xff\x7f.",
+            "deep": b"\x80\x04" + b"]" * 20_000 + b"a" * 19_999 + b".",
+            "opcodes": b"\x80\x04]" + b"(" + b"N" * 1_100_000 + b"e.",
+            "wide": b"\x80\x04](" + b"N" * 300_000 + b"e."}[case]
+    needle = {"long_binput": "memo index 2147483647 out of sequence", "binget": "memo key 2147483647 was never stored",
+              "deep": "nested more than", "opcodes": "more than 1000000 opcodes", "wide": "a list of more than"}[case]
+    _refused_within(tmp_path, capsys, data, needle, seconds=20)
+
+
+def _tensor_snapshot(**extra) -> bytes:
+    return snapshot_bytes(small_snapshot(), Path("unused"), extra=extra)
+
+
+class _Reduce:
+    def __init__(self, fn, args, state=None):
+        self.fn, self.args, self.state = fn, args, state
+
+    def __reduce__(self):
+        return (self.fn, self.args, self.state) if self.state is not None else (self.fn, self.args)
+
+
+def test_state_applied_to_a_tensor_is_refused(tmp_path, capsys):
+    """BUILD on a tensor would set a stride-0 view of 10**9 elements over a 4-element storage."""
+    storage = torch.zeros(4)._typed_storage()
+    view = _Reduce(torch._utils._rebuild_tensor_v2, (storage, 0, (4,), (1,), False, OrderedDict()),
+                   state=(storage, 0, (10 ** 9,), (0,)))
+    _refused_within(tmp_path, capsys, _tensor_snapshot(progress={"t": view}), "BUILD", "applied to a tensor")
+
+
+def test_many_views_of_one_storage_are_charged_each(tmp_path, capsys):
+    """Views of one storage are each charged their extent: 200 full views of a 1 MB storage exceed the budget."""
+    storage = torch.zeros(1 << 18)._typed_storage()
+    views = [_Reduce(torch._utils._rebuild_tensor_v2, (storage, 0, (1 << 18,), (1,), False, OrderedDict()))
+             for _ in range(200)]
+    _refused_within(tmp_path, capsys, _tensor_snapshot(progress={"views": views}),
+                    "decodes to more tensor data than the file can hold")
+
+
+def test_compressed_torch_zip_storage_is_refused(tmp_path, capsys):
+    """A deflated torch zip in place of a storage would decode to far more than it takes in the file."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save(torch.zeros(1 << 20)._typed_storage(), buf)  # zip format (4 MB of zeros)
+    deflated = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, \
+            zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    assert len(deflated.getvalue()) < 100_000
+    evil = _Reduce(torch.storage._load_from_bytes, (deflated.getvalue(),))
+    _refused_within(tmp_path, capsys, _tensor_snapshot(progress={"s": evil}), "torch's zip format")
+
+
+def test_storage_claiming_more_elements_than_it_holds_is_refused(tmp_path, capsys):
+    """torch's legacy storage format gives the element count before the data: it must match the bytes present."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(torch.zeros(4)._typed_storage(), buf, _use_new_zipfile_serialization=False)
+    raw = buf.getvalue()
+    head = (4).to_bytes(8, "little")
+    assert raw.count(head) == 1
+    lying = raw.replace(head, (1 << 40).to_bytes(8, "little"))
+    evil = _Reduce(torch.storage._load_from_bytes, (lying,))
+    _refused_within(tmp_path, capsys, _tensor_snapshot(progress={"s": evil}),
+                    "element count does not match its header")
+
+
+@pytest.mark.parametrize("args,needle", [
+    ({"z_dim": 10 ** 9}, "recorded z_dim=1000000000 disagrees with the weights (mapping.fc0.weight"),
+    ({"z_dim": 1e9}, "recorded z_dim=1000000000.0 disagrees"),
+    ({"mapping_kwargs": {"num_layers": 10 ** 6}}, "mapping_kwargs.num_layers=1000000 disagrees with the weights"),
+    ({"img_resolution": 2 ** 20}, "img_resolution=1048576 disagrees with the weights"),
+    ({"channel_base": 2 ** 40, "channel_max": 2 ** 30}, "channel_base=1099511627776 is not a plausible size"),
+    ({"channel_base": 2 ** 20, "channel_max": 2 ** 20}, "shapes differ: synthesis.b4"),
+], ids=["z_dim", "z_dim_float", "mapping_layers", "resolution", "channels_huge", "channels"])
+def test_implausible_recorded_arguments_are_refused_before_building(tmp_path, capsys, args, needle):
+    """Recorded constructor arguments are compared with the weights before a network is allocated."""
+    cls, kw, state = small_network("G")
+    kw = {**kw, **args}
+    data = snapshot_bytes(small_snapshot(G_ema=(cls, kw, state)), tmp_path / "canary.txt")
+    err = _refused_within(tmp_path, capsys, data, "(G_ema)", needle, seconds=30)
+    assert "plugin 'stylegan2' cannot convert" in err
+
+
+def test_stylegan_xl_layout_search_is_bounded(tmp_path, capsys):
+    """A SuperresGenerator whose 40 middle layers match no layout: refused within seconds (the layout search is
+    depth first and capped), not after hours."""
+    from test_official_pickle import EasyDict, Persistent
+
+    def rec(cls, params=None, buffers=None, modules=None, kw=None):
+        st = dict(torch.nn.Module().__dict__)
+        st.update(_parameters=OrderedDict(params or {}), _buffers=OrderedDict(buffers or {}),
+                  _modules=OrderedDict(modules or {}), _init_args=(), _init_kwargs=EasyDict(kw or {}))
+        return Persistent(dict(type="class", version=6, module_src="", class_name=cls, state=st))
+
+    emb = torch.nn.Embedding(4, 8)
+    mapping = rec("MappingNetwork", {"fc0.weight": torch.zeros(8, 16), "fc1.weight": torch.zeros(8, 8)},
+                  {"w_avg": torch.zeros(4, 8)}, {"embed": emb})
+    mapping.meta["state"]["_parameters"] = OrderedDict()
+    mapping.meta["state"]["_modules"] = OrderedDict([("fc0", rec("FullyConnectedLayer", {"weight": torch.zeros(8, 16)})),
+                                                     ("fc1", rec("FullyConnectedLayer", {"weight": torch.zeros(8, 8)})),
+                                                     ("embed", emb)])
+    layers = OrderedDict([("input", rec("SynthesisInput", buffers={"freqs": torch.zeros(4, 2)}))])
+    names = [f"L{i}_36_8" for i in range(5)] + [f"L{i}_{36 + i}_8" for i in range(6, 46)] + \
+        [f"L{i}_32_8" for i in range(46, 50)] + ["L50_32_3"]
+    for n in names:
+        layers[n] = rec("SynthesisLayer", {"weight": torch.zeros(int(n.split("_")[2]), 8, 1, 1)})
+    G = rec("SuperresGenerator", modules={"mapping": mapping, "synthesis": rec("SynthesisNetwork", modules=layers)},
+            kw={"img_resolution": 32, "head_layers": 4, "up_factor": 2, "path_stem": "stem.pkl"})
+    data = snapshot_bytes({"G_ema": G}, tmp_path / "canary.txt")
+    assert len(data) < 64_000
+    _refused_within(tmp_path, capsys, data, "no stem + super-resolution", seconds=60)
+
+
+def test_protocol_0_and_1_snapshots_are_read(tmp_path):
+    """Official-layout snapshots pickled with protocols 0 and 1 (copyreg._reconstructor for EasyDict, bytes through
+    _codecs.encode) read to the same records as protocol 4."""
+    from stylegan_core.official import unpickle_safely
+    import test_official_pickle as top
+
+    nets = small_snapshot()
+    states = {}
+    for proto in (0, 1, 4):
+        real = pickle.dumps
+        top.pickle.dumps = lambda obj, protocol=None, _p=proto: real(obj, protocol=_p)
+        try:
+            data = snapshot_bytes(nets, tmp_path / "canary.txt")
+        finally:
+            top.pickle.dumps = real
+        rec = unpickle_safely(data, f"p{proto}.pkl")["G_ema"]
+        states[proto] = (rec.init_kwargs, rec.state_dict())
+    for proto in (0, 1):
+        assert states[proto][0] == states[4][0]
+        assert list(states[proto][1]) == list(states[4][1])
+        assert all(torch.equal(states[proto][1][k], v) for k, v in states[4][1].items())
+
+
+def test_a_torch_save_archive_given_as_a_pickle_gets_a_clear_message(tmp_path, capsys):
+    pkl = tmp_path / "model.pkl"
+    torch.save({"G_ema": {"w": torch.zeros(2)}}, pkl)
+    rc, err = cli(build_main, ["--from-checkpoint", pkl, "-o", tmp_path / "out"], capsys)
+    assert rc == 4 and err.startswith(f"error: {pkl}: a torch.save archive") and "\n" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+DILL_MISUSES = {
+    # dill's steps must stay data: a function, module attribute or method they name is never called
+    "_get_attr(_import_module('os'), 'system')(...)": (
+        lambda cmd: _call(_call(_g("dill._dill", "_get_attr"), _call(_g("dill._dill", "_import_module"), _u("os")),
+                                _u("system")), _u(cmd)), "refusing to call the attribute 'os.system'"),
+    "getattr(_import_module('os'), 'system')(...)": (
+        lambda cmd: _call(_call(_g("builtins", "getattr"), _call(_g("dill._dill", "_import_module"), _u("os")),
+                                _u("system")), _u(cmd)), "refusing to call the attribute"),
+    "_create_function(_create_code(...), {})(...)": (
+        lambda cmd: _call(_call(_g("dill._dill", "_create_function"),
+                                _call(_g("dill._dill", "_create_code"), _u(f"import os; os.system({cmd!r})"),
+                                      _u("payload")), b"}"), _u(cmd)), "refusing to call the function"),
+    "_create_function(os.system)": (
+        lambda cmd: _call(_g("dill._dill", "_create_function"), _g("os", "system")), "'os.system'"),
+    "_load_type('FunctionType')": (
+        lambda cmd: _call(_g("dill._dill", "_load_type"), _u("FunctionType")), "dill._dill._load_type"),
+    "MethodType(cell, ...)": (
+        lambda cmd: _call(_call(_g("dill._dill", "_load_type"), _u("MethodType")),
+                          _call(_g("dill._dill", "_create_cell"), b"N"), b"N"), "dill._dill._load_type('MethodType')"),
+    "setattr(record, 'forward', ...)": (
+        lambda cmd: _call(_g("builtins", "setattr"), _call(_g("dill._dill", "_import_module"), _u("os")),
+                          _u("system"), _u(cmd)), "builtins.setattr"),
+    "getattr(dill._dill, '_eval_repr')": (
+        lambda cmd: _call(_g("builtins", "getattr"), _g("dill", "_dill"), _u("_eval_repr")), "builtins.getattr"),
+    "dill._dill._eval_repr(...)": (
+        lambda cmd: _call(_g("dill._dill", "_eval_repr"), _u(f"__import__('os').system({cmd!r})")),
+        "'dill._dill._eval_repr'"),
+    "_create_array(_get_attr(...), ...)": (
+        lambda cmd: _call(_g("dill._dill", "_create_array"),
+                          _call(_g("dill._dill", "_get_attr"), _call(_g("dill._dill", "_import_module"), _u("os")),
+                                _u("system")), _call(_g("builtins", "frozenset"), b"]"), b"N"),
+        "dill._dill._create_array"),
+    "feature_networks.vit.forward_flex(...)": (
+        lambda cmd: _call(_g("feature_networks.vit", "forward_flex"), _u(cmd)), "refusing to call the function"),
+    "torch.Size(os.system)": (lambda cmd: _call(_g("torch", "Size"), _g("os", "system")), "'os.system'"),
+    "torch.Size('...')": (lambda cmd: _call(_g("torch", "Size"), _u(cmd)), "torch.Size"),
+    "timm Format(...)": (lambda cmd: _call(_g("timm.layers.format", "Format"), _u(cmd)), "timm.layers.format.Format"),
+}
+
+
+@pytest.mark.parametrize("case", list(DILL_MISUSES))
+def test_dill_globals_never_run_anything(tmp_path, capsys, case):
+    """Each global allowed for dill-written StyleGAN-XL snapshots, misused to run a command: refused, no canary."""
+    build, needle = DILL_MISUSES[case]
+    data = b"\x80\x04" + build(f"touch {tmp_path / 'canary.txt'}") + b"."
+    _refused_within(tmp_path, capsys, data, needle)
+
+
+MEMORY_CASES = r'''
+import io, pickle, sys, resource, torch
+sys.path.insert(0, sys.argv[1])
+from test_official_pickle import small_network, small_snapshot, snapshot_bytes
+from test_malicious_inputs import _Reduce, _tensor_snapshot
+from stylegan_core.official import CheckpointError, import_checkpoint, unpickle_safely
+from stylegan_core.plugins import load_plugins
+ps = load_plugins()
+storage = torch.zeros(1 << 18)._typed_storage()
+cls, kw, state = small_network("G")
+cases = {
+    "long_binput": b"\x80\x04Nr\xff\xff\xff\x7f.",
+    "views": _tensor_snapshot(progress={"v": [_Reduce(torch._utils._rebuild_tensor_v2,
+                                                      (storage, 0, (1 << 18,), (1,), False, {})) for _ in range(4000)]}),
+    "z_dim": snapshot_bytes(small_snapshot(G_ema=(cls, {**kw, "z_dim": 10 ** 9}, state)), None),
+    "resolution": snapshot_bytes(small_snapshot(G_ema=(cls, {**kw, "img_resolution": 2 ** 20}, state)), None),
+}
+for name, data in cases.items():
+    path = f"{sys.argv[2]}/{name}.pkl"
+    open(path, "wb").write(data)
+    try:
+        import_checkpoint(path, ps)
+        print(name, "IMPORTED")
+    except CheckpointError as e:
+        print(name, "refused:", str(e).splitlines()[0][:400])
+print("peak MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+'''
+
+
+def test_hostile_pickles_are_refused_under_a_memory_limit(tmp_path):
+    """One process under prlimit --as (its baseline plus ~1.5 GB): a 9-byte memo attack, 4000 views of one 1 MB
+    storage, z_dim 1e9 and resolution 2**20 are refused by name; none reaches the allocator."""
+    import shutil
+
+    if not shutil.which("prlimit"):
+        pytest.skip(reason="prlimit (util-linux) is not installed")
+    import sys
+
+    script = tmp_path / "cases.py"
+    script.write_text(MEMORY_CASES)
+    limit = 5_500_000_000  # the interpreter with torch and the plugins maps ~3.5 GB before doing anything
+    p = subprocess.run(["prlimit", f"--as={limit}", sys.executable, str(script), str(REPO / "tests"), str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = dict(line.split(" ", 1) for line in p.stdout.strip().splitlines())
+    assert out["long_binput"].startswith("refused:") and "memo index" in out["long_binput"], out
+    assert "more tensor data than the file can hold" in out["views"], out
+    assert "recorded z_dim=1000000000 disagrees" in out["z_dim"], out
+    assert "img_resolution=1048576 disagrees" in out["resolution"], out
+    assert int(out["peak"].split()[-1]) < 1500, out

@@ -82,6 +82,7 @@ def official_names():
             "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": types.ModuleType("dnnlib.util")}
     mods["torch_utils.persistence"]._reconstruct_persistent_obj = _reconstruct_persistent_obj
     mods["dnnlib.util"].EasyDict = EasyDict
+    mods["torch_utils"].persistence, mods["dnnlib"].util = mods["torch_utils.persistence"], mods["dnnlib.util"]
     saved = {n: sys.modules.get(n) for n in mods}
     sys.modules.update(mods)
     try:
@@ -699,3 +700,110 @@ def test_data_that_cannot_match_is_a_spec_error(tmp_path, plugin_set):
     spec.write_text(f"extends: {REPO / 'stylegan_core' / 'spec' / 'default.yaml'}\n")
     with pytest.raises(SpecError, match=r"net\.pkl \(G_ema\).*c_dim=5 contradicts c_dim=0 wired from data"):
         build_from_checkpoint(pkl, plugin_set, spec)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Provenance of the embedded module sources; a failing hook does not block the others
+
+
+def test_sources_of_modified_code_are_warned_about_and_locked(tmp_path, plugin_set, monkeypatch):
+    """A module source that is no released official version: a warning naming the classes, recorded in the lock;
+    a source in the table of official releases: no warning, the release recorded."""
+    import hashlib
+
+    from stylegan_core.build import write_artifact
+    from stylegan_core.official import convert
+
+    canary = tmp_path / "canary.txt"
+    pkl = write_snapshot(tmp_path / "net.pkl", small_snapshot(), canary)
+    built, imported = build_from_checkpoint(pkl, plugin_set)
+    assert len(imported.warnings) == 2 and all("made by modified code" in w for w in imported.warnings)
+    assert imported.warnings[0].startswith(f"{pkl} (G_ema): the module source embedded for ")
+    prov = imported.provenance()
+    assert prov["warnings"] == imported.warnings
+    g = prov["networks"]["generator"]
+    assert g["modified_code"] is True and g["module_sources"][0]["official"] is None
+    assert "SynthesisLayer" in g["module_sources"][0]["classes"]
+
+    src = canary_source(canary, "training/networks_stylegan2.py")  # pretend it is a released version
+    digest = hashlib.sha256(src.encode()).hexdigest()
+    monkeypatch.setattr(convert, "official_sources", lambda: {digest: {
+        "repository": "NVlabs/stylegan3", "path": "training/networks_stylegan2.py", "commit": "c" * 40,
+        "date": "2021-10-11T18:09:48+03:00"}})
+    built, imported = build_from_checkpoint(pkl, plugin_set)
+    assert imported.warnings == []
+    write_artifact(built, tmp_path / "build", {}, checkpoint=imported.provenance())
+    import yaml
+
+    lock = yaml.safe_load((tmp_path / "build" / "spec.lock.yaml").read_text())["lock"]["checkpoint"]
+    assert lock["warnings"] == [] and lock["networks"]["generator"]["modified_code"] is False
+    assert lock["networks"]["generator"]["module_sources"][0]["official"] == \
+        f"NVlabs/stylegan3 training/networks_stylegan2.py @ {'c' * 12} (2021-10-11T18:09:48+03:00)"
+    assert not canary.exists()
+
+
+def test_the_official_source_table_hashes_what_persistence_embeds(tmp_path):
+    """scripts/official_sources.py over a git history: one entry per distinct content of each file that declares a
+    persistent class, hashed as ``inspect.getsource`` returns the module (CRLF read as LF, final newline added)."""
+    import hashlib
+    import importlib.util
+    import inspect
+
+    repo = tmp_path / "repo"
+    (repo / "training").mkdir(parents=True)
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                       env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                            "GIT_COMMITTER_EMAIL": "t@t"})
+
+    git("init", "-q")
+    body = "from torch_utils import persistence\n\n@persistence.persistent_class\nclass Generator:\n    pass"
+    versions = [body.encode(), (body + "\n# v2\n").replace("\n", "\r\n").encode()]
+    for i, data in enumerate(versions):
+        (repo / "training" / "networks.py").write_bytes(data)
+        (repo / "training" / "other.py").write_text("x = 1\n")  # no persistent class: not listed
+        git("add", "-A")
+        git("commit", "-q", "-m", f"v{i}")
+    spec = importlib.util.spec_from_file_location("scripts_official_sources", REPO / "scripts" / "official_sources.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "table.json"
+    assert mod.main([f"me/repo={repo}", "--out", str(out)]) == 0
+    table = json.loads(out.read_text())["repositories"]["me/repo"]
+    assert list(table) == ["training/networks.py"] and len(table["training/networks.py"]) == 2
+    for data, entry in zip(versions, table["training/networks.py"]):
+        module_file = tmp_path / f"m{entry['commit'][:8]}.py"
+        module_file.write_bytes(data)
+        src = inspect.getsource(_module_at(module_file))
+        assert entry["sha256"] == hashlib.sha256(src.encode("utf-8")).hexdigest()
+    assert mod.main([f"me/repo={repo}", "--out", str(out), "--check"]) == 0
+
+
+def _module_at(path: Path) -> types.ModuleType:
+    """A module object for ``path`` whose source inspect can read (without running it)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    return importlib.util.module_from_spec(spec)
+
+
+def test_a_failing_hook_does_not_block_another_plugins_conversion(tmp_path):
+    canary = tmp_path / "canary.txt"
+    pkl = write_snapshot(tmp_path / "net.pkl", small_snapshot(), canary)
+    from stylegan_core import hookimpl
+
+    def boom(record):
+        raise RuntimeError("this plugin is broken")
+
+    broken = types.ModuleType("toy_broken")
+    broken.register = hookimpl(lambda registry: None)
+    broken.convert_official_network = hookimpl(boom)
+    ps = load_plugins(extra={"broken": broken})
+    imported = import_checkpoint(pkl, ps)  # stylegan2 converts it; the broken hook is ignored
+    assert imported.generator.plugin == "stylegan2"
+    ps = load_plugins(only=["broken"], extra={"broken": broken})  # nobody else: its failure is the error
+    with pytest.raises(ConversionError, match=r"net\.pkl \(G_ema\): plugin 'broken' cannot convert this official "
+                                              r"Generator: RuntimeError: this plugin is broken"):
+        import_checkpoint(pkl, ps)
+    assert not canary.exists()

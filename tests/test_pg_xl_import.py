@@ -35,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -42,8 +43,8 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from test_official_pickle import (BIN, EasyDict, Payload, Persistent, canary_source, data_spec, small_network,
-                                  snapshot_bytes)
+from test_official_pickle import (BIN, EasyDict, Payload, Persistent, canary_source, data_spec, official_names,
+                                  small_network, snapshot_bytes)
 from stylegan_core.build import write_artifact
 from stylegan_core.io import sha256_file
 from stylegan_core.official import (ModuleRecord, UnsafePickleError, build_from_checkpoint, load_official_pickle,
@@ -688,4 +689,293 @@ def test_stylegan_xl_snapshot_imports_and_reproduces(stem, tmp_path, plugin_set)
             check(G.synthesis(ws), T[f"out.img_{tag}"], f"{stem}: img_{tag}")
             done |= {f"ws_{tag}", f"img_{tag}"}
     assert done == {k[len("out."):] for k in T if k.startswith("out.")}, f"{stem}: outputs not checked"
+    assert not canary.exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# StyleGAN-XL snapshots as its training loop writes them: dill.dump of G, D (projected, ViT backbone with dill-pickled
+# hooks and injected methods), G_ema; c_dim and img_channels recorded for every generator
+
+
+def xl_vit_module(canary: Path) -> types.ModuleType:
+    """A stand-in for StyleGAN-XL's ``feature_networks/vit.py`` (same names); every function writes the canary when
+    called, so a reader that created and ran a dill-pickled function (the hook is pickled by value, its code object
+    included) would leave it behind."""
+    write = f"open({str(canary)!r}, 'w').write"
+    src = (f'"""feature_networks/vit.py (stand-in): its functions write a canary file when called."""\n'
+           "from torch import nn\n\nactivations = {}\n\n\n"
+           "class Slice(nn.Module):\n    def __init__(self, start_index=1):\n        super().__init__()\n"
+           "        self.start_index = start_index\n\n\n"
+           "class Transpose(nn.Module):\n    def __init__(self, dim0, dim1):\n        super().__init__()\n"
+           "        self.dim0, self.dim1 = dim0, dim1\n\n\n"
+           f"def forward_flex(self, x):\n    {write}('forward_flex ran')\n\n\n"
+           f"def _resize_pos_embed(self, posemb, gs_h, gs_w):\n    {write}('_resize_pos_embed ran')\n\n\n"
+           "def get_activation(name):\n    def hook(model, input, output):\n"
+           f"        {write}('hook ran')\n        activations[name] = output\n    return hook\n")
+    mod = types.ModuleType("feature_networks.vit")
+    mod.__file__ = "feature_networks/vit.py"
+    exec(compile(src, mod.__file__, "exec"), mod.__dict__)  # safe: the test's own stand-in source
+    return mod
+
+
+class XLRandomProj(nn.Module):
+    """StyleGAN-XL's ``pg_modules.projector.F_RandomProj`` around a ViT (``_make_vit_b16_backbone``'s layout)."""
+
+    def __init__(self, vit: types.ModuleType):
+        super().__init__()
+        from timm.models.deit import VisionTransformerDistilled
+
+        model = VisionTransformerDistilled(img_size=224, patch_size=16, embed_dim=24, depth=12, num_heads=2,
+                                           num_classes=10)
+        pre = nn.Module()
+        pre.model = model
+        for i, h in enumerate([2, 5, 8, 11]):
+            model.blocks[h].register_forward_hook(vit.get_activation(str(i + 1)))
+        vit.activations["1"] = torch.zeros(1, 196, 24)  # what the last forward left behind
+        pre.activations = vit.activations
+        feats = [4, 8, 16, 24]
+        resample = [nn.ConvTranspose2d(4, 4, 4, 4), nn.ConvTranspose2d(8, 8, 2, 2), None, nn.Conv2d(24, 24, 3, 2, 1)]
+        for i, r in enumerate(resample):
+            layers = [vit.Slice(2), vit.Transpose(1, 2), nn.Unflatten(2, torch.Size([14, 14])), nn.Conv2d(24, feats[i], 1)]
+            setattr(pre, f"layer{i + 1}", nn.Sequential(*layers, *([r] if r is not None else [])))
+        model.start_index, model.patch_size = 2, [16, 16]
+        model.forward_flex = types.MethodType(vit.forward_flex, model)
+        model._resize_pos_embed = types.MethodType(vit._resize_pos_embed, model)
+        self.pretrained = pre
+        self.proj_type, self.backbone, self.cout, self.expand = 2, "deit_base_distilled_patch16_224", 4, True
+        self.normstats = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+        scratch = nn.Module()
+        for i, c in enumerate(feats):
+            setattr(scratch, f"layer{i}_ccm", nn.Conv2d(c, 4, 1))
+            setattr(scratch, f"layer{i}_csm", FeatureFusionBlock(4))
+        self.scratch = scratch
+        self.CHANNELS, self.RESOLUTIONS = [4, 4, 4, 4], [64, 32, 16, 8]
+
+
+class XLProjectedDiscriminator(nn.Module):
+    """StyleGAN-XL's ``pg_modules.discriminator.ProjectedDiscriminator``: per backbone a projector and heads."""
+
+    def __init__(self, vit: types.ModuleType):
+        super().__init__()
+        self.backbones, self.diffaug, self.interp224 = ["deit_base_distilled_patch16_224"], True, False
+        feat = XLRandomProj(vit)
+        self.feature_networks = nn.ModuleDict({self.backbones[0]: feat})
+        self.discriminators = nn.ModuleDict({self.backbones[0]: MultiScaleD(feat.CHANNELS, [8, 8, 8, 8], num_discs=2)})
+
+
+@contextmanager
+def xl_names(vit: types.ModuleType):
+    """The official module names of StyleGAN-XL's D exist in ``sys.modules`` only while a snapshot is written."""
+    classes = {"pg_modules.discriminator": {"ProjectedDiscriminator": XLProjectedDiscriminator,
+                                            "MultiScaleD": MultiScaleD, "SingleDisc": SingleDisc},
+               "pg_modules.projector": {"F_RandomProj": XLRandomProj},
+               "pg_modules.blocks": {c.__name__: c for c in PG_MODULES["pg_modules.blocks"]}}
+    mods = {"pg_modules": types.ModuleType("pg_modules"), "feature_networks": types.ModuleType("feature_networks"),
+            "feature_networks.vit": vit}
+    saved_names = {}
+    for name, members in classes.items():
+        mods[name] = types.ModuleType(name)
+        for qual, c in members.items():
+            saved_names[c] = (c.__module__, c.__name__, c.__qualname__)
+            c.__module__, c.__name__, c.__qualname__ = name, qual, qual
+            setattr(mods[name], qual, c)
+    for name, mod in mods.items():  # packages hold their modules, as imported ones do (dill looks them up)
+        parent, _, leaf = name.rpartition(".")
+        if parent:
+            setattr(mods[parent], leaf, mod)
+    saved = {n: sys.modules.get(n) for n in mods}
+    sys.modules.update(mods)
+    try:
+        yield
+    finally:
+        for n, m in saved.items():
+            if m is None:
+                sys.modules.pop(n, None)
+            else:
+                sys.modules[n] = m
+        for c, (module, name, qual) in saved_names.items():
+            c.__module__, c.__name__, c.__qualname__ = module, name, qual
+
+
+def xl_generator(stem: str, canary: Path, shift: float = 0.0) -> Persistent:
+    """The case's generator as the XL training loop builds it: ``c_dim`` and ``img_channels`` recorded with the
+    other arguments (also for a SuperresGenerator, which ignores them); numpy arrays among the layers' attributes
+    (dill writes them with its ``_create_array``)."""
+    net = xl_networks(stem)
+    c_dim = int(_load(stem)[1]["in.c"].shape[1])
+    kw = dict(net["kw"], c_dim=c_dim, img_channels=3)
+    src = canary_source(canary, "training/networks_stylegan3_resetting.py")
+    state = {k: v + shift for k, v in net["state"].items()} if shift else net["state"]
+    G = xl_meta(net["cls"], kw, state, src, net["sub_kwargs"], net["attrs"])
+    syn = G.meta["state"]["_modules"]["synthesis"].meta["state"]
+    for name, layer in syn["_modules"].items():
+        if name.startswith("L"):
+            size = int(name.split("_")[1])
+            layer.meta["state"].update(in_size=np.array([size, size], dtype=np.int64),
+                                       out_size=np.array([size, size], dtype=np.int64))
+    return G
+
+
+def xl_dill_snapshot(path: Path, stem: str, canary: Path) -> Path:
+    import dill
+
+    vit = xl_vit_module(canary)
+    torch.manual_seed(0)
+    D = XLProjectedDiscriminator(vit).eval().requires_grad_(False)
+    data = {"G": xl_generator(stem, canary, shift=1.0), "D": D, "G_ema": xl_generator(stem, canary),
+            "augment_pipe": None, "training_set_kwargs": {"class_name": "training.dataset.ImageFolderDataset",
+                                                          "path": "/datasets/imagenet32.zip", "use_labels": True},
+            "progress": {"cur_nimg": torch.LongTensor([1000]), "best_fid": 9999.0}}
+    with official_names(), xl_names(vit):
+        path.write_bytes(dill.dumps(data))  # training/training_loop.py: dill.dump(snapshot_data, f)
+    return path
+
+
+XL_STEMS = [p for p in case_params("xl_") if p.values[0] is None or "superres" in p.values[0]]
+
+
+@pytest.mark.fixtures
+@pytest.mark.parametrize("stem", XL_STEMS)
+def test_stylegan_xl_dill_snapshot_through_the_cli(stem, tmp_path, capsys):
+    """A superres snapshot written with dill, D included: read as data (its hooks, bound methods, code objects and
+    cells recorded, never created or called), G_ema imported through stylegan-build --from-checkpoint and
+    stylegan-run generate (their entry points, in-process): the artifact's generator reproduces the official
+    outputs, and the generated images are that generator's."""
+    from PIL import Image
+
+    from stylegan_core.api import load_run
+    from stylegan_core.cli.build import main as build_main
+    from stylegan_core.cli.run import main as run_main
+    from stylegan_core.official.records import OpaqueRecord
+    from stylegan_core.tools.generate import generate_images
+
+    canary = tmp_path / "canary.txt"
+    pkl = xl_dill_snapshot(tmp_path / "network-snapshot-000010.pkl", stem, canary)
+    data = pkl.read_bytes()
+    for name in (b"_create_function", b"_create_code", b"_create_cell", b"_load_type", b"_create_array",
+                 b"forward_flex", b"VisionTransformerDistilled"):
+        assert name in data, name  # the dill spellings are really in the stream
+
+    pk = load_official_pickle(pkl)
+    D = pk.networks["D"]
+    model = D.children()["feature_networks"].children()["deit_base_distilled_patch16_224"].children()[
+        "pretrained"].children()["model"]
+    assert isinstance(model.state["forward_flex"], OpaqueRecord) and model.state["forward_flex"].what == "bound method"
+    hook = next(iter(model.children()["blocks"].children()["2"].state["_forward_hooks"].values()))
+    assert isinstance(hook, OpaqueRecord) and hook.what == "function" and "hook" in hook.name
+    with pytest.raises(UnsafePickleError, match="refusing to call"):
+        hook(None, None, None)
+    assert any(k.startswith("feature_networks.deit_base_distilled_patch16_224.pretrained.model.blocks.11.")
+               for k in D.state_dict())
+    assert not canary.exists()
+
+    manifest, T = _load(stem)
+    c_dim, res = int(T["in.c"].shape[1]), int(T["out.img_psi1"].shape[-1])
+    spec = data_spec(tmp_path, c_dim, res, 3)
+    out = tmp_path / "build"
+    capsys.readouterr()
+    assert build_main([str(spec), "--from-checkpoint", str(pkl), "-o", str(out)]) == 0
+    std = capsys.readouterr()
+    assert "G_ema -> generator (plugin stylegan_xl)" in std.out, std.out + std.err
+    assert "note: D (ProjectedDiscriminator) is not imported" in std.out, std.out
+    assert "warning: " in std.err and "made by modified code" in std.err  # the sources are the canary stand-ins
+    lock = yaml.safe_load((out / "spec.lock.yaml").read_text())
+    assert lock["lock"]["checkpoint"]["networks"]["generator"]["modified_code"] is True
+    G = load_run(out, log=lambda _: None).G.eval()
+    with torch.no_grad():  # the artifact's generator is the official one
+        ws = G.mapping(T["in.z"], T["in.c"], truncation_psi=1.0)
+        check(G.synthesis(ws), T["out.img_psi1"], f"{stem}: img_psi1")
+    assert run_main([str(out), "generate", "--seeds", "0-1", "--class", "1"]) == 0
+    pngs = sorted((out / "generate").glob("seed*.png"))
+    ref = generate_images(G, [0, 1], tmp_path / "ref", grid=False, class_idx=1)
+    assert len(pngs) == 2
+    for got, want in zip(pngs, ref):
+        a, b = np.asarray(Image.open(got)).astype(int), np.asarray(Image.open(want)).astype(int)
+        assert a.shape == (res, res, 3) and a.std() > 0 and np.abs(a - b).max() <= 1, got.name
+    assert not canary.exists()
+
+
+def test_stylegan_xl_recorded_arguments_are_checked(tmp_path, plugin_set):
+    """c_dim and img_channels recorded for a SuperresGenerator must agree with the weights (named when not);
+    arguments the official class ignores are noted, not refused."""
+    from stylegan_core.official import ConversionError, import_checkpoint
+
+    stems = [p.values[0] for p in case_params("xl_") if p.values[0] is not None and "superres" in p.values[0]]
+    if not stems:
+        pytest.skip(reason=f"no StyleGAN-XL superres case in {FIXTURES}")
+    canary = tmp_path / "canary.txt"
+
+    def snapshot(**kw) -> Path:
+        G = xl_generator(stems[0], canary)
+        G.meta["state"]["_init_kwargs"].update(kw)
+        return pg_snapshot(tmp_path / "xl.pkl", canary, {"G_ema": G})
+
+    imported = import_checkpoint(snapshot(unused_flag=True), plugin_set)
+    assert any("recorded unused_flag ignored" in n for n in imported.notes), imported.notes
+    with pytest.raises(ConversionError, match=r"xl\.pkl \(G_ema\).*recorded img_channels=1 disagrees with the "
+                                              r"weights"):
+        import_checkpoint(snapshot(img_channels=1), plugin_set)
+    with pytest.raises(ConversionError, match=r"constructor c_dim=999 disagrees with the state"):
+        import_checkpoint(snapshot(c_dim=999), plugin_set)
+    assert not canary.exists()
+
+
+def _pg_d_snapshot(tmp_path: Path, canary: Path) -> Path:
+    stems = [p.values[0] for p in case_params("pg_D_") if p.values[0] is not None]
+    stems = [s for s in stems if not _load(s)[0]["constructor_kwargs"]["backbone_kwargs"].get("cond")]
+    if not stems:
+        pytest.skip(reason=f"no unconditional Projected GAN discriminator case in {FIXTURES}")
+    return pg_snapshot(tmp_path / "network-snapshot-000001.pkl", canary,
+                       {"G_ema": small_network("G", res=32), "D": pg_network(stems[0])})
+
+
+@pytest.mark.fixtures
+def test_projected_gan_backbone_file_is_named_by_its_tensors(tmp_path, plugin_set):
+    """The backbone file is named by the hash of its tensors: importing again finds it and writes nothing; a file of
+    the same tensors whose header was written in another order is reused as it is."""
+    from safetensors.torch import save_file
+
+    from stylegan_core.official import import_checkpoint
+
+    canary = tmp_path / "canary.txt"
+    pkl = _pg_d_snapshot(tmp_path, canary)
+    first = import_checkpoint(pkl, plugin_set)
+    (f1,) = first.files()
+    assert not f1.path.exists()  # nothing is written by converting alone
+    f1.write()
+    assert f1.created and f1.path.parent == tmp_path
+    stat = f1.path.stat()
+    (f2,) = import_checkpoint(pkl, plugin_set).files()
+    assert f2.path == f1.path
+    f2.write()
+    assert not f2.created and f1.path.stat().st_mtime_ns == stat.st_mtime_ns
+    tensors = load_file(str(f1.path))
+    save_file(dict(reversed(list(tensors.items()))), str(f1.path), metadata={"other": "order"})
+    stat = f1.path.stat()
+    (f3,) = import_checkpoint(pkl, plugin_set).files()
+    f3.write()
+    assert f3.path == f1.path and not f3.created and f1.path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert len(list(tmp_path.glob("*-backbone-*.safetensors"))) == 1
+    assert not canary.exists()
+
+
+@pytest.mark.fixtures
+def test_a_failed_import_leaves_no_backbone_file(tmp_path, plugin_set, monkeypatch):
+    """The backbone file is written only once every network converted, and removed when building then fails."""
+    import stylegan_core.build as build_mod
+    from stylegan_core.official import ConversionError
+
+    canary = tmp_path / "canary.txt"
+    pkl = _pg_d_snapshot(tmp_path, canary)
+    before = sorted(tmp_path.iterdir())
+
+    def out_of_memory(*args, **kwargs):
+        assert list(tmp_path.glob("*-backbone-*.safetensors")), "the file is written before building"
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4000000000000 bytes")
+
+    monkeypatch.setattr(build_mod, "build_model", out_of_memory)
+    with pytest.raises(ConversionError, match=rf"^{pkl}: the networks it describes could not be built \(RuntimeError: "
+                                              "DefaultCPUAllocator"):
+        build_from_checkpoint(pkl, plugin_set)
+    assert sorted(tmp_path.iterdir()) == before
     assert not canary.exists()

@@ -22,12 +22,15 @@ weights' names:
 
 How an imported discriminator gets its backbone: our discriminator rebuilds its frozen feature
 network from the spec's ``weights:`` file (build artifacts never store frozen backbones), so the
-importer writes the checkpoint's backbone weights (timm names, ``conv_stem.*``, ``bn1.*``,
-``blocks.*``) to a safetensors file **next to the pickle**, named
-``<pickle stem>.<key>-backbone-<sha256[:16]>.safetensors`` (content-addressed: importing the same
-pickle again reuses the file), and names it as the feature network's ``weights``; the lock then
-records its absolute path and sha256 as for any weights file. When the pickle's folder is not
-writable the file goes to the ``imported`` folder of the cache (:func:`stylegan_core.io.cache_dir`).
+importer puts the checkpoint's backbone weights (timm names, ``conv_stem.*``, ``bn1.*``, ``blocks.*``;
+every name and shape checked against timm's ``tf_efficientnet_lite0`` built on the meta device first)
+in a safetensors file **next to the pickle**, named
+``<pickle stem>.<key>-backbone-<sha256[:16]>.safetensors``, where the hash is of the tensors (names,
+dtypes, shapes, bytes), not of the file: importing the same pickle again finds the file and reuses it.
+The spec names it as the feature network's ``weights``; the lock then records its absolute path and
+sha256 as for any weights file. The file is written only once every network of the pickle converted,
+and removed if building the networks then fails (:func:`~stylegan_core.api.imported_weights_file`). When
+the pickle's folder is not writable the file goes to the ``imported`` folder of the cache.
 
 Official behaviour that is not a constructor argument: ``diffaug=True`` makes the official D apply
 DiffAugment inside its forward; here augmentation is the spec's ``augment`` section (a note says so).
@@ -35,15 +38,12 @@ Spectral-norm settings recorded in the hooks must be torch's defaults (1 power i
 """
 from __future__ import annotations
 
-import hashlib
 import re
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from stylegan_core.api import (OfficialConversion, PersistentRecord, atomic_write_bytes, cache_dir, sha256_file,
-                               spectral_norms)
+from stylegan_core.api import OfficialConversion, PersistentRecord, check_shapes, imported_weights_file, spectral_norms
 
 from .fastgan import NFC_MULTIPLIER
 
@@ -185,25 +185,13 @@ def _fastgan(record: PersistentRecord, state: dict[str, torch.Tensor]) -> Option
 
 
 # -- the projected discriminator ------------------------------------------------------------------------------
-def _backbone_file(record: PersistentRecord, tensors: dict[str, torch.Tensor]) -> Path:
-    """Write the backbone weights (timm names) next to the pickle, content-addressed; see the module doc."""
-    from safetensors.torch import save
+def _check_backbone(tensors: dict[str, torch.Tensor]) -> None:
+    """The backbone tensors have exactly the names and shapes of timm's ``tf_efficientnet_lite0`` stages
+    (``conv_stem``, ``bn1``, ``blocks``), checked on the meta device before any file is written."""
+    import timm
 
-    data = save({k: v.detach().contiguous().clone() for k, v in sorted(tensors.items())},
-                metadata={"model": BACKBONE, "source": Path(record.file).name, "key": record.key or "D"})
-    digest = hashlib.sha256(data).hexdigest()
-    name = f"{Path(record.file).stem}.{record.key or 'D'}-backbone-{digest[:16]}.safetensors"
-    errors = []
-    for folder in (Path(record.file).resolve().parent, cache_dir("imported")):
-        path = folder / name
-        try:
-            if path.is_file() and sha256_file(path) == digest:
-                return path
-            atomic_write_bytes(path, data)
-            return path
-        except OSError as e:
-            errors.append(f"{folder}: {e.strerror or e}")
-    raise ValueError(f"cannot write the discriminator's backbone weights file ({'; '.join(errors)})")
+    check_shapes(lambda: timm.create_model(BACKBONE, pretrained=False), tensors, "backbone",
+                 only=lambda k: k.startswith(("conv_stem.", "bn1.", "blocks.")), described_by=f"timm's {BACKBONE} has")
 
 
 def _discriminator(record: PersistentRecord, state: dict[str, torch.Tensor]) -> Optional[OfficialConversion]:
@@ -248,7 +236,9 @@ def _discriminator(record: PersistentRecord, state: dict[str, torch.Tensor]) -> 
     ours = official_state_to_ours(state)
     prefix = "feature_network.model."
     backbone = {k[len(prefix):]: v for k, v in ours.items() if k.startswith(prefix)}
-    weights = _backbone_file(record, backbone)
+    _check_backbone(backbone)
+    weights_file = imported_weights_file(record, "backbone", backbone, {"model": BACKBONE})
+    weights = weights_file.path
     params: dict[str, Any] = {
         "type": "projected_gan.discriminator",
         "feature_network": {"type": "core.timm", "model": BACKBONE, "weights": str(weights), "resize": False},
@@ -256,7 +246,8 @@ def _discriminator(record: PersistentRecord, state: dict[str, torch.Tensor]) -> 
         "separable": bool(separable), "patch": bool(patch)}
     if proj_type:
         params.update(cout=int(cout), expand=bool(expand))
-    notes = [f"the frozen {BACKBONE} backbone's weights were written to {weights} (named by the spec)"]
+    notes = [f"the frozen {BACKBONE} backbone's weights are in {weights} (named by the spec; written once the import "
+             "succeeds, reused when already there)"]
     if cond:
         params["embed_classes"] = int(state["discriminator.mini_discs.0.embed.weight"].shape[0])
         params["cmap_dim"] = int(state["discriminator.mini_discs.0.cls.weight_orig"].shape[0])
@@ -268,7 +259,7 @@ def _discriminator(record: PersistentRecord, state: dict[str, torch.Tensor]) -> 
                f"{'separable ' if separable else ''}{'patch ' if patch else ''}heads, "
                f"{'conditional' if cond else 'unconditional'}{', input resized to 224' if interp224 else ''})")
     return OfficialConversion(role="discriminator", sections={"discriminator": params}, state_dict=ours,
-                              dims={}, summary=summary, notes=notes)
+                              dims={}, summary=summary, notes=notes, files=[weights_file])
 
 
 def convert_official_network(record: Any) -> Optional[OfficialConversion]:

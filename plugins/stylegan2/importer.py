@@ -7,15 +7,23 @@ constructor arguments to ``stylegan2.mapping`` + ``stylegan2.synthesis`` and
 ``stylegan2.discriminator``. Module, parameter and buffer names are the official ones, so the
 weights pass through unchanged. StyleGAN3 generators (``synthesis.input.*``) and other
 generations' networks are left to their plugins (None).
+
+The recorded arguments are checked against the weights before anything is built: the counts that set
+how many modules a network has (mapping layers, the blocks from 4 px to ``img_resolution``) are
+compared with the layers in the weights, then :func:`~stylegan_core.api.check_shapes` builds the network
+the arguments describe on the meta device (no memory) and compares every shape (``z_dim``, ``w_dim``, ``c_dim``,
+``channel_base``, ``channel_max``, ...), so that a pickle recording e.g. ``z_dim=1e9`` is refused by name
+instead of being allocated.
 """
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, Optional
 
 from torch import nn
 
-from stylegan_core.api import OfficialConversion
+from stylegan_core.api import OfficialConversion, agree, check_shapes
 
 from .networks import Discriminator, Generator, MappingNetwork, SynthesisNetwork
 
@@ -116,6 +124,44 @@ def _dict(v: Any, name: str) -> dict[str, Any]:
     return dict(v)
 
 
+def _count(state: dict, pattern: str) -> set[int]:
+    """The integers ``N`` of the weights' names that match ``pattern`` (one group), e.g. ``mapping\\.fc(\\d+)\\.``."""
+    rx = re.compile(pattern)
+    return {int(m.group(1)) for k in state for m in [rx.match(k)] if m}
+
+
+def check_resolutions(state: dict, prefix: str, img_resolution: Any, what: str) -> None:
+    """The blocks ``{prefix}b4 .. b{img_resolution}`` in the weights are exactly those the recorded resolution builds."""
+    res = _count(state, rf"^{re.escape(prefix)}b(\d+)\.")
+    want = max(res) if res else None
+    if want is None or sorted(res) != [2 ** i for i in range(2, want.bit_length())]:
+        raise ValueError(f"the weights' {what} blocks {sorted(res)} are not 4 .. 2^k px")
+    if img_resolution != want:
+        raise ValueError(f"recorded img_resolution={img_resolution!r:.40} disagrees with the weights ({what} blocks up to "
+                         f"b{want})")
+
+
+def check_layer_count(state: dict, pattern: str, recorded: Any, name: str) -> None:
+    layers = _count(state, pattern)
+    if recorded != len(layers) or sorted(layers) != list(range(len(layers))):
+        raise ValueError(f"recorded {name}={recorded!r:.40} disagrees with the weights ({len(layers)} layers)")
+
+
+def check_mapping_dims(state: dict, z_dim: Any, c_dim: Any, w_dim: Any) -> None:
+    """``z_dim``, ``c_dim``, ``w_dim`` against the mapping network's weights (fc0 takes z and the embedded c;
+    the last layer gives w; ``embed`` maps c), named when they disagree."""
+    fcs = sorted(_count(state, r"^mapping\.fc(\d+)\.weight$"))
+    embed = state.get("mapping.embed.weight")
+    if not fcs:
+        raise ValueError("the weights have no mapping.fc*.weight")
+    first, last = state[f"mapping.fc{fcs[0]}.weight"], state[f"mapping.fc{fcs[-1]}.weight"]
+    derived_c = int(embed.shape[1]) if embed is not None and embed.ndim == 2 else 0
+    agree("c_dim", c_dim, derived_c, "mapping.embed.weight" if embed is not None else "no mapping.embed")
+    embed_features = int(embed.shape[0]) if embed is not None and embed.ndim == 2 else 0
+    agree("z_dim", z_dim, int(first.shape[1]) - embed_features, f"mapping.fc{fcs[0]}.weight {list(first.shape)}")
+    agree("w_dim", w_dim, int(last.shape[0]), f"mapping.fc{fcs[-1]}.weight {list(last.shape)}")
+
+
 def _generator(record: Any, state: dict) -> Optional[OfficialConversion]:
     if "synthesis.b4.const" not in state or any(k.startswith("synthesis.input.") for k in state):
         return None  # not a StyleGAN2 generator (StyleGAN3 has synthesis.input.*)
@@ -135,6 +181,14 @@ def _generator(record: Any, state: dict) -> Optional[OfficialConversion]:
     synthesis.update(_take(kw, _params(SynthesisNetwork), "", unsupported))
     if unsupported:
         raise ValueError(f"official Generator arguments not supported by stylegan2: {', '.join(sorted(unsupported))}")
+    # the recorded arguments against the weights, before a real network is built from them
+    check_layer_count(state, r"^mapping\.fc(\d+)\.weight$", mapping.get("num_layers", 8), "mapping_kwargs.num_layers")
+    check_resolutions(state, "synthesis.", synthesis["img_resolution"], "synthesis")
+    check_mapping_dims(state, mapping["z_dim"], mapping["c_dim"], synthesis["w_dim"])
+    map_kw = {k: v for k, v in mapping.items() if k not in ("type", "z_dim", "c_dim")}
+    syn_kw = {k: v for k, v in synthesis.items() if k != "type"}
+    check_shapes(lambda: Generator(z_dim=mapping["z_dim"], c_dim=mapping["c_dim"], mapping_kwargs=map_kw, **syn_kw),
+                 state, "generator", args={**mapping, **synthesis})
     dims = {"img_resolution": int(synthesis["img_resolution"]), "img_channels": int(synthesis["img_channels"]),
             "c_dim": int(mapping["c_dim"])}
     arch = synthesis.get("architecture", "skip")
@@ -153,6 +207,11 @@ def _discriminator(record: Any, state: dict) -> Optional[OfficialConversion]:
         if name not in kw:
             raise ValueError(f"the recorded constructor arguments lack {name}")
     params, notes = official_discriminator_params(kw)
+    check_resolutions(state, "", params["img_resolution"], "discriminator")
+    if params["c_dim"]:
+        check_layer_count(state, r"^mapping\.fc(\d+)\.weight$", params.get("mapping_layers", 8),
+                          "mapping_kwargs.num_layers")
+    check_shapes(lambda: Discriminator(**params), state, "discriminator", args=params)
     params = {"type": "stylegan2.discriminator", **params}
     dims = {"img_resolution": int(params["img_resolution"]), "img_channels": int(params["img_channels"]),
             "c_dim": int(params["c_dim"])}
@@ -171,5 +230,5 @@ def convert_official_network(record: Any) -> Optional[OfficialConversion]:
     return None
 
 
-__all__ = ["NEUTRAL_OFFICIAL_ARGS", "build_from_official", "convert_official_network", "is_neutral_official_arg",
-           "official_discriminator_params"]
+__all__ = ["NEUTRAL_OFFICIAL_ARGS", "build_from_official", "check_layer_count", "check_mapping_dims", "check_resolutions",
+           "convert_official_network", "is_neutral_official_arg", "official_discriminator_params"]

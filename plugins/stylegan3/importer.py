@@ -8,15 +8,23 @@ arguments passed through ``**synthesis_kwargs``: ``channel_base``, ``conv_kernel
 ``stylegan3.synthesis``. Module, parameter and buffer names are the official ones, so the
 weights pass through unchanged. StyleGAN3 snapshots pair the generator with StyleGAN2's
 ``Discriminator``, which the stylegan2 plugin's hook converts.
+
+Before anything is built, the recorded layer counts (``mapping_kwargs.num_layers``, ``num_layers``:
+layers ``L0 .. L{num_layers}`` plus the input) are compared with the layers in the weights, then the
+network the arguments describe is built on the meta device and every shape compared
+(:func:`~stylegan_core.api.check_shapes`: ``img_resolution``, ``channel_base``, ``z_dim``, ... all show in
+the layer names or shapes), so that implausible recorded arguments are refused by name.
 """
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, Optional
 
 from torch import nn
 
-from stylegan_core.api import OfficialConversion
+from stylegan_core.api import OfficialConversion, check_shapes
+from stylegan_plugins.stylegan2.importer import check_mapping_dims
 
 from .networks import Generator, MappingNetwork, SynthesisNetwork
 
@@ -41,6 +49,18 @@ def build_from_official(class_name: str, init_kwargs: dict[str, Any]) -> nn.Modu
 def _params(cls: type) -> set[str]:
     return {n for n, p in inspect.signature(cls.__init__).parameters.items()
             if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def _check_counts(state: dict, mapping_layers: Any, num_layers: Any) -> None:
+    """The recorded layer counts against the layers in the weights (they set how many modules are built)."""
+    fcs = {int(m.group(1)) for k in state for m in [re.match(r"^mapping\.fc(\d+)\.weight$", k)] if m}
+    if mapping_layers != len(fcs):
+        raise ValueError(f"recorded mapping_kwargs.num_layers={mapping_layers!r:.40} disagrees with the weights "
+                         f"({len(fcs)} mapping layers)")
+    layers = {int(m.group(1)) for k in state for m in [re.match(r"^synthesis\.L(\d+)_\d+_\d+\.", k)] if m}
+    if num_layers != len(layers) - 1:
+        raise ValueError(f"recorded num_layers={num_layers!r:.40} disagrees with the weights ({len(layers)} synthesis "
+                         "layers: num_layers + 1)")
 
 
 def _generator(record: Any, state: dict) -> Optional[OfficialConversion]:
@@ -73,6 +93,12 @@ def _generator(record: Any, state: dict) -> Optional[OfficialConversion]:
             unsupported.append(f"{k}={v!r}")
     if unsupported:
         raise ValueError(f"official Generator arguments not supported by stylegan3: {', '.join(sorted(unsupported))}")
+    _check_counts(state, mapping.get("num_layers", 2), synthesis.get("num_layers", 14))
+    check_mapping_dims(state, mapping["z_dim"], mapping["c_dim"], synthesis["w_dim"])
+    map_kw = {k: v for k, v in mapping.items() if k not in ("type", "z_dim", "c_dim")}
+    syn_kw = {k: v for k, v in synthesis.items() if k != "type"}
+    check_shapes(lambda: Generator(z_dim=mapping["z_dim"], c_dim=mapping["c_dim"], mapping_kwargs=map_kw, **syn_kw),
+                 state, "generator", args={**mapping, **synthesis})
     dims = {"img_resolution": int(synthesis["img_resolution"]), "img_channels": int(synthesis["img_channels"]),
             "c_dim": int(mapping["c_dim"])}
     config = "R" if int(synthesis.get("conv_kernel", 3)) == 1 and synthesis.get("use_radial_filters") else "T"

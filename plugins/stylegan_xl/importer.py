@@ -8,23 +8,29 @@ by that embedding (an ``nn.Embedding`` has no bias; the StyleGAN2/3 conditional 
 fully-connected layer with one) next to the StyleGAN3 input (``synthesis.input.freqs``).
 
 The sections come from :func:`official_to_ours`: for a stem ``Generator`` from its recorded
-constructor arguments; for a ``SuperresGenerator`` (whose recorded arguments are only
-``img_resolution``, ``path_stem``, ``head_layers``, ``up_factor``: the stem pickle it names is not
-needed) from the layer names and shapes in the checkpoint, with the stem synthesis network's own
-recorded arguments (``channel_base``, ``channel_max``, ...) as ``stem_kwargs``. Names are the official
-ones, so the weights pass through; the ``up_filter``/``down_filter``/``freqs``/``phases``/``transform``
-buffers are taken from the checkpoint.
+constructor arguments; for a ``SuperresGenerator`` (whose recorded arguments are ``img_resolution``,
+``path_stem``, ``head_layers``, ``up_factor`` and, as the official training loop passes them to every
+generator, ``c_dim`` and ``img_channels``, each checked against the weights; the stem pickle it names
+is not needed) from the layer names and shapes in the checkpoint, with the stem synthesis network's own
+recorded arguments (``channel_base``, ``channel_max``, ...) as ``stem_kwargs``. The layout search is
+depth first (a stage is kept only when its layers reproduce the next layers of the state) and bounded
+(:data:`MAX_PLANS` layouts, :data:`MAX_LAYERS` layers). Names are the official ones, so the weights pass
+through; the ``up_filter``/``down_filter``/``freqs``/``phases``/``transform`` buffers are taken from the
+checkpoint.
+
+The official ``ProjectedDiscriminator`` of a StyleGAN-XL snapshot (``feature_networks.<backbone>.*``,
+``discriminators.<backbone>.*``; its training loop writes it with ``dill``, ViT hooks and all, which the
+safe reader records as data) is recognised and declined: ``stylegan_xl.discriminator`` is not a
+weight-for-weight copy of it, so the import goes on with the generator and the spec's discriminator.
 """
 from __future__ import annotations
 
-import itertools
-import math
 import re
 from typing import Any, Optional
 
 import torch
 
-from stylegan_core.api import OfficialConversion
+from stylegan_core.api import OfficialConversion, check_plausible
 
 from .networks import UP_FACTORS, LayerPlan, layer_plan
 
@@ -106,15 +112,67 @@ def _plan_matches(plan: LayerPlan, layers: list[tuple[str, int, int, int]], stat
     return True
 
 
-def _compositions(total: int, max_parts: int = 8):
-    """Ordered ways to write ``total`` as a sum of positive parts (at most ``max_parts`` parts)."""
-    if total == 0:
-        yield ()
-        return
-    for n in range(1, min(total, max_parts) + 1):
-        for cuts in itertools.combinations(range(1, total), n - 1):
-            b = (0,) + cuts + (total,)
-            yield tuple(b[i + 1] - b[i] for i in range(n))
+#: Layer plans one search for a super-resolution layout may lay out (each takes ~1-2 ms).
+MAX_PLANS = 3000
+#: Synthesis layers a StyleGAN-XL generator may have (the official 1024 px network has ~60).
+MAX_LAYERS = 512
+
+
+class _Search:
+    """Find the stem and super-resolution stages whose :func:`layer_plan` reproduces ``layers`` (names and
+    weight shapes), depth first: each stage's kept layers must match the next layers of the state before the
+    following stage is tried, so one search lays out a few plans per layer, and never more than
+    :data:`MAX_PLANS`."""
+
+    def __init__(self, layers, state, img_channels: int, num_fp16_res: int):
+        self.layers, self.state = layers, state
+        self.names = [x[0] for x in layers]
+        self.img_channels, self.num_fp16_res = img_channels, num_fp16_res
+        self.budget = MAX_PLANS
+
+    def plan(self, stem: dict, stages: list) -> Optional[LayerPlan]:
+        self.budget -= 1
+        if self.budget < 0:
+            raise ValueError(f"no stem + super-resolution layout reproduces the state's {len(self.layers)} layers "
+                             f"within {MAX_PLANS} candidate layouts")
+        try:
+            return layer_plan(stem, stages, len(stages), img_channels=self.img_channels,
+                              num_fp16_res=self.num_fp16_res)
+        except ValueError:
+            return None
+
+    def prefix_ok(self, plan: Optional[LayerPlan], upto: int) -> bool:
+        if plan is None or len(plan.layers) < upto:
+            return False
+        for s, name in zip(plan.layers[:upto], self.names[:upto]):
+            w = self.state.get(f"synthesis.{name}.weight")
+            if s.name != name or w is None or tuple(w.shape) != (s.out_channels, s.in_channels, s.conv_kernel,
+                                                                 s.conv_kernel):
+                return False
+        return True
+
+    def stages(self, stem: dict, done: list, pos: int, res: int, R: int, up: int, head: int,
+               num_critical: int) -> Optional[list]:
+        """Stages after ``done`` (which reproduce the first ``pos`` layers at resolution ``res``) up to the final
+        head of ``head + 1`` layers and ``up``."""
+        last = len(self.layers) - (head + 1)
+        if pos == last:
+            if res * up != R:
+                return None
+            full = done + [{"up_factor": up, "head_layers": head}]
+            plan = self.plan(stem, full)
+            return full if plan is not None and len(plan.layers) == len(self.layers) and \
+                self.prefix_ok(plan, len(self.layers)) else None
+        for u in UP_FACTORS:
+            if R % (res * u * up):
+                continue
+            for k in range(1, last - pos + 1):
+                stage = {"up_factor": u, "head_layers": k + num_critical}
+                if self.prefix_ok(self.plan(stem, done + [stage]), pos + k):
+                    found = self.stages(stem, done + [stage], pos + k, res * u, R, up, head, num_critical)
+                    if found is not None:
+                        return found
+        return None
 
 
 def official_to_ours(constructor_kwargs: dict[str, Any], state: dict[str, torch.Tensor],
@@ -147,8 +205,16 @@ def official_to_ours(constructor_kwargs: dict[str, Any], state: dict[str, torch.
         raise ValueError(f"constructor w_dim={kw['w_dim']} disagrees with the state ({w_dim})")
     superres = "head_layers" in kw or "up_factor" in kw or "path_stem" in kw
 
+    if len(layers) > MAX_LAYERS:
+        raise ValueError(f"{len(layers)} synthesis layers (a StyleGAN-XL generator has fewer than {MAX_LAYERS})")
+    check_plausible(kw)
+    if stem_kwargs:
+        check_plausible(stem_kwargs, "synthesis")
     if not superres:
         stem, syn, res, img_channels = _split_generator_kwargs(kw)
+        if stem.get("num_layers", 14) != len(layers) - 1:
+            raise ValueError(f"recorded num_layers={stem.get('num_layers', 14)!r:.40} disagrees with the weights "
+                             f"({len(layers)} synthesis layers: num_layers + 1)")
         plan = layer_plan(stem, [], 0, img_channels=img_channels, num_fp16_res=int(syn.get("num_fp16_res", 0)))
         if not _plan_matches(plan, layers, state):
             raise ValueError(f"the state's layers {[n for n, *_ in layers]} do not match the StyleGAN3 layout of the "
@@ -161,10 +227,12 @@ def official_to_ours(constructor_kwargs: dict[str, Any], state: dict[str, torch.
     for k in ("img_resolution", "head_layers", "up_factor"):
         if k not in kw:
             raise ValueError(f"the SuperresGenerator constructor arguments lack {k}")
+    for k in ("img_resolution", "head_layers", "up_factor"):
+        if not isinstance(kw[k], int) or isinstance(kw[k], bool) or not 1 <= kw[k] <= 1 << 14:
+            raise ValueError(f"recorded {k}={kw[k]!r:.40} is not a plausible value")
     R, head, up = int(kw["img_resolution"]), int(kw["head_layers"]), int(kw["up_factor"])
-    extra = sorted(set(kw) - {"img_resolution", "head_layers", "up_factor", "path_stem"})
-    if extra:
-        raise ValueError(f"official SuperresGenerator arguments not supported: {extra}")
+    if up not in UP_FACTORS:
+        raise ValueError(f"recorded up_factor={up} (the official SuperresGenerator takes {list(UP_FACTORS)})")
     if R % up:
         raise ValueError(f"img_resolution {R} is not a multiple of up_factor {up}")
     n = len(layers)
@@ -176,6 +244,9 @@ def official_to_ours(constructor_kwargs: dict[str, Any], state: dict[str, torch.
         raise ValueError(f"cannot find the stem and a head of {head + 1} layers in the state's layers "
                          f"{[x[0] for x in layers]}")
     img_channels = layers[-1][3]
+    if "img_channels" in kw and kw["img_channels"] != img_channels:  # the training loop passes it to every G
+        raise ValueError(f"recorded img_channels={kw['img_channels']!r:.40} disagrees with the weights (the last "
+                         f"layer {layers[-1][0]} has {img_channels} channels)")
     first = state[f"synthesis.{layers[0][0]}.weight"]
     stem_fixed: dict[str, Any] = {"conv_kernel": int(first.shape[-1])}
     radial = any(state.get(f"synthesis.{name}.down_filter", torch.zeros(1)).ndim == 2 for name, *_ in layers[:kept])
@@ -187,38 +258,45 @@ def official_to_ours(constructor_kwargs: dict[str, Any], state: dict[str, torch.
         stem_fixed.update({k: v for k, v in st_kw.items() if k != "resolution"})
     num_critical = int(stem_fixed.get("num_critical", 2))
     stem_fixed.setdefault("num_layers", kept + num_critical)
+    if stem_fixed["num_layers"] != kept + num_critical:
+        raise ValueError(f"the stem's recorded num_layers={stem_fixed['num_layers']!r:.40} disagrees with the weights "
+                         f"({kept} kept stem layers + {num_critical} critically sampled ones)")
     ch = [c for (_, _, _, c) in layers[:-1]]
     cmax_candidates = [int(stem_fixed["channel_max"])] if "channel_max" in stem_fixed else [max(ch)]
     cb_candidates = ([int(stem_fixed["channel_base"])] if "channel_base" in stem_fixed
                      else [2 ** k for k in range(2, 25)])
     num_fp16_res = int(syn_extra.get("num_fp16_res", 0))
+    stem_sizes = [known_stem_res] if known_stem_res is not None else \
+        [2 ** k for k in range(2, (R // up).bit_length()) if (R // up) % 2 ** k == 0]
 
-    for parts in _compositions(middle):
-        for ups in itertools.product(UP_FACTORS, repeat=len(parts)):
-            total_up = up * math.prod(ups)
-            if R % total_up or R // total_up < 4 or (R // total_up) & (R // total_up - 1):
-                continue
-            stem_res = R // total_up
-            if known_stem_res is not None and stem_res != known_stem_res:
-                continue
-            stages = [{"up_factor": u, "head_layers": p + num_critical} for u, p in zip(ups, parts)]
-            stages.append({"up_factor": up, "head_layers": head})
-            for cmax in cmax_candidates:
-                for cb in cb_candidates:
-                    stem = {**stem_fixed, "resolution": stem_res, "channel_base": cb, "channel_max": cmax}
-                    try:
-                        plan = layer_plan(stem, stages, len(stages), img_channels=img_channels,
-                                          num_fp16_res=num_fp16_res)
-                    except ValueError:
-                        continue
-                    if _plan_matches(plan, layers, state):
-                        synthesis = {"type": "stylegan_xl.synthesis", "w_dim": w_dim, "img_resolution": R,
-                                     "img_channels": img_channels, "stem": stem, "stages": stages,
-                                     "stage": len(stages), "num_fp16_res": num_fp16_res,
-                                     **{k: v for k, v in syn_extra.items() if k != "num_fp16_res"}}
-                        return {"mapping": mapping, "synthesis": synthesis}, state
-    raise ValueError(f"no stem + super-resolution stages reproduce the state's layers {[x[0] for x in layers]} "
-                     f"(stem of {kept} kept layers, final head of {head + 1}, {middle} layer(s) of earlier stages)")
+    search = _Search(layers, state, img_channels, num_fp16_res)
+    for stem_res in stem_sizes:
+        for cmax in cmax_candidates:
+            for cb in cb_candidates:  # ascending: the smallest channel_base that reproduces the stem
+                stem = {**stem_fixed, "resolution": stem_res, "channel_base": cb, "channel_max": cmax}
+                if not search.prefix_ok(search.plan(stem, []), kept):
+                    continue
+                stages = search.stages(stem, [], kept, stem_res, R, up, head, num_critical)
+                if stages is not None:
+                    synthesis = {"type": "stylegan_xl.synthesis", "w_dim": w_dim, "img_resolution": R,
+                                 "img_channels": img_channels, "stem": stem, "stages": stages,
+                                 "stage": len(stages), "num_fp16_res": num_fp16_res,
+                                 **{k: v for k, v in syn_extra.items() if k != "num_fp16_res"}}
+                    return {"mapping": mapping, "synthesis": synthesis}, state
+    raise ValueError(f"no stem + super-resolution stages reproduce the state's layers {[x[0] for x in layers][:12]}"
+                     f"{'...' if len(layers) > 12 else ''} (stem of {kept} kept layers, final head of {head + 1}, "
+                     f"{middle} layer(s) of earlier stages)")
+
+
+#: Arguments of the official SuperresGenerator (``img_resolution, path_stem, head_layers, up_factor,
+#: **synthesis_kwargs``) that the importer reads or checks; the training loop also passes ``c_dim`` and
+#: ``img_channels`` (checked against the weights). Any other ``synthesis_kwargs`` entry the official class ignores.
+SUPERRES_ARGS = {"img_resolution", "path_stem", "head_layers", "up_factor", "c_dim", "img_channels", "z_dim", "w_dim"}
+
+
+def is_xl_discriminator(state: dict) -> bool:
+    """The state of StyleGAN-XL's projected discriminator: per-backbone ``feature_networks.*`` / ``discriminators.*``."""
+    return any(k.startswith("feature_networks.") for k in state) and any(k.startswith("discriminators.") for k in state)
 
 
 def is_xl_generator(state: dict) -> bool:
@@ -227,7 +305,17 @@ def is_xl_generator(state: dict) -> bool:
 
 
 def convert_official_network(record: Any) -> Optional[OfficialConversion]:
-    """An official StyleGAN-XL ``Generator`` / ``SuperresGenerator`` as stylegan_xl parts; anything else: None."""
+    """An official StyleGAN-XL ``Generator`` / ``SuperresGenerator`` as stylegan_xl parts; its
+    ``ProjectedDiscriminator`` is recognised and declined (see the module doc); anything else: None."""
+    if record.class_name == "ProjectedDiscriminator":
+        if not is_xl_discriminator(record.state_dict()):
+            return None
+        backbones = record.attributes.get("backbones")
+        names = ", ".join(str(b) for b in backbones) if isinstance(backbones, (list, tuple)) else "its backbones"
+        return OfficialConversion.decline(
+            "discriminator", f"StyleGAN-XL's projected discriminator ({names}) is read but not converted: "
+                             "stylegan_xl.discriminator is not a weight-for-weight copy of it (its ViT reassembly and "
+                             "class-conditional heads differ)")
     if record.class_name not in CLASSES:
         return None
     state = record.state_dict()
@@ -245,8 +333,12 @@ def convert_official_network(record: Any) -> Optional[OfficialConversion]:
         syn = record.children().get("synthesis")
         stem_kwargs = dict(syn.init_kwargs) if syn is not None and syn.init_kwargs else None
         if kw.get("path_stem"):
-            notes.append(f"the stem pickle it was built from ({kw['path_stem']}) is not needed: the stem is in "
-                         "the checkpoint")
+            notes.append(f"the stem pickle it was built from ({str(kw['path_stem'])[:200]}) is not needed: the stem "
+                         "is in the checkpoint")
+        ignored = sorted(set(kw) - SUPERRES_ARGS)
+        if ignored:
+            notes.append(f"recorded {', '.join(ignored)} ignored (the official SuperresGenerator ignores them too)")
+            kw = {k: v for k, v in kw.items() if k in SUPERRES_ARGS}
     sections, state = official_to_ours(kw, state, stem_kwargs)
     mapping, synthesis = dict(sections["mapping"]), dict(sections["synthesis"])
     dims = {"img_resolution": int(synthesis["img_resolution"]), "img_channels": int(synthesis["img_channels"]),
@@ -260,4 +352,5 @@ def convert_official_network(record: Any) -> Optional[OfficialConversion]:
                               state_dict=state, dims=dims, summary=summary, notes=notes)
 
 
-__all__ = ["convert_official_network", "is_xl_generator", "official_to_ours"]
+__all__ = ["MAX_LAYERS", "MAX_PLANS", "SUPERRES_ARGS", "convert_official_network", "is_xl_discriminator",
+           "is_xl_generator", "official_to_ours"]

@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import guarded, load_plugins_reporting
+from .common import err, guarded, load_plugins_reporting
 
 
 def format_table(rows: list[dict]) -> str:
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {net.key} -> {net.conversion.role} (plugin {net.plugin}): {net.conversion.summary}")
             for note in imported.notes:
                 print(f"  note: {note}")
+            for warning in imported.warnings:  # e.g. made by modified code (also in the lock)
+                err(f"warning: {warning}")
         shown = args.spec or ("embedded default, adapted to the checkpoint" if imported else "embedded default")
         print(f"spec: {shown} ({spec.model.name})")
         print(format_table(rows))

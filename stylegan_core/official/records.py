@@ -9,7 +9,11 @@ snapshot into a record of this module, never into the class the pickle names:
 - a plain ``nn.Module`` of an allowed class (torch layers, spectral-norm hooks, timm layers,
   ``pg_modules``: how Projected GAN and StyleGAN-XL pickle their networks) becomes an instance of a
   :class:`ModuleRecord` subclass named after the class, created empty and filled once by ``BUILD``;
-- a numpy array becomes a :class:`NumpyArray` decoded from a validated numeric dtype.
+- a numpy array becomes a :class:`NumpyArray` decoded from a validated numeric dtype;
+- what ``dill`` adds to StyleGAN-XL snapshots (functions and their code objects, closure cells, bound
+  methods, references to modules and their attributes: the ViT backbone's forward hooks and injected
+  methods) becomes an :class:`OpaqueRecord`: a name kept for messages, never created, imported or
+  called. They are hooks, not weights: importers never read them.
 
 Importers (the plugins' ``convert_official_network`` hooks) read a record through
 :attr:`PersistentRecord.init_kwargs`, :attr:`~PersistentRecord.attributes`,
@@ -30,7 +34,31 @@ import torch
 #: The only persistence format we read (torch_utils/persistence.py ``_version``).
 PERSISTENCE_VERSION = 6
 MAX_DEPTH = 64  # nesting of modules / plain data
+MAX_PLAIN_NODES = 200_000  # values one to_plain() call may visit (shared values are visited once per reference)
+MAX_MODULE_VISITS = 200_000  # records one flatten / module walk may visit (a module shared by two parents: twice)
 PAYLOAD_HINT = "not an official network pickle, or a pickle carrying a payload"
+
+
+def _brief_repr():
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxtuple, r.maxlist, r.maxdict, r.maxset, r.maxfrozenset = 3, 4, 4, 4, 4, 4
+    r.maxstring, r.maxother, r.maxlong = 40, 40, 40
+    return r
+
+
+_BRIEF = _brief_repr()
+
+
+def brief(obj: Any, n: int = 60) -> str:
+    """A short repr of an untrusted value for messages: bounded in depth and items (``repr`` of a value
+    whose re-references nest 40 levels would never finish), cut to ``n`` characters."""
+    try:
+        text = _BRIEF.repr(obj)
+    except Exception:  # a record whose repr fails: its type is enough
+        text = f"<{type(obj).__name__}>"
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 class CheckpointError(Exception):
@@ -172,8 +200,13 @@ def module_records(record: PersistentRecord) -> "OrderedDict[str, PersistentReco
     """Every (persistent or plain) sub-module of ``record`` by module path (``''`` is ``record``), in order."""
     out: OrderedDict[str, PersistentRecord] = OrderedDict()
     stack: set[int] = set()
+    visits = [MAX_MODULE_VISITS]
 
     def visit(rec: PersistentRecord, prefix: str, depth: int) -> None:
+        visits[0] -= 1
+        if visits[0] < 0:
+            raise CheckpointError(f"{record.where}: more than {MAX_MODULE_VISITS} sub-modules (modules shared "
+                                  "by several parents counted each time): corrupt pickle")
         if depth > MAX_DEPTH or id(rec) in stack:
             raise CheckpointError(f"{record.where}: {prefix or rec.class_name}: modules nested too deeply or "
                                   "a module contains itself (corrupt pickle)")
@@ -239,17 +272,58 @@ class NumpyDType:
               and state[1] in ("<", ">", "|", "=") and state[2] is None and state[3] is None and state[4] is None
               and state[5] == -1 and state[6] == -1 and state[7] == 0 and (len(state) == 8 or not state[8]))
         if not ok or self._set:
-            raise UnsafePickleError(f"{self._file}: unsupported numpy dtype state {state!r:.80} ({PAYLOAD_HINT})")
+            raise UnsafePickleError(f"{self._file}: unsupported numpy dtype state {brief(state, 80)} ({PAYLOAD_HINT})")
         self._set = True
         if state[1] in ("<", ">"):
             self.dtype = self.dtype.newbyteorder(state[1])
+
+
+class OpaqueRecord:
+    """Something a dill-written snapshot carries that is neither data nor weights: a function, its code
+    object, a closure cell, a bound method, a module or one of its attributes. Only a short name is kept
+    (``what``: ``'function'``, ``'code'``, ...; ``name``: e.g. ``'feature_networks.vit.forward_flex'``);
+    the object itself is never created, imported or called. Calling a record is refused, and so is applying
+    a state to it, except the one ``BUILD`` dill writes after a function (its ``__dict__`` and
+    ``__qualname__``), which is recorded and ignored."""
+
+    __slots__ = ("what", "name", "file", "refs", "_built")
+
+    def __init__(self, what: str, name: str, file: str, refs: tuple = ()):
+        self.what, self.name, self.file, self.refs, self._built = what, name, file, refs, False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsafePickleError(f"{self.file}: refusing to call the {self.what} {self.name!r} recorded in the pickle "
+                                f"(functions in a snapshot are never run; {PAYLOAD_HINT})")
+
+    def __setstate__(self, state: Any) -> None:
+        if self.what != "function" or self._built:
+            raise UnsafePickleError(f"{self.file}: unexpected state applied to the {self.what} {self.name!r} "
+                                    f"({PAYLOAD_HINT})")
+        self._built = True
+        if isinstance(state, tuple) and len(state) == 2:
+            qual = [d.get("__qualname__") for d in state if isinstance(d, dict)]
+            if qual and isinstance(qual[-1], str) and len(qual[-1]) <= 200:
+                self.name = qual[-1]
+
+    def __repr__(self) -> str:
+        return f"OpaqueRecord({self.what} {self.name!r})"
+
+
+class CellRecord(OpaqueRecord):
+    """A closure cell (dill ``_create_cell``); ``contents`` may be set once (dill's ``setattr`` post-step)."""
+
+    __slots__ = ("contents",)
+
+    def __init__(self, file: str, contents: Any = None):
+        super().__init__("cell", "cell", file)
+        self.contents = contents
 
 
 def array_from_bytes(file: str, raw: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
     if not isinstance(dtype, NumpyDType):
         raise UnsafePickleError(f"{file}: a numpy array whose dtype is not a plain numeric dtype ({PAYLOAD_HINT})")
     if not (isinstance(shape, tuple) and len(shape) <= 32 and all(type(s) is int and s >= 0 for s in shape)):
-        raise CheckpointError(f"{file}: invalid numpy array shape {shape!r:.80}")
+        raise CheckpointError(f"{file}: invalid numpy array shape {brief(shape, 80)}")
     if not isinstance(raw, (bytes, bytearray)):
         raise UnsafePickleError(f"{file}: numpy array data is a {type(raw).__name__}, not bytes ({PAYLOAD_HINT})")
     n = math.prod(shape)
@@ -263,34 +337,45 @@ def array_from_bytes(file: str, raw: Any, dtype: Any, shape: Any, order: str) ->
 # Plain data and flattening
 
 
-def to_plain(obj: Any, where: str = "value", _depth: int = 0) -> Any:
+def to_plain(obj: Any, where: str = "value", _depth: int = 0, _budget: Optional[list] = None) -> Any:
     """Data of a record as plain Python (dict, list, tuple, str, int, float, bool, None).
 
     EasyDicts and OrderedDicts become dicts, numpy scalars and arrays Python numbers and lists.
-    Tensors and persistent objects are not plain data: :class:`CheckpointError`.
+    Tensors and persistent objects are not plain data: :class:`CheckpointError`. At most
+    :data:`MAX_PLAIN_NODES` values are visited (a value re-referenced many times counts each time).
     """
+    if _budget is None:
+        _budget = [MAX_PLAIN_NODES]
+    _budget[0] -= 1
+    if _budget[0] < 0:
+        raise CheckpointError(f"{where}: more than {MAX_PLAIN_NODES} values (re-referenced values counted each "
+                              "time): not the arguments of an official network")
     if _depth > MAX_DEPTH:
         raise CheckpointError(f"{where}: nested too deeply")
     if isinstance(obj, np.generic):  # before the Python types: np.float64 is a float
         return obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    if isinstance(obj, NumpyArray):
-        return obj.array.tolist() if obj.array is not None else None
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+    if isinstance(obj, (NumpyArray, np.ndarray)):
+        arr = obj.array if isinstance(obj, NumpyArray) else obj
+        if arr is None:
+            return None
+        _budget[0] -= arr.size
+        if _budget[0] < 0:
+            raise CheckpointError(f"{where}: a numpy array of {arr.size} values is not plain data")
+        return arr.tolist()
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
             if not isinstance(k, str):
-                raise CheckpointError(f"{where}: a key of type {type(k).__name__} ({k!r:.40})")
-            out[k] = to_plain(v, f"{where}.{k}", _depth + 1)
+                raise CheckpointError(f"{where}: a key of type {type(k).__name__} ({brief(k, 40)})")
+            out[k] = to_plain(v, f"{where}.{k}", _depth + 1, _budget)
         return out
     if isinstance(obj, (list, tuple)):
-        items = [to_plain(v, f"{where}[{i}]", _depth + 1) for i, v in enumerate(obj)]
+        items = [to_plain(v, f"{where}[{i}]", _depth + 1, _budget) for i, v in enumerate(obj)]
         return tuple(items) if isinstance(obj, tuple) else items
     if isinstance(obj, (set, frozenset)):
-        items = [to_plain(v, where, _depth + 1) for v in obj]
+        items = [to_plain(v, where, _depth + 1, _budget) for v in obj]
         try:
             return sorted(items)
         except TypeError:
@@ -305,7 +390,7 @@ def _names(d: Any, what: str, where: str) -> dict:
         raise CheckpointError(f"{where}: {what} is a {type(d).__name__}, expected a dict")
     for k in d:
         if not isinstance(k, str) or not k or "." in k:
-            raise CheckpointError(f"{where}: invalid name {k!r:.60} in {what}")
+            raise CheckpointError(f"{where}: invalid name {brief(k)} in {what}")
     return d
 
 
@@ -315,9 +400,14 @@ def flatten_state(record: PersistentRecord) -> OrderedDict[str, torch.Tensor]:
     ``prefix + child + '.'``, recursively. Tensors are returned detached."""
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     stack: set[int] = set()
+    visits = [MAX_MODULE_VISITS]
 
     def visit(rec: PersistentRecord, prefix: str, depth: int) -> None:
         where = f"{record.where}: {prefix.rstrip('.') or rec.class_name}"
+        visits[0] -= 1
+        if visits[0] < 0:
+            raise CheckpointError(f"{record.where}: more than {MAX_MODULE_VISITS} sub-modules (modules shared by "
+                                  "several parents counted each time): corrupt pickle")
         if id(rec) in stack:
             raise CheckpointError(f"{where}: a module contains itself (corrupt pickle)")
         if depth > MAX_DEPTH:
@@ -349,5 +439,6 @@ def flatten_state(record: PersistentRecord) -> OrderedDict[str, torch.Tensor]:
     return out
 
 
-__all__ = ["CheckpointError", "UnsafePickleError", "PersistentRecord", "ModuleRecord", "NumpyArray",
-           "PERSISTENCE_VERSION", "flatten_state", "module_records", "spectral_norms", "to_plain"]
+__all__ = ["CheckpointError", "UnsafePickleError", "PersistentRecord", "ModuleRecord", "NumpyArray", "OpaqueRecord",
+           "CellRecord", "PERSISTENCE_VERSION", "brief", "flatten_state", "module_records", "spectral_norms",
+           "to_plain"]
