@@ -36,7 +36,7 @@ setup(
     packages=core_packages + plugin_packages,
     package_dir={"stylegan_plugins": "plugins"},
     package_data={
-        "stylegan_core": ["registry.yaml", "spec/*.yaml", "data/assets/*", "metrics/assets/*", "csrc/**/*",
+        "stylegan_core": ["registry.yaml", "spec/*.yaml", "presets/*.yaml", "data/assets/*", "metrics/assets/*", "csrc/**/*",
                           "official/*.json"],
         "stylegan_plugins": ["*/*.yaml"],
     },

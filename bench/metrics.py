@@ -1,7 +1,7 @@
 """FID's cost per 1000 images on this machine: generation and Inception features, at 32 px and 256 px.
 
 Generators: the embedded default spec (32 px digits) and the StyleGAN2 paper-256 configuration
-(specs/stylegan2-paper256.yaml on 256 px RGB digits), random weights; the detector is the
+(stylegan_core/presets/stylegan2-paper256.yaml on 256 px RGB digits), random weights; the detector is the
 reference core.inception at 299 px (random weights: the same computation as the real ones).
 Each configuration: one warm-up batch, then ``--images`` images in batches of ``--batch``, timing
 the generator (G(z) and uint8 quantisation) and the detector (resize to 299, Inception pool
@@ -22,7 +22,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [
     ("32 px, default spec", REPO / "stylegan_core" / "spec" / "default.yaml", []),
-    ("256 px, StyleGAN2 paper256", REPO / "specs" / "stylegan2-paper256.yaml",
+    ("256 px, StyleGAN2 paper256", REPO / "stylegan_core" / "presets" / "stylegan2-paper256.yaml",
      ["data={type: core.digits, resolution: 256, channels: 3}"]),
 ]
 

@@ -8,7 +8,7 @@ Prints, measured in one run:
    at the data resolution);
 2. the whole G + D training step (the loop's ``Trainer.step``) of the digits StyleGAN2 generator
    against its own discriminator (the embedded default: logistic loss, lazy R1) and against the
-   projected one (``specs/sg2-projected-lite0.yaml``: hinge, DiffAugment, backbone at 64 px).
+   projected one (``stylegan_core/presets/sg2-projected-lite0.yaml``: hinge, DiffAugment, backbone at 64 px).
 
 Feature-network weights are random (seeded): the cost does not depend on them. Not a test: it only prints.
 
@@ -60,7 +60,7 @@ def main() -> None:
         for size in (224, res):
             fnet = {"type": "core.timm", "model": "tf_efficientnet_lite0", "weights": "random", "input_size": size}
             nd = 4 if size >= 64 else 3
-            spec = load_spec(REPO / "specs" / "sg2-projected-lite0.yaml",
+            spec = load_spec(REPO / "stylegan_core" / "presets" / "sg2-projected-lite0.yaml",
                              [f"data.resolution={res}", "metrics=[]", f"discriminator.feature_network={fnet}",
                               f"discriminator.num_discs={nd}", "discriminator.channel_max=null"], reg)
             D = build_model(spec, reg).D.train()
@@ -84,7 +84,7 @@ def main() -> None:
     print("| discriminator | ms / step | images/s (real images shown) |")
     print("| --- | ---: | ---: |")
     for label, path in (("stylegan2 (own; logistic + lazy R1)", None),
-                        ("projected, lite0 at 64 px (hinge, DiffAugment)", REPO / "specs" / "sg2-projected-lite0.yaml")):
+                        ("projected, lite0 at 64 px (hinge, DiffAugment)", REPO / "stylegan_core" / "presets" / "sg2-projected-lite0.yaml")):
         spec = load_spec(path, [f"train.batch_size={args.batch}", "metrics=[]", f"train.threads={args.threads}"], reg)
         tr = Trainer(build_model(spec, reg), "/nonexistent-bench-dir", progress=False, log=lambda s: None)
         tr.step()  # warm-up

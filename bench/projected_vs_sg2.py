@@ -2,7 +2,7 @@
 
 One run trains, interleaved step by step (so that both see the same machine load) and from the same
 seed, the embedded default (StyleGAN2 generator
-and discriminator, logistic loss, lazy R1) and ``specs/sg2-projected-lite0.yaml`` (the same generator
+and discriminator, logistic loss, lazy R1) and ``stylegan_core/presets/sg2-projected-lite0.yaml`` (the same generator
 against the Projected GAN discriminator on a frozen EfficientNet-Lite0 at 64 px, hinge loss,
 DiffAugment), for the same number of real images shown, and prints a table of the training speed
 (images/s, training steps only) and the Frechet distance of G_ema on the digits classifier's features
@@ -77,7 +77,7 @@ def main() -> None:
           f"{args.kimg} kimg each, batch {args.batch}, FD on {args.num_gen} generated images", flush=True)
     with tempfile.TemporaryDirectory() as d:
         runs = [make("stylegan2 D", None, [], args, reg, Path(d) / "sg2"),
-                make("projected D (lite0)", REPO / "specs" / "sg2-projected-lite0.yaml",
+                make("projected D (lite0)", REPO / "stylegan_core" / "presets" / "sg2-projected-lite0.yaml",
                      [f"discriminator.feature_network.weights={args.weights}"], args, reg, Path(d) / "pg")]
         train_interleaved(runs, args)
     for r in runs:

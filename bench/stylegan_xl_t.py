@@ -2,13 +2,13 @@
 
 Prints, measured in one run, one table with a row per model:
 
-* **XL stem** -- ``specs/stylegan-xl-digits.yaml`` as it is (stage 0: the 16 px StyleGAN3-T stem, every
+* **XL stem** -- ``stylegan_core/presets/stylegan-xl-digits.yaml`` as it is (stage 0: the 16 px StyleGAN3-T stem, every
   generator parameter trains);
 * **XL stage** -- the same spec grown to its first super-resolution stage, built the public way with
   ``--set generator.synthesis.stage=1 --set data.resolution=32 --set generator.mapping.frozen=true``: the
   stem and the mapping are frozen (``stylegan_core.freezing.trainable_parameters``), only the
   stage's head trains;
-* **T lite** -- ``specs/stylegan-t-lite.yaml`` (74.5 M synthesis parameters, the OpenAI CLIP ViT-L/14
+* **T lite** -- ``stylegan_core/presets/stylegan-t-lite.yaml`` (74.5 M synthesis parameters, the OpenAI CLIP ViT-L/14
   text tower, the official discriminator on a DINO ViT-S/16 at 224 px) with seeded random weights in
   place of its weights files, on the embedded digits at 64 px captioned "a handwritten digit seven".
 
@@ -40,8 +40,8 @@ from typing import Any, Callable
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-XL_SPEC = REPO / "specs" / "stylegan-xl-digits.yaml"
-T_SPEC = REPO / "specs" / "stylegan-t-lite.yaml"
+XL_SPEC = REPO / "stylegan_core" / "presets" / "stylegan-xl-digits.yaml"
+T_SPEC = REPO / "stylegan_core" / "presets" / "stylegan-t-lite.yaml"
 XL_STAGE = ["generator.synthesis.stage=1", "data.resolution=32", "generator.mapping.frozen=true"]
 T_RANDOM = ["generator.mapping.conditioning.weights=random", "discriminator.conditioning.weights=random",
             "discriminator.feature_network.weights=random",

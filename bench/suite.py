@@ -16,8 +16,8 @@ Prints, in order:
    ``load_spec`` + ``build_model`` + ``Trainer``, from a spec with ``--set``-style overrides
    (``data.resolution``, ``train.batch_size``); the data are the embedded digits upscaled to the
    resolution (``core.digits`` takes any power of two >= 8, so no random stand-in is needed). Models:
-   the embedded default (StyleGAN2 G and D), ``specs/stylegan3-t-digits.yaml`` (StyleGAN3-T G,
-   StyleGAN2 D) and ``specs/sg2-projected-lite0.yaml`` (StyleGAN2 G, projected D on a
+   the embedded default (StyleGAN2 G and D), ``stylegan_core/presets/stylegan3-t-digits.yaml`` (StyleGAN3-T G,
+   StyleGAN2 D) and ``stylegan_core/presets/sg2-projected-lite0.yaml`` (StyleGAN2 G, projected D on a
    tf_efficientnet_lite0 ``core.timm`` feature network with seeded random weights: nothing is ever
    downloaded). Widths are the specs' own CPU-sized ones, printed in the table. The StyleGAN2 D's lazy
    R1 runs every 4 steps here (16 in the specs) and steps are timed over whole 4-step cycles, so
@@ -73,9 +73,9 @@ bench_train = _load("bench_train_step", BENCH / "train_step.py")
 # label, spec file (None: the embedded default), overrides beyond resolution/batch/metrics
 MODELS: list[tuple[str, str, Optional[Path], list[str]]] = [
     ("sg2", "StyleGAN2 G + StyleGAN2 D", None, [f"regularizers.0.interval={CYCLE}"]),
-    ("sg3t", "StyleGAN3-T G + StyleGAN2 D", REPO / "specs" / "stylegan3-t-digits.yaml",
+    ("sg3t", "StyleGAN3-T G + StyleGAN2 D", REPO / "stylegan_core" / "presets" / "stylegan3-t-digits.yaml",
      [f"regularizers.0.interval={CYCLE}"]),
-    ("projected", "StyleGAN2 G + projected D (lite0, random weights)", REPO / "specs" / "sg2-projected-lite0.yaml",
+    ("projected", "StyleGAN2 G + projected D (lite0, random weights)", REPO / "stylegan_core" / "presets" / "sg2-projected-lite0.yaml",
      []),
 ]
 

@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def presets() -> list[tuple[str, Path, dict]]:
-    """(name, path, data) of every preset of registry.yaml; ``extends`` made absolute (cases live in a temp dir)."""
+    """(name, path, data) of every preset of registry.yaml; an ``extends`` path made absolute (cases live in a temp
+    dir)."""
     cat = yaml.safe_load((REPO / "registry.yaml").read_text(encoding="utf-8"))
     out = []
     for name, rel in sorted(cat["presets"].items()):
@@ -43,8 +44,9 @@ def presets() -> list[tuple[str, Path, dict]]:
         if not path.is_file():  # listed but not written yet (tests/test_registry.py reports that)
             continue
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if isinstance(data.get("extends"), str):
-            data["extends"] = str((path.parent / data["extends"]).resolve())
+        ext = data.get("extends")
+        if isinstance(ext, str) and (path.parent / ext).is_file():  # a path; preset names resolve anywhere
+            data["extends"] = str((path.parent / ext).resolve())
         out.append((name, path, data))
     return out
 

@@ -22,7 +22,7 @@ from stylegan_plugins.stylegan2.augment import MULTIPLIERS, PRESETS, SYM6
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ADA_SPEC = REPO / "specs" / "stylegan2-digits-ada.yaml"
+ADA_SPEC = REPO / "stylegan_core" / "presets" / "stylegan2-digits-ada.yaml"
 GROUPS = ["blit", "geom", "color", "filter", "noise", "cutout"]
 
 

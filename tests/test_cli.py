@@ -200,7 +200,7 @@ def test_third_party_plugin_installs_builds_and_trains(tmp_path):
 
 def test_conditional_preset_generates_a_class(tmp_path):
     out = tmp_path / "cond"
-    p = cli("stylegan-build", REPO / "specs" / "stylegan2-digits-cond.yaml", "-o", out, *FAST)
+    p = cli("stylegan-build", REPO / "stylegan_core" / "presets" / "stylegan2-digits-cond.yaml", "-o", out, *FAST)
     assert "c_dim 10" in p.stdout
     lock = (out / "spec.lock.yaml").read_text()
     assert "use_labels: true" in lock and "c_dim: 10" in lock

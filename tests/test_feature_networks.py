@@ -527,7 +527,7 @@ def test_projected_discriminator_artifact_leaves_its_backbone_out(tmp_path):
     from stylegan_core.build import build_model, dry_run, write_artifact
     from stylegan_core.spec import load_spec
 
-    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "sg2-projected-lite0.yaml", [], ps.registry)
+    spec = load_spec("sg2-projected-lite0", [], ps.registry)
     built = build_model(spec, ps.registry)
     dry_run(built)
     paths = write_artifact(built, tmp_path, {})

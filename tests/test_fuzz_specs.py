@@ -71,7 +71,7 @@ def _peak_alloc(fn) -> tuple[float, int]:
 
 def test_billion_laughs_through_stylegan_build_is_refused_fast_in_bounded_memory(tmp_path, capsys):
     """10**9 leaves if expanded (nine levels of ten aliases) inside a real preset, given to stylegan-build."""
-    preset = next(p for n, p, _ in PRESETS if n == "sg2-digits")
+    preset = next(p for n, p, _ in PRESETS if n == "default")
     spec = tmp_path / "lol.yaml"
     spec.write_text(preset.read_text() + billion_laughs(10, 9).replace("a0:", "lock:\n  a0:").replace(
         "\na", "\n  a"))
@@ -90,7 +90,7 @@ def test_billion_laughs_through_stylegan_build_is_refused_fast_in_bounded_memory
 
 
 def test_billion_laughs_in_a_set_value_is_refused(registry):
-    preset = next(p for n, p, _ in PRESETS if n == "sg2-digits")
+    preset = next(p for n, p, _ in PRESETS if n == "default")
     bomb = "[" + ", ".join(line.split(": ", 1)[1] for line in billion_laughs(10, 9).splitlines()) + "]"
     seconds, peak = _peak_alloc(lambda: load_spec(preset, [f"lock.x={bomb}"], registry))
     assert seconds < 2.0 and peak < 32 * 2 ** 20, (seconds, peak)
@@ -117,7 +117,7 @@ def test_control_characters_are_located_on_one_line(text, line, col, char):
 def test_keys_and_set_arguments_with_line_breaks_print_on_one_line(registry, tmp_path):
     """A quoted key or a --set argument holding a line break split one issue over several lines
     (and could forge a second issue line); the text is escaped, the issue keeps the raw key."""
-    preset = next(p for n, p, _ in PRESETS if n == "sg2-digits")
+    preset = next(p for n, p, _ in PRESETS if n == "default")
     spec = tmp_path / "s.yaml"
     spec.write_text(preset.read_text() + '"trains\\nf.yaml:1:1: forged": 1\n')
     with pytest.raises(SpecError) as e:

@@ -71,5 +71,5 @@ def test_loop_blurs_what_D_sees_before_the_augmentation():
 
 def test_sg3_r_preset_declares_the_official_blur():
     reg = load_plugins().registry
-    spec = load_spec("specs/stylegan3-r.yaml", [], reg)
+    spec = load_spec("stylegan_core/presets/stylegan3-r.yaml", [], reg)
     assert (spec.model.loss.blur_init_sigma, spec.model.loss.blur_fade_kimg) == (10, 200)

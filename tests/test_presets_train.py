@@ -27,7 +27,7 @@ def test_short_training_lowers_frechet_distance(spec, tmp_path, registry):
     over = ["train.batch_size=16", "train.tick_kimg=0.2", "train.metric_ticks=1",
             "train.snapshot_ticks=100", "train.image_snapshot_ticks=100", "train.ema_kimg=0.05",
             "metrics=[{type: core.digits_fd, num_gen: 400}]"]
-    built = build_model(load_spec(REPO / "specs" / spec, over, registry), registry)
+    built = build_model(load_spec(REPO / "stylegan_core" / "presets" / spec, over, registry), registry)
     tr = Trainer(built, tmp_path, kimg=0.4, progress=False, log=lambda s: None)
     before = built.metrics[0].compute(tr.G_ema, built.dataset)["digits_fd"]
     res = tr.run()
@@ -37,7 +37,7 @@ def test_short_training_lowers_frechet_distance(spec, tmp_path, registry):
 
 
 def test_cross_generation_spec_wires_stylegan2_mapping_into_stylegan3_synthesis(registry):
-    built = build_model(load_spec(REPO / "specs" / "sg2-mapping-sg3t-synthesis.yaml", [], registry), registry)
+    built = build_model(load_spec("sg2-mapping-sg3t-synthesis", [], registry), registry)
     assert built.infos["generator.mapping"].name == "stylegan2.mapping"
     assert built.infos["generator.synthesis"].name == "stylegan3.synthesis"
     assert built.G.mapping.num_ws == built.G.synthesis.num_ws == 16

@@ -18,7 +18,7 @@ from stylegan_core.training.loop import Trainer
 pytest.importorskip("timm", reason="the projected discriminator's feature networks need timm (stylegan-core[timm])")
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
-LITE0 = REPO / "specs" / "sg2-projected-lite0.yaml"
+LITE0 = REPO / "stylegan_core" / "presets" / "sg2-projected-lite0.yaml"
 # CPU-sized: batch 4, no metrics, no grids, D's backbone at 32 px (three heads: the 4th level would be 2x2)
 SMALL = ["train.batch_size=4", "metrics=[]", "train.tick_kimg=0.004", "train.image_snapshot_ticks=1000",
          "train.metric_ticks=1000", "train.snapshot_ticks=1000", "discriminator.feature_network.input_size=32",
@@ -276,7 +276,7 @@ def test_hinge_loss_values(registry):
 def test_fastgan_generator(registry):
     """FastGAN through a spec: ws = z as [N, 1, z_dim]; full blocks draw noise (random differs, const repeats),
     lite blocks have none; labels and truncation are refused with clear errors."""
-    built = build_model(load_spec(REPO / "specs" / "projected-fastgan-digits.yaml", ["generator.synthesis.lite=false"],
+    built = build_model(load_spec("projected-fastgan-digits", ["generator.synthesis.lite=false"],
                                   registry), registry)
     G = built.G.eval()
     assert (G.w_dim, G.num_ws, G.img_resolution) == (64, 1, 32)
@@ -290,7 +290,7 @@ def test_fastgan_generator(registry):
         r1, r2 = G(z, c, noise_mode="random"), G(z, c, noise_mode="random")
     assert a.shape == (2, 1, 32, 32) and torch.equal(a, b) and not torch.equal(r1, r2)
     with pytest.raises(ValueError, match="use_labels"):
-        build_model(load_spec(REPO / "specs" / "projected-fastgan-digits.yaml", ["data.use_labels=true"], registry),
+        build_model(load_spec("projected-fastgan-digits", ["data.use_labels=true"], registry),
                     registry)
     with pytest.raises(ValueError, match="truncation_psi"):
         G(z, c, truncation_psi=0.7)

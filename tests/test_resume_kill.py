@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PRESET = REPO / "specs" / "stylegan2-digits-ada.yaml"  # ADA + path length + R1
+PRESET = REPO / "stylegan_core" / "presets" / "stylegan2-digits-ada.yaml"  # ADA + path length + R1
 N = 128
 SCHEDULE = ["--set", "train.batch_size=8", "--set", "train.tick_kimg=0.032", "--set", f"train.kimg={N / 1000}",
             "--set", "train.snapshot_ticks=1", "--set", "train.image_snapshot_ticks=100",

@@ -29,7 +29,7 @@ from stylegan_plugins.stylegan2.loss import StyleMixing
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-DIGITS = REPO / "specs" / "stylegan1-digits.yaml"
+DIGITS = REPO / "stylegan_core" / "presets" / "stylegan1-digits.yaml"
 GROW = {"initial_resolution": 8, "training_kimg": 4, "transition_kimg": 4}
 # 1 thread: on this shared 2-core machine, 2 threads of tiny ops wait on each other (20x slower under load)
 FAST = ["train.threads=1", "train.batch_size=8", "train.tick_kimg=0.032", "train.snapshot_ticks=1",
@@ -58,7 +58,7 @@ def small_G(res=32, c_dim=0, growing=GROW, img_channels=1, **kw):
 def test_official_ffhq1024_parameter_counts():
     """The preset's networks have exactly the official FFHQ-1024 StyleGAN's trainable parameters
     (NVlabs/stylegan prints Gs 'Total 26219627' and D 'Total 23087249')."""
-    spec = yaml.safe_load((REPO / "specs" / "stylegan1.yaml").read_text())
+    spec = yaml.safe_load((REPO / "stylegan_core" / "presets" / "stylegan1.yaml").read_text())
     drop = lambda d: {k: v for k, v in d.items() if k != "type"}  # noqa: E731
     syn = SynthesisNetwork(img_resolution=1024, img_channels=3, **drop(spec["generator"]["synthesis"]))
     mapping = MappingNetwork(num_ws=syn.num_ws, **drop(spec["generator"]["mapping"]))

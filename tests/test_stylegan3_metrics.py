@@ -133,7 +133,7 @@ def test_stylegan2_generator_is_refused_by_name():
 def test_metrics_run_from_a_spec_during_training(tmp_path):
     reg = load_plugins().registry
     metrics = "[{type: stylegan3.eqt_int, num_samples: 2, batch_size: 2}, {type: stylegan3.eqr, num_samples: 2}]"
-    spec = load_spec("specs/stylegan3-t-digits.yaml",
+    spec = load_spec("stylegan_core/presets/stylegan3-t-digits.yaml",
                      [f"metrics={metrics}", "train.batch_size=4", "train.tick_kimg=0.004", "train.metric_ticks=1",
                       "train.snapshot_ticks=100", "train.image_snapshot_ticks=100"], reg)
     built = build_model(spec, reg)

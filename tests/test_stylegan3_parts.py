@@ -289,7 +289,7 @@ def _cli(name: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_digits_preset_builds_and_generates(tmp_path):
     out = tmp_path / "build"
-    p = _cli("stylegan-build", REPO / "specs" / "stylegan3-t-digits.yaml", "-o", out)
+    p = _cli("stylegan-build", REPO / "stylegan_core" / "presets" / "stylegan3-t-digits.yaml", "-o", out)
     assert "stylegan3.synthesis" in p.stdout and "2x1x32x32" in p.stdout
     lock = (out / "spec.lock.yaml").read_text()
     assert "stylegan3.mapping" in lock and "stylegan3.synthesis" in lock and "stylegan2.discriminator" in lock

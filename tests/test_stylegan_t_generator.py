@@ -390,7 +390,7 @@ def test_parts_registered_and_specs_validate():
     reg = load_plugins().registry
     assert reg.get("conditioning", "stylegan_t.clip_text").factory is ClipTextEncoder
     for name in ("stylegan-t-lite.yaml", "stylegan-t-full.yaml"):
-        spec = load_spec(REPO / "specs" / name, [], reg)
+        spec = load_spec(REPO / "stylegan_core" / "presets" / name, [], reg)
         assert spec.model.generator.synthesis.w_dim == 832
     assert spec.model.generator.synthesis.preset == "full"
     tiny = ["data={type: core.digits, resolution: 16, captions: true}",
@@ -400,12 +400,12 @@ def test_parts_registered_and_specs_validate():
             "num_res_blocks: 1, w_dim: 80}",
             "discriminator={type: stylegan2.discriminator, channel_base: 256, channel_max: 16}",
             "loss={type: stylegan2.logistic}", "augment=null"]
-    built = build_model(load_spec(REPO / "specs" / "stylegan-t-lite.yaml", tiny, reg), reg)
+    built = build_model(load_spec(REPO / "stylegan_core" / "presets" / "stylegan-t-lite.yaml", tiny, reg), reg)
     G = built.G
     assert isinstance(G.mapping.conditioning, ClipTextEncoder) and G.mapping.w_dim == G.synthesis.w_dim == 80
     with torch.no_grad():
         img = G(torch.randn(2, 64), ["a handwritten digit zero", "a handwritten digit nine"])
     assert img.shape == (2, 1, 16, 16)
     with pytest.raises(Exception, match="set generator.synthesis.w_dim: 80"):
-        build_model(load_spec(REPO / "specs" / "stylegan-t-lite.yaml",
+        build_model(load_spec(REPO / "stylegan_core" / "presets" / "stylegan-t-lite.yaml",
                               tiny + ["generator.synthesis.w_dim=81"], reg), reg)

@@ -1,4 +1,4 @@
-"""StyleGAN-T end to end on the embedded digits with captions: ``stylegan-build specs/stylegan-t-digits.yaml``
+"""StyleGAN-T end to end on the embedded digits with captions: ``stylegan-build stylegan-t-digits``
 -> ``stylegan-run train`` -> ``stylegan-run generate --text``; the training phases select what trains."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from stylegan_core.training import checkpoint as ckpt  # noqa: E402
 from stylegan_core.training.loop import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = REPO / "specs" / "stylegan-t-digits.yaml"
+SPEC = REPO / "stylegan_core" / "presets" / "stylegan-t-digits.yaml"
 WORDS = "zero one two three four five six seven eight nine".split()
 QUIET = ["train.tick_kimg=1000", "train.snapshot_ticks=1000", "train.image_snapshot_ticks=1000",
          "train.metric_ticks=1000", "metrics=[]"]

@@ -304,7 +304,7 @@ def test_digits_preset_grows_and_cli_tools(tmp_path):
     from stylegan_plugins.stylegan_xl.tools import main_centroids, main_embeddings
 
     ps = load_plugins()
-    spec = REPO / "specs" / "stylegan-xl-digits.yaml"
+    spec = REPO / "stylegan_core" / "presets" / "stylegan-xl-digits.yaml"
     b0 = build_model(load_spec(spec, [], ps.registry), ps.registry)
     assert b0.G.img_resolution == 16 and b0.G.c_dim == 10 and b0.G.mapping.num_ws == b0.G.synthesis.num_ws
     versions = {n: p.version for n, p in ps.loaded.items()}
@@ -335,7 +335,7 @@ def test_imagenet_preset_layout():
     from stylegan_core.spec import load_spec
 
     registry = load_plugins().registry
-    spec = load_spec(REPO / "specs" / "stylegan-xl-imagenet16.yaml", [], registry)
+    spec = load_spec(REPO / "stylegan_core" / "presets" / "stylegan-xl-imagenet16.yaml", [], registry)
     syn = spec.data["generator"]["synthesis"]
     plan0 = layer_plan(syn["stem"], syn["stages"], 0)
     assert len(plan0.layers) + 1 == 13 and plan0.layers[0].out_channels == 1024

@@ -1,5 +1,5 @@
 """StyleGAN-XL grown by a super-resolution stage, end to end through the CLI (issue acceptance):
-``stylegan-build specs/stylegan-xl-digits.yaml`` -> ``stylegan-run train`` (16 px stem) -> ``stylegan-run grow``
+``stylegan-build stylegan-xl-digits`` -> ``stylegan-run train`` (16 px stem) -> ``stylegan-run grow``
 -> ``stylegan-run train`` (32 px stage): the stem and the mapping are frozen through the optimizer's
 parameters and stay bit-identical; every class generates; the stage's lock rebuilds with ``stylegan-build``."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ SMALL = ["train.batch_size=4", "train.tick_kimg=0.004", "train.snapshot_ticks=1"
 def grown(tmp_path_factory):
     root = tmp_path_factory.mktemp("xl")
     stem, stage = root / "stem", root / "stage1"
-    assert build_cli.main([str(REPO / "specs/stylegan-xl-digits.yaml"), "-o", str(stem), "--set", "metrics=[]",
+    assert build_cli.main(["stylegan-xl-digits", "-o", str(stem), "--set", "metrics=[]",
                            *sum([["--set", s] for s in SMALL], [])]) == 0
     assert run_cli.main([str(stem), "train", "--kimg", "0.008", "--no-progress"]) == 0
     assert run_cli.main([str(stem), "grow", "--outdir", str(stage)]) == 0

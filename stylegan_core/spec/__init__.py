@@ -29,6 +29,7 @@ def json_schema(registry: Registry) -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "stylegan-core spec"
     props = schema.setdefault("properties", {})
-    props.setdefault("extends", {"type": "string", "description": "another spec file (relative to this one) "
-                                                                   "that this one is merged onto"})
+    props.setdefault("extends", {"type": "string", "description": "a preset name (stylegan-plugins --presets) or "
+                                                                   "another spec file (relative to this one) that "
+                                                                   "this one is merged onto"})
     return schema

@@ -13,6 +13,7 @@ from ..registry import Registry
 from .diagnostics import issues_from_validation
 from .errors import SpecError, SpecIssue
 from .models import build_spec_model
+from .presets import close_presets, preset_path
 from .yaml_loader import MAX_CHARS, Loc, Parsed, parse_document, parse_value
 
 DEFAULT_SPEC = Path(__file__).with_name("default.yaml")
@@ -115,10 +116,12 @@ def _merge(base: Any, over: Any, b: _Tree, path: tuple) -> Any:
 
 
 def _resolve_extends(path: Path, ext: Any, where: Loc, chain: tuple[Path, ...]) -> Path:
+    """The file ``extends: ext`` names: a path relative to the spec ``path`` (absolute allowed), else a preset
+    name (``extends: stylegan3-t``, :mod:`.presets`)."""
     file, line, col = where
     if not isinstance(ext, str) or not ext.strip():
-        raise SpecError([SpecIssue(file, line, col, "extends", "expected the path of another spec file "
-                                                               f"(relative to this one), got {ext!r}")])
+        raise SpecError([SpecIssue(file, line, col, "extends", "expected a preset name or the path of another "
+                                                               f"spec file (relative to this one), got {ext!r}")])
     try:
         target = Path(ext)
         base_path = (target if target.is_absolute() else path.parent / target).resolve()
@@ -126,13 +129,18 @@ def _resolve_extends(path: Path, ext: Any, where: Loc, chain: tuple[Path, ...]) 
     except (OSError, ValueError, RuntimeError) as e:  # too long, NUL byte, symlink loop
         raise SpecError([SpecIssue(file, line, col, "extends",
                                    f"cannot use {ext[:80]!r} as a spec path: {e}")]) from None
+    preset = preset_path(ext) if not is_file else None
+    if preset is not None:
+        base_path, found, is_file = preset, True, True
     if base_path in chain:
         cycle = " -> ".join(p.name for p in chain[chain.index(base_path):] + (base_path,))
         raise SpecError([SpecIssue(file, line, col, "extends", f"circular extends: {cycle}")])
     if len(chain) >= MAX_EXTENDS_DEPTH:
         raise SpecError([SpecIssue(file, line, col, "extends", f"extends nested more than {MAX_EXTENDS_DEPTH} deep")])
     if not found:
-        raise SpecError([SpecIssue(file, line, col, "extends", f"file not found: {ext} (looked for {base_path})")])
+        raise SpecError([SpecIssue(file, line, col, "extends", f"no such file or preset: {ext} (looked for "
+                                                               f"{base_path}; presets: stylegan-plugins --presets)",
+                                   close_presets(ext) or None)])
     if not is_file:
         raise SpecError([SpecIssue(file, line, col, "extends", f"not a file: {ext} ({base_path})")])
     return base_path
@@ -170,7 +178,11 @@ def _short(v: Any) -> str:
 
 # -- overrides -----------------------------------------------------------------------------------------
 def apply_override(data: dict[str, Any], keys: dict[tuple, Loc], values: dict[tuple, Loc], text: str) -> None:
-    """Apply one ``KEY.PATH=VALUE``; list items by index (``regularizers.0.gamma=1``; ``len`` appends)."""
+    """Apply one ``KEY.PATH=VALUE``; list items by index (``regularizers.0.gamma=1``; ``len`` appends).
+
+    ``PART.type=NAME`` that changes a part's type replaces the part whole, as ``extends`` does (the old part's
+    parameters would not fit the new one): later overrides set the new part's parameters.
+    """
     where = f"--set {text}"
     if not isinstance(text, str) or "=" not in text:
         raise SpecError([SpecIssue(where, 1, 1, "", "expected KEY.PATH=VALUE (e.g. train.batch_size=64)")])
@@ -184,6 +196,7 @@ def apply_override(data: dict[str, Any], keys: dict[tuple, Loc], values: dict[tu
                                                            "write it in the spec")])
     value = parse_value(raw, where)
     cur: Any = data
+    holder: Any = None  # the mapping or list holding ``cur``, and cur's key there
     path: tuple = ()
     for i, p in enumerate(parts):
         shown = ".".join(parts[:i + 1])
@@ -205,6 +218,11 @@ def apply_override(data: dict[str, Any], keys: dict[tuple, Loc], values: dict[tu
                                                            "not a mapping or list")])
         path = path + (seg,)
         if i == len(parts) - 1:
+            if (seg == "type" and holder is not None and isinstance(cur, dict) and cur.get("type") is not None
+                    and cur.get("type") != value.data):  # another part: replaced whole, as extends does
+                for table in (keys, values):
+                    _drop(table, path[:-1])
+                cur = holder[0][holder[1]] = {}
             cur[seg] = value.data
             for table, new in ((keys, value.keys), (values, value.values)):
                 _drop(table, path)
@@ -219,6 +237,7 @@ def apply_override(data: dict[str, Any], keys: dict[tuple, Loc], values: dict[tu
                 keys.setdefault(path, (where, 1, 1))
             elif isinstance(cur, list) and cur[seg] is None:
                 cur[seg] = {}
+            holder = (cur, seg)
             cur = cur[seg]
 
 
@@ -279,7 +298,8 @@ def load_spec(path: Union[str, Path, None], overrides: Iterable[str] = (),
               section_origins: Optional[dict[str, str]] = None) -> LoadedSpec:
     """Load a spec file, merge its ``extends`` chain, apply ``--set`` overrides and validate.
 
-    ``path=None`` is the embedded default spec. ``sections`` replace top-level sections
+    ``path=None`` is the embedded default spec; a preset name (``stylegan3-t``, :mod:`.presets`) stands for the
+    preset's file where no file of that name exists. ``sections`` replace top-level sections
     whole before the overrides are applied (``stylegan-build --from-checkpoint`` puts the
     imported networks there); errors in them are located at ``section_origins[key]``.
     Raises :class:`SpecError`.
@@ -291,8 +311,13 @@ def load_spec(path: Union[str, Path, None], overrides: Iterable[str] = (),
         exists, is_file = p.exists(), p.is_file()
     except (OSError, ValueError) as e:
         raise SpecError([SpecIssue(shown[:200], 1, 1, "", f"cannot use this path: {e}")]) from None
+    preset = preset_path(str(path)) if path is not None and not is_file else None
+    if preset is not None:  # a preset by name (a file of that name wins)
+        p, shown, exists, is_file = preset, str(preset), True, True
     if not is_file:
-        raise SpecError([SpecIssue(shown, 1, 1, "", "spec file not found" if not exists else "not a file")])
+        raise SpecError([SpecIssue(shown, 1, 1, "", "no such spec file or preset (presets: stylegan-plugins "
+                                                    "--presets)" if not exists else "not a file",
+                                   close_presets(shown) or None if not exists else None)])
     return _validate(_load_file(p, shown, ()), overrides, registry, sections, section_origins)
 
 
