@@ -37,7 +37,7 @@ setup(
     package_dir={"stylegan_plugins": "plugins"},
     package_data={
         "stylegan_core": ["registry.yaml", "spec/*.yaml", "presets/*.yaml", "data/assets/*", "metrics/assets/*", "csrc/**/*",
-                          "official/*.json"],
+                          "official/*.json", "tools/viewer/*"],
         "stylegan_plugins": ["*/*.yaml"],
     },
     include_package_data=True,
@@ -60,11 +60,18 @@ setup(
     extras_require={
         # feature-network tests; pytorch-fid: the FID Inception blocks are compared against it
         "test": ["pytest>=7", "hypothesis>=6", "timm>=1.0", "open-clip-torch>=3.0", "pytorch-fid>=0.3",
-                 "dill>=0.3.4"],  # dill: StyleGAN-XL snapshots are written with it (the library never imports it)
+                 "dill>=0.3.4",  # dill: StyleGAN-XL snapshots are written with it (the library never imports it)
+                 # export, serve and the tensorboard logger are tested; playwright drives the system's Chromium
+                 "onnx>=1.18", "onnxscript>=0.5", "onnxruntime>=1.20", "fastapi>=0.115", "uvicorn>=0.30",
+                 "tensorboard>=2.14", "playwright>=1.45"],
         "timm": ["timm>=1.0"],
         "clip": ["open-clip-torch>=3.0"],
         "xformers": ["xformers"],
         "video": ["imageio>=2.9", "imageio-ffmpeg>=0.4"],  # MP4 for interpolate/project (else GIF)
+        # stylegan-run DIR export --format onnx: torch.onnx's dynamo exporter and the onnxruntime check
+        "export": ["onnx>=1.18", "onnxscript>=0.5", "onnxruntime>=1.20"],
+        "serve": ["fastapi>=0.115", "uvicorn>=0.30"],  # stylegan-run DIR serve: the viewer's web app
+        "tensorboard": ["tensorboard>=2.14"],  # the core.tensorboard logger (torch.utils.tensorboard)
     },
     entry_points={
         "console_scripts": [

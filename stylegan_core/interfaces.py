@@ -18,9 +18,9 @@ Optional capabilities are declared once, here, in one of two ways:
 - :func:`typing.runtime_checkable` protocols for what any module or submodule of a network may have
   (:class:`ProgressAware`, :class:`LabelFitting`, :class:`PhasedFreezing`), or a network of one kind
   only (:class:`TextConditioned` and :class:`TextEncoder`, :class:`CentroidTruncation`,
-  :class:`GrowingSynthesis`): a part has the capability by defining its members (it may also list
-  the protocol among its bases, for documentation); core tests ``isinstance(part, Protocol)`` and
-  calls the members directly.
+  :class:`GrowingSynthesis`, :class:`OutputTransform`): a part has the capability by defining its
+  members (it may also list the protocol among its bases, for documentation); core tests
+  ``isinstance(part, Protocol)`` and calls the members directly.
 """
 from __future__ import annotations
 
@@ -351,6 +351,17 @@ class CentroidTruncation(Protocol):
 
     def truncate_to_centroids(self, ws: torch.Tensor, psi: float, c: Optional[torch.Tensor] = None,
                               truncation_cutoff: Optional[int] = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class OutputTransform(Protocol):
+    """A synthesis input with a user transform of the output: ``transform`` ``[3, 3]``, the inverse of the affine
+    map (rotation, then translation, in image units) applied to the generated image; identity by default. The
+    StyleGAN3 input layer has it (NVlabs stylegan3 ``training/networks_stylegan3.py``, ``SynthesisInput``;
+    ``gen_images.py --translate/--rotate`` and the visualizer's equivariance view set it);
+    ``stylegan-run DIR serve`` sets it for the translation and rotation sliders."""
+
+    transform: torch.Tensor
 
 
 @runtime_checkable
