@@ -679,6 +679,15 @@ DILL_MISUSES = {
     "torch.Size(os.system)": (lambda cmd: _call(_g("torch", "Size"), _g("os", "system")), "'os.system'"),
     "torch.Size('...')": (lambda cmd: _call(_g("torch", "Size"), _u(cmd)), "torch.Size"),
     "timm Format(...)": (lambda cmd: _call(_g("timm.layers.format", "Format"), _u(cmd)), "timm.layers.format.Format"),
+    "dill._dill._setattr(module, ...)": (
+        lambda cmd: _call(_g("dill._dill", "_setattr"), _call(_g("dill._dill", "_import_module"), _u("os")),
+                          _u("environ"), _u(cmd)), "builtins.setattr"),
+    "feature_networks.vit.__dict__(...)": (
+        lambda cmd: _call(_g("feature_networks.vit", "__dict__"), _u(cmd)), "refusing to call the module globals"),
+    "builtins.dict(...)": (lambda cmd: _call(_g("builtins", "dict"), _u(cmd)), "not a readable network pickle"),
+    "copyreg._reconstructor(EasyDict, dict, {payload})": (
+        lambda cmd: _call(_g("copyreg", "_reconstructor"), _g("dnnlib.util", "EasyDict"), _g("builtins", "dict"),
+                          b"}" + _u("k") + _call(_g("os", "system"), _u(cmd)) + b"s"), "'os.system'"),
 }
 
 

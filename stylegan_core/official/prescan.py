@@ -44,7 +44,7 @@ class ScanLimits:
     max_items: int = 200_000  # items of one list / dict / set / tuple
     max_depth: int = 400  # nesting of containers and calls
     max_hash_cost: int = 10_000  # tuple / frozenset elements hashed for one dict key or set item
-    max_expanded: int = 1 << 27  # nodes of one value with its re-references expanded
+    max_expanded: int = 1 << 24  # nodes of one value with its re-references expanded (also what hashing it walks)
 
 
 #: Limits for the small pickles inside a tensor storage's bytes (torch's legacy format).

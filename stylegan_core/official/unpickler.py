@@ -54,8 +54,8 @@ parts an official network becomes is the plugins' business (``convert_official_n
 """
 from __future__ import annotations
 
-import io
 import hashlib
+import io
 import math
 import mmap
 import pickle
