@@ -13,7 +13,9 @@ What is here:
 - the plugin hooks: :data:`hookimpl` (``register``, ``convert_official_network``);
 - the part interfaces (:class:`MappingNetwork`, :class:`SynthesisNetwork`, :class:`Discriminator`,
   :class:`FeatureNetwork`, :class:`Conditioning`, :class:`Loss`, :class:`Regularizer`, :class:`Augment`,
-  :class:`Dataset`, :class:`Metric`, :class:`StepContext`; :data:`PART_INTERFACES`), the optional
+  :class:`Dataset`, :class:`Metric`, :class:`StepContext`, :class:`SynthesisBlock`, :class:`SynthesisInput`;
+  :data:`PART_INTERFACES`), :class:`BlockSynthesis` (a synthesis network stacked from blocks, to subclass with a
+  generation's own parameters; :class:`PartMaker` builds its blocks in Python), the optional
   capabilities core calls (:class:`ProgressAware`, :class:`LabelFitting`, :class:`PhasedFreezing`,
   :class:`TextConditioned`, :class:`TextEncoder`, :class:`CentroidTruncation`, :class:`GrowingSynthesis`),
   :data:`WIRED_NAMES`, the composed :class:`Generator`;
@@ -57,8 +59,8 @@ from .hookspecs import PLUGIN_API, hookimpl
 from .images import float_to_uint8, images_to_float, quantize, save_grid, save_image, save_png
 from .interfaces import (KINDS, PART_INTERFACES, WIRED_NAMES, Augment, CentroidTruncation, Conditioning, Dataset,
                          Discriminator, FeatureNetwork, GrowingSynthesis, LabelFitting, Loss, MappingNetwork, Metric,
-                         PhasedFreezing, ProgressAware, Regularizer, StepContext, SynthesisNetwork, TextConditioned,
-                         TextEncoder)
+                         PhasedFreezing, ProgressAware, Regularizer, StepContext, SynthesisBlock, SynthesisInput,
+                         SynthesisNetwork, TextConditioned, TextEncoder)
 from .io import (RANDOM, WeightsFileError, atomic_open, atomic_save_safetensors, atomic_write_bytes, atomic_write_text,
                  cache_dir, is_random, read_safetensors, read_tensor, resolve_weights, sha256_file)
 from .layers import (FP16_DEVICE_TYPES, NOISE_MODES, RESAMPLE_FILTER, Conv2dLayer, FullyConnectedLayer,
@@ -71,6 +73,7 @@ from .official import (ModuleRecord, OfficialConversion, PersistentRecord, agree
 from .params import CDim, ImgChannels, ImgResolution, NumWs, WDim, ZDim, weights_given
 from .registry import PartParams
 from .spec.models import NestedPart
+from .synthesis import BlockSynthesis, PartMaker, channels_per_resolution
 from .training.blur import blur_images, blur_sigma
 
 
@@ -94,6 +97,9 @@ __all__ = [
     # interfaces
     "KINDS", "WIRED_NAMES", "Augment", "Conditioning", "Dataset", "Discriminator", "FeatureNetwork", "Generator",
     "Loss", "MappingNetwork", "Metric", "PART_INTERFACES", "Regularizer", "StepContext", "SynthesisNetwork",
+    "SynthesisBlock", "SynthesisInput",
+    # block synthesis networks (core.block_synthesis) and their Python-side factories
+    "BlockSynthesis", "PartMaker", "channels_per_resolution",
     # optional capabilities of parts (runtime-checkable protocols)
     "CentroidTruncation", "GrowingSynthesis", "LabelFitting", "PhasedFreezing", "ProgressAware", "TextConditioned",
     "TextEncoder",

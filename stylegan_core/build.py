@@ -20,10 +20,10 @@ from torch import nn
 from . import __version__
 from .generator import Generator
 from .io import atomic_save_safetensors, atomic_write_bytes, check_state, read_safetensors
-from .interfaces import PART_INTERFACES
+from .interfaces import CONTRACT_NAMES, PART_INTERFACES
 from .registry import ComponentInfo, PartContractError, Registry
 from .spec import LoadedSpec, SpecError, SpecIssue, dump_yaml
-from .spec.models import nested_part_fields
+from .spec.models import nested_part_markers
 
 LOCK_NAME = "spec.lock.yaml"
 MODEL_NAME = "model.safetensors"
@@ -73,6 +73,36 @@ def check_part(spec: LoadedSpec, path: tuple, info: ComponentInfo, part: Any) ->
                             f"part must derive from it")
 
 
+@dataclass
+class PartFactory:
+    """A nested part that the part holding it builds, once per position (synthesis blocks and inputs, the kinds of
+    :data:`~stylegan_core.interfaces.CONTRACT_NAMES`): ``factory(**contract) -> part``.
+
+    The contract's keywords the part's constructor names are passed with the spec's parameters; the result is
+    checked against the kind's interface, and an error of the constructor becomes a spec error at the part's
+    location (``where`` says which position, e.g. ``at 64 px``).
+    """
+
+    info: ComponentInfo
+    params: Any  # the part's validated params model
+    spec: LoadedSpec
+    path: tuple
+
+    @property
+    def type(self) -> str:
+        return self.info.name
+
+    def __call__(self, where: str = "", **contract: Any) -> Any:
+        at = f" {where}" if where else ""
+        try:
+            built = self.info.build(self.params, **contract)
+        except (ValueError, TypeError) as e:
+            file, line, col = self.spec.locate(self.path + ("type",))
+            raise SpecError([SpecIssue(file, line, col, ".".join(map(str, self.path)),
+                                       f"{self.info.name}{at}: {e}", None)]) from None
+        return check_part(self.spec, self.path, self.info, built)
+
+
 def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
     """Instantiate every part of a validated spec and wire them together.
 
@@ -99,24 +129,33 @@ def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
             raise SpecError(issues)
         infos[".".join(map(str, path))] = info
         wired[path] = {k: v for k, (v, _) in wiring.items() if k in info.wired}
-        nested = nested_part_fields(info.params)  # fields holding a part of another kind: built first
+        nested = nested_part_markers(info.params)  # fields holding a part of another kind: built first
         if nested:
             kwargs = params.model_dump(exclude={"type"})
-            for name, kind in nested.items():
+
+            def nested_part(kind: str, sub_path: tuple, item: Any) -> Any:
+                sub_info = registry.get(kind, item.type)
+                infos[".".join(map(str, sub_path))] = sub_info
+                if kind in CONTRACT_NAMES:  # built by the holding part, per position
+                    return PartFactory(sub_info, item, spec, sub_path)
+                return check_part(spec, sub_path, sub_info, sub_info.build(item))
+
+            for name, marker in nested.items():
                 sub = getattr(params, name)
-                if isinstance(sub, list):  # NestedPart(kind, many=True)
-                    built = []
-                    for i, item in enumerate(sub):
-                        sub_info = registry.get(kind, item.type)
-                        infos[".".join(map(str, path + (name, i)))] = sub_info
-                        built.append(check_part(spec, path + (name, i), sub_info, sub_info.build(item)))
-                    kwargs[name] = built
+                if marker.many and sub is not None:
+                    kwargs[name] = [nested_part(marker.kind, path + (name, i), item) for i, item in enumerate(sub)]
+                elif marker.keyed and sub is not None:
+                    kwargs[name] = {k: nested_part(marker.kind, path + (name, k), item) for k, item in sub.items()}
                 elif sub is not None:
-                    sub_info = registry.get(kind, sub.type)
-                    infos[".".join(map(str, path + (name,)))] = sub_info
-                    kwargs[name] = check_part(spec, path + (name,), sub_info, sub_info.build(sub))
+                    kwargs[name] = nested_part(marker.kind, path + (name,), sub)
             params = kwargs
-        return check_part(spec, path, info, info.build(params, **{k: v for k, (v, _) in wiring.items()}))
+        try:
+            built = info.build(params, **{k: v for k, (v, _) in wiring.items()})
+        except ValueError as e:  # the part refuses a value of the spec: a spec error at the part's location
+            file, line, col = spec.locate(path + ("type",))
+            raise SpecError([SpecIssue(file, line, col, ".".join(map(str, path)), f"{info.name}: {e}",
+                                       None)]) from None
+        return check_part(spec, path, info, built)
 
     dataset = part("dataset", ("data",))
     data_src = f"data ({spec.data['data']['type']})"
@@ -160,9 +199,15 @@ def dry_run(built: BuiltModel, batch: int = 2) -> list[dict[str, Any]]:
         with FlopCounterMode(display=False) as fc:
             ws = G.mapping(z, c)
         rows.append(_row("generator.mapping", built, G.mapping, tuple(ws.shape), fc.get_total_flops() / batch))
-        with FlopCounterMode(display=False) as fc:
-            img = G.synthesize(ws, noise_mode="const")
+        stack, outputs = _watch_stack(G.synthesis)
+        try:
+            with FlopCounterMode(display=False) as fc:
+                img = G.synthesize(ws, noise_mode="const")
+        finally:
+            for h in stack:
+                h.remove()
         rows.append(_row("generator.synthesis", built, G.synthesis, tuple(img.shape), fc.get_total_flops() / batch))
+        rows.extend(_stack_rows(G.synthesis, outputs, fc, batch))
         expected = (batch, G.img_channels, G.img_resolution, G.img_resolution)
         if tuple(img.shape) != expected:
             raise RuntimeError(f"synthesis returned images of shape {tuple(img.shape)}, expected {expected}")
@@ -173,6 +218,44 @@ def dry_run(built: BuiltModel, batch: int = 2) -> list[dict[str, Any]]:
             raise RuntimeError(f"discriminator returned logits of shape {tuple(logits.shape)}; the batch must come first")
     if not torch.isfinite(img).all() or not torch.isfinite(logits).all():
         raise RuntimeError("the dry forward pass produced NaN or Inf")
+    return rows
+
+
+def _watch_stack(synthesis: nn.Module) -> tuple[list[Any], dict[str, tuple]]:
+    """Forward hooks recording the output shape (``x``) of each input part and block of a block synthesis
+    network (none for other synthesis networks)."""
+    from .synthesis import BlockSynthesis
+
+    outputs: dict[str, tuple] = {}
+    if not isinstance(synthesis, BlockSynthesis):
+        return [], outputs
+
+    def hook(name: str):
+        def record(module: nn.Module, args: Any, out: Any) -> None:
+            x = out[0] if isinstance(out, tuple) else out
+            outputs[name] = tuple(x.shape) if isinstance(x, torch.Tensor) else ()
+        return record
+
+    return [m.register_forward_hook(hook(n)) for n, m in synthesis.stack_modules()], outputs
+
+
+def _stack_rows(synthesis: nn.Module, outputs: dict[str, tuple], fc: Any, batch: int) -> list[dict[str, Any]]:
+    """One row per input part and block of a block synthesis network: type, parameters, output, FLOPs."""
+    from .synthesis import BlockSynthesis
+
+    if not isinstance(synthesis, BlockSynthesis):
+        return []
+    flops: dict[str, float] = {}
+    for key, ops_ in fc.get_flop_counts().items():  # keys: <root class>.<child>[.<grandchild>...]
+        parts = key.split(".")
+        if len(parts) == 2:
+            flops[parts[1]] = float(sum(ops_.values()))
+    rows = []
+    for name, module in synthesis.stack_modules():
+        kind = synthesis.part_types.get(name, type(module).__name__)
+        rows.append({"part": f"generator.synthesis.{name}", "type": kind, "plugin": kind.split(".")[0] if "." in kind
+                     else "", "params": num_params(module), "output": list(outputs.get(name, ())),
+                     "flops_per_image": int(flops.get(name, 0.0) / batch)})
     return rows
 
 

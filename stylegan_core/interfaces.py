@@ -41,6 +41,7 @@ KINDS = (
     "mapping",
     "synthesis",
     "synthesis_block",
+    "synthesis_input",
     "discriminator",
     "feature_network",
     "conditioning",
@@ -84,6 +85,67 @@ class SynthesisNetwork(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", **kwargs: Any) -> torch.Tensor:
+        ...
+
+
+#: Constructor keywords a synthesis network passes to every block it builds (the block's contract; not spec
+#: parameters): ``in_channels`` (0 for a first block that makes its own input, else the channels of the ``x`` it
+#: receives), ``out_channels``, ``w_dim``, ``resolution`` (of its output), ``img_channels``, ``is_first``, ``is_last``.
+BLOCK_CONTRACT = ("in_channels", "out_channels", "w_dim", "resolution", "img_channels", "is_first", "is_last")
+#: Further keywords a synthesis network passes to a block whose constructor names them: ``img_resolution`` (of the
+#: network's output) and ``use_fp16`` (the block is among the ``num_fp16_res`` highest resolutions).
+BLOCK_OPTIONAL = ("img_resolution", "use_fp16")
+#: Constructor keywords a synthesis network passes to its input part: ``channels``, ``resolution`` (of the first
+#: block, where the input enters), ``w_dim``.
+INPUT_CONTRACT = ("channels", "resolution", "w_dim")
+
+
+class SynthesisBlock(nn.Module, abc.ABC):
+    """One resolution of a synthesis network (kind ``synthesis_block``), stacked by a block synthesis network
+    (``core.block_synthesis``, see :mod:`stylegan_core.synthesis`) from its input up to the image.
+
+    Constructor: the :data:`BLOCK_CONTRACT` keywords (and those of :data:`BLOCK_OPTIONAL` it names), passed by the
+    network, plus the block's own parameters from the spec. A block takes ``x`` ``[N, in_channels, resolution / 2,
+    resolution / 2]`` from the previous block; the first block (``is_first``) takes the input part's ``x``
+    ``[N, in_channels, resolution, resolution]`` or, with ``in_channels == 0`` (no input part), makes its own input
+    (StyleGAN2: the learned constant ``const``; StyleGAN-T: the Fourier features ``input``, the official names).
+
+    ws accounting (NVlabs ``training/networks_stylegan2.py``): the block reads ``num_conv + num_torgb`` ws; the
+    network advances by ``num_conv``, so the block's last ``num_torgb`` ws (its to-RGB layer's) are the next block's
+    first ones, and the network's ``num_ws`` is the sum of ``num_conv`` plus the last block's ``num_torgb``.
+
+    ``forward(x, img, ws, **kw) -> (x, img)``: ``img`` is the running image at ``resolution / 2`` (None before the
+    first to-RGB), returned at ``resolution``; ``ws`` ``[N, num_conv + num_torgb, w_dim]``; ``kw`` holds the
+    synthesis network's call options (``noise_mode``, ``update_emas``, ``force_fp32``, ``fused_modconv``, ...): a
+    block takes what it knows and ignores the rest (``**kwargs``).
+    """
+
+    in_channels: int
+    out_channels: int
+    resolution: int
+    num_conv: int
+    num_torgb: int
+
+    @abc.abstractmethod
+    def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor,
+                **kwargs: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        ...
+
+
+class SynthesisInput(nn.Module, abc.ABC):
+    """Where a block synthesis network starts (kind ``synthesis_input``): a learned constant, Fourier features, ...
+
+    Constructor: the :data:`INPUT_CONTRACT` keywords (``channels``, ``resolution``, ``w_dim``) plus its own
+    parameters. ``forward(ws) -> x`` ``[N, channels, resolution, resolution]`` with ``ws`` ``[N, num_ws, w_dim]``
+    (the network's first ``num_ws`` ws; ``num_ws`` may be 0, then ``ws`` only gives the batch size).
+    """
+
+    channels: int
+    resolution: int
+    num_ws: int
+
+    @abc.abstractmethod
+    def forward(self, ws: torch.Tensor) -> torch.Tensor:
         ...
 
 
@@ -379,11 +441,17 @@ class GrowingSynthesis(Protocol):
     def grow_overrides(self) -> dict[str, Any]: ...
 
 
+#: Kinds whose parts a network builds itself, once per position, passing these constructor keywords (the spec gives
+#: the parts' own parameters only; the builder hands the network a factory, see :mod:`stylegan_core.synthesis`).
+CONTRACT_NAMES: dict[str, tuple[str, ...]] = {"synthesis_block": BLOCK_CONTRACT + BLOCK_OPTIONAL,
+                                              "synthesis_input": INPUT_CONTRACT}
+
 #: The base class every built part of a kind must be an instance of (checked by ``build_model``).
 PART_INTERFACES: dict[str, type] = {
     "mapping": MappingNetwork,
     "synthesis": SynthesisNetwork,
-    "synthesis_block": nn.Module,
+    "synthesis_block": SynthesisBlock,
+    "synthesis_input": SynthesisInput,
     "discriminator": Discriminator,
     "feature_network": FeatureNetwork,
     "conditioning": Conditioning,

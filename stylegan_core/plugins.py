@@ -206,8 +206,10 @@ def register_core_parts(registry: Registry) -> None:
     from .data import register_parts as register_data
     from .features import register_parts as register_features
     from .metrics import register_parts as register_metrics
+    from .synthesis import register_parts as register_synthesis
 
     register_data(registry)
+    register_synthesis(registry)  # core.block_synthesis
     register_features(registry)  # feature networks (core.timm, core.open_clip); timm/open_clip imported lazily
     register_metrics(registry)
 

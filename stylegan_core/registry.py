@@ -114,15 +114,18 @@ def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
-def params_model_from_factory(qualified: str, factory: Callable[..., Any], doc: str = "") -> type[BaseModel]:
-    """Derive a pydantic model from the factory's signature (``self`` and ``**kw`` skipped)."""
+def params_model_from_factory(qualified: str, factory: Callable[..., Any], doc: str = "",
+                              skip: Iterable[str] = ()) -> type[BaseModel]:
+    """Derive a pydantic model from the factory's signature (``self``, ``**kw`` and the names in ``skip``, the
+    constructor contract of a block or input part, left out)."""
     sig = _factory_signature(factory)
     hints = _type_hints(factory)
+    skip = set(skip)
     fields: dict[str, Any] = {}
     for i, (pname, p) in enumerate(sig.parameters.items()):
         if inspect.isclass(factory) and i == 0:
             continue  # self
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or pname in skip:
             continue
         ann = hints.get(pname, Any)
         default = ... if p.default is inspect.Parameter.empty else p.default
@@ -203,11 +206,16 @@ class Registry:
             aliases = [aliases]
         qualified = f"{plugin}.{name}"
         doc = doc if doc is not None else inspect.getdoc(factory) or ""
-        model = with_type_field(qualified, params, doc) if params is not None else params_model_from_factory(qualified, factory, doc)
+        from .interfaces import CONTRACT_NAMES, WIRED_NAMES
+        contract = CONTRACT_NAMES.get(kind, ())  # blocks and inputs: passed by the network that builds them
+        model = (with_type_field(qualified, params, doc) if params is not None
+                 else params_model_from_factory(qualified, factory, doc, skip=contract))
         sig_params = _factory_signature(factory).parameters
         accepts_kw = any(p.kind is p.VAR_KEYWORD for p in sig_params.values())
-        from .interfaces import WIRED_NAMES
-        wired = tuple(n for n in WIRED_NAMES if n in sig_params or accepts_kw)
+        if contract:
+            wired = tuple(n for n in contract if n in sig_params)
+        else:
+            wired = tuple(n for n in WIRED_NAMES if n in sig_params or accepts_kw)
         info = ComponentInfo(kind=kind, name=qualified, factory=factory, params=model, plugin=plugin,
                              doc=doc.strip().split("\n\n")[0] if doc else "", wired=wired, metadata=metadata)
         if kind in self._parts:  # an unknown kind is refused by add()

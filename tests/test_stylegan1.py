@@ -221,7 +221,7 @@ def _paths(G, ws):
     """Each resolution's to-RGB image, computed block by block."""
     syn, x, out = G.synthesis, None, {}
     for i, r in enumerate(syn.block_resolutions):
-        x = getattr(syn, f"b{r}")(x, ws[:, 2 * i:2 * i + 2], "const")
+        x = getattr(syn, f"b{r}").features(x, ws[:, 2 * i:2 * i + 2], "const")
         out[r] = getattr(syn, f"b{r}").torgb(x)
     return out
 

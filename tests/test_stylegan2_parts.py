@@ -243,7 +243,8 @@ def test_registered_parts_and_params_models():
     assert names == {("mapping", "stylegan2.mapping"), ("synthesis", "stylegan2.synthesis"),
                      ("discriminator", "stylegan2.discriminator"), ("loss", "stylegan2.logistic"),
                      ("regularizer", "stylegan2.r1"), ("regularizer", "stylegan2.path_length"),
-                     ("regularizer", "stylegan2.style_mixing"), ("augment", "stylegan2.ada")}
+                     ("regularizer", "stylegan2.style_mixing"), ("augment", "stylegan2.ada"),
+                     ("synthesis_block", "stylegan2.block"), ("synthesis_input", "stylegan2.const_input")}
     for info in reg.list():
         assert info.doc and "\n" not in info.doc
         for fname, fld in info.params.model_fields.items():

@@ -16,7 +16,7 @@ images shown in ``set_training_progress(cur_nimg)``, which the training loop cal
 from stylegan_core.api import hookimpl
 
 from .networks import (Discriminator, EqualizedConv2d, EqualizedLinear, MappingNetwork, StyleEpilogue,
-                       SynthesisNetwork)
+                       SynthesisBlock, SynthesisNetwork)
 from .schedule import GrowingSchedule, full_resolution_kimg, lod_at
 
 STYLEGAN_CORE_API = 1
@@ -31,11 +31,16 @@ def register(registry):
                           "FCs (lr x0.01, leaky ReLU); w_avg EMA 0.995; truncation with cutoff.")
     registry.register("synthesis", "synthesis", SynthesisNetwork,
                       doc="StyleGAN synthesis: learned 4x4 constant, per-channel noise, AdaIN, nearest upsampling "
-                          "+ [1,2,1] blur, to-RGB per resolution; progressive growing with fade-in (growing).")
+                          "+ [1,2,1] blur, to-RGB per resolution; progressive growing with fade-in (growing) "
+                          "(core.block_synthesis of stylegan1.block with the official arguments).")
+    registry.register("synthesis_block", "block", SynthesisBlock,
+                      doc="StyleGAN synthesis block: (nearest 2x up, 3x3 conv, [1,2,1] blur | its own constant as "
+                          "the first block) and a 3x3 conv, each followed by noise, bias, leaky ReLU, instance norm "
+                          "and AdaIN; to-RGB; level-of-detail fade-in (lod).")
     registry.register("discriminator", "discriminator", Discriminator,
                       doc="StyleGAN discriminator: from-RGB per resolution, blur + downsampling, progressive "
                           "growing with fade-in, minibatch std; conditional by the official label projection.")
 
 
-__all__ = ["MappingNetwork", "SynthesisNetwork", "Discriminator", "EqualizedLinear", "EqualizedConv2d",
+__all__ = ["MappingNetwork", "SynthesisNetwork", "SynthesisBlock", "Discriminator", "EqualizedLinear", "EqualizedConv2d",
            "StyleEpilogue", "GrowingSchedule", "lod_at", "full_resolution_kimg", "register", "STYLEGAN_CORE_API"]

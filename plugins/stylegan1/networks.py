@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import (CDim, Discriminator as DiscriminatorBase, ImgChannels, ImgResolution,
-                               MappingNetwork as MappingBase, MinibatchStdLayer, NumWs,
-                               SynthesisNetwork as SynthesisBase, WDim, ZDim, check_noise_mode, layer_noise, ops)
+from stylegan_core.api import (BlockSynthesis, CDim, Discriminator as DiscriminatorBase, ImgChannels, ImgResolution,
+                               MappingNetwork as MappingBase, MinibatchStdLayer, NumWs, PartMaker,
+                               SynthesisBlock as SynthesisBlockBase, WDim, ZDim, check_noise_mode, layer_noise, ops)
 
 from .schedule import GrowingSchedule, as_schedule, lod_at, max_lod, split_lod
 
@@ -349,53 +349,92 @@ class MappingNetwork(MappingBase):
 # Synthesis
 
 
-class SynthesisBlock(nn.Module):
-    """One resolution of the synthesis network: two convolutions, each followed by a :class:`StyleEpilogue`.
+class SynthesisBlock(SynthesisBlockBase):
+    """One resolution of the synthesis network (``stylegan1.block``): two convolutions, each followed by a
+    :class:`StyleEpilogue`.
 
-    The 4x4 block starts from the learned constant ``const`` ``[C, 4, 4]`` (ones at init; its first
-    epilogue works on it directly); every other block upsamples 2x (nearest, then a 3x3 conv, then the
-    ``[1, 2, 1]`` blur: official ``Conv0_up``), then a 3x3 conv (``Conv1``). ``torgb`` exists where the
-    network can output this resolution. Consumes two ws.
+    The first block without an input part starts from its learned constant ``const`` ``[C, res, res]`` (ones at
+    init; its first epilogue works on it directly), with an input part from that part's ``x``; every other block
+    upsamples 2x (nearest, then a 3x3 conv, then the ``[1, 2, 1]`` blur: official ``Conv0_up``), then a 3x3 conv
+    (``Conv1``). ``torgb`` exists where the network can output this resolution: in the last block, and in every
+    block when ``all_torgb`` (progressive growing). Consumes two ws (``num_conv = 2``; the to-RGB layer takes none).
+
+    ``forward(x, img, ws, lod=0)``, level of detail ``lod = k + f`` (official ``lerp_clip`` of the recursive
+    structure): the block at ``top = img_resolution / 2**k`` makes the image; while a level fades in (``f > 0``)
+    the block below it also makes its image, which the top block blends in upsampled by ``f``; blocks above
+    ``top`` skip their layers and upsample the image (nearest), so it always leaves the network at full size.
+    Blocks below ``top`` pass an image they receive on, upsampled (nearest); the top block's to-RGB replaces it
+    (the official structure has one image path).
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 has_torgb: bool, fused_scale: FusedScale = "auto",
-                 blur_filter: Optional[Sequence[float]] = BLUR_FILTER):
+                 is_last: bool, is_first: Optional[bool] = None, img_resolution: Optional[int] = None,
+                 fused_scale: FusedScaleParam = "auto",
+                 blur_filter: BlurFilter = [1.0, 2.0, 1.0],  # noqa: B006
+                 all_torgb: Annotated[bool, Field(description="a to-RGB layer even when not the last block "
+                                                              "(progressive growing needs one per resolution; "
+                                                              "stylegan1.synthesis sets it when it "
+                                                              "grows)")] = False):
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = int(in_channels), int(out_channels), int(resolution)
-        self.num_ws = 2
-        if self.resolution == 4:
-            self.const = nn.Parameter(torch.ones([self.out_channels, 4, 4]))
-        else:
+        self.is_first = self.in_channels == 0 if is_first is None else bool(is_first)
+        if self.in_channels == 0 and not self.is_first:
+            raise ValueError("only the first block can start without input channels")
+        if self.is_first and self.in_channels not in (0, self.out_channels):
+            raise ValueError(f"the first block takes its input at {out_channels} channels, got in_channels="
+                             f"{in_channels}")
+        self.img_resolution = int(img_resolution) if img_resolution is not None else self.resolution
+        self.num_conv, self.num_torgb = 2, 0
+        if self.in_channels == 0:
+            self.const = nn.Parameter(torch.ones([self.out_channels, self.resolution, self.resolution]))
+        elif not self.is_first:
             self.conv0 = EqualizedConv2d(in_channels, out_channels, 3, up=True, fused=_fused(fused_scale, resolution))
         self.epi0 = StyleEpilogue(out_channels, w_dim, resolution)
         self.conv1 = EqualizedConv2d(out_channels, out_channels, 3)
         self.epi1 = StyleEpilogue(out_channels, w_dim, resolution)
-        if has_torgb:
+        if is_last or all_torgb:
             self.torgb = ToRGB(out_channels, img_channels)
         self.register_buffer("blur_filter", ops.setup_filter(list(blur_filter)) if blur_filter else None,
                              persistent=False)
 
-    def forward(self, x: Optional[torch.Tensor], ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
-        if self.resolution == 4:
+    def features(self, x: Optional[torch.Tensor], ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        """The block's feature maps ``[N, out_channels, res, res]`` (two ws)."""
+        if self.in_channels == 0:
             x = self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
-        else:
+        elif not self.is_first:
             x = _blur(self.conv0(x), self.blur_filter)
         x = self.epi0(x, ws[:, 0], noise_mode)
         x = self.epi1(self.conv1(x), ws[:, 1], noise_mode)
         return x
 
+    def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor,
+                noise_mode: str = "random", lod: Optional[float] = None,
+                **_: Any) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        k, f = split_lod(float(lod or 0.0))
+        top = self.img_resolution >> k
+        if self.resolution > top:  # above the current level: the image grows to full size
+            return x, upscale_nearest(img)
+        x = self.features(x, ws, noise_mode)
+        if self.resolution == top:
+            y = self.torgb(x)
+            if f > 0 and img is not None:  # fade-in: official lerp_clip(img, upscale2d(lower), lod - k)
+                y = torch.lerp(y, upscale_nearest(img), f)
+            return x, y
+        if f > 0 and self.resolution == top // 2:  # the lower level's image, for the fade-in
+            return x, self.torgb(x)
+        return x, (upscale_nearest(img) if img is not None else None)  # an earlier block's image passes on
+
     def extra_repr(self) -> str:
         return f"resolution={self.resolution}, in_channels={self.in_channels}, out_channels={self.out_channels}"
 
 
-class SynthesisNetwork(SynthesisBase):
+class SynthesisNetwork(BlockSynthesis):
     """StyleGAN synthesis network (official ``G_synthesis``): ws ``[N, num_ws, w_dim]`` to images ``[N, C, R, R]``.
 
-    A learned 4x4 constant, then one block per resolution 8 .. ``img_resolution`` (two 3x3 convolutions
-    with per-pixel noise and AdaIN each, ``min(channel_base // res, channel_max)`` channels), upsampling
-    by nearest neighbour + conv + ``[1, 2, 1]`` blur (a fused transposed convolution from 128 px on with
-    ``fused_scale='auto'``). ``num_ws = 2 log2(R) - 2`` (two per block).
+    A learned 4x4 constant, then one block (``stylegan1.block``) per resolution 8 .. ``img_resolution`` (two 3x3
+    convolutions with per-pixel noise and AdaIN each, ``min(channel_base // res, channel_max)`` channels),
+    upsampling by nearest neighbour + conv + ``[1, 2, 1]`` blur (a fused transposed convolution from 128 px on
+    with ``fused_scale='auto'``). ``num_ws = 2 log2(R) - 2`` (two per block).
 
     Progressive growing (``growing``, a :class:`~.schedule.GrowingSchedule`): every resolution has a to-RGB
     layer and the buffer ``lod`` (level of detail, kept in snapshots) chooses the output: for
@@ -409,22 +448,17 @@ class SynthesisNetwork(SynthesisBase):
     def __init__(self, w_dim: WDim = 512, img_resolution: ImgResolution = 1024, img_channels: ImgChannels = 3,
                  channel_base: ChannelBase = 16384, channel_max: ChannelMax = 512, growing: Growing = None,
                  fused_scale: FusedScaleParam = "auto", blur_filter: BlurFilter = [1.0, 2.0, 1.0]):  # noqa: B006
-        super().__init__()
-        self.w_dim = int(w_dim)
+        super(BlockSynthesis, self).__init__()
         self.img_resolution = _check_resolution(img_resolution)
-        self.img_channels = int(img_channels)
         self.growing = as_schedule(growing)
         if self.growing is not None:
             lod_at(0, self.img_resolution, self.growing)  # validates initial_resolution against the resolution
         self.res_log2 = int(math.log2(self.img_resolution))
-        self.block_resolutions = [2 ** i for i in range(2, self.res_log2 + 1)]
-        self.num_ws = 2 * len(self.block_resolutions)
-        for res in self.block_resolutions:
-            in_ch = channels_at(channel_base, channel_max, res // 2) if res > 4 else 0
-            block = SynthesisBlock(in_ch, channels_at(channel_base, channel_max, res), self.w_dim, res,
-                                   self.img_channels, has_torgb=self.growing is not None or res == self.img_resolution,
-                                   fused_scale=fused_scale, blur_filter=blur_filter)
-            self.add_module(f"b{res}", block)
+        resolutions = [2 ** i for i in range(2, self.res_log2 + 1)]
+        block = PartMaker(SynthesisBlock, "stylegan1.block", fused_scale=fused_scale, blur_filter=blur_filter,
+                          all_torgb=self.growing is not None)
+        self.build_stack(block, {}, None, w_dim=w_dim, img_resolution=self.img_resolution, img_channels=img_channels,
+                         channels={res: channels_at(channel_base, channel_max, res) for res in resolutions})
         initial = lod_at(0, self.img_resolution, self.growing) if self.growing is not None else 0.0
         self.register_buffer("lod", torch.tensor(initial, dtype=torch.float32))
 
@@ -444,23 +478,8 @@ class SynthesisNetwork(SynthesisBase):
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random", lod: Optional[float] = None,
                 update_emas: bool = False, **kwargs: Any) -> torch.Tensor:
-        check_noise_mode(noise_mode)
-        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
-            raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
-        ws = ws.to(torch.float64 if ws.dtype == torch.float64 else torch.float32)
-        k, f = split_lod(self._resolve_lod(lod))
-        top = self.img_resolution >> k
-        x = prev = None
-        for i, res in enumerate(self.block_resolutions):
-            if res > top:
-                break
-            prev = x
-            x = getattr(self, f"b{res}")(x, ws[:, 2 * i: 2 * i + 2], noise_mode)
-        img = getattr(self, f"b{top}").torgb(x)
-        if f > 0 and top > 4:  # fade-in of the top level (official lerp_clip(img, upscale2d(lower), lod - k))
-            low = getattr(self, f"b{top // 2}").torgb(prev)
-            img = torch.lerp(img, upscale_nearest(low), f)
-        return upscale_nearest(img, 2 ** k)
+        return super().forward(ws, noise_mode=noise_mode, update_emas=update_emas, lod=self._resolve_lod(lod),
+                               **kwargs)
 
     def extra_repr(self) -> str:
         grow = "off" if self.growing is None else self.growing.model_dump()

@@ -8,7 +8,7 @@ from stylegan_core.api import hookimpl
 from .augment import AugmentPipe
 from .loss import R1, NonSaturatingLogistic, PathLength, StyleMixing
 from .importer import build_from_official
-from .networks import Discriminator, Generator, MappingNetwork, SynthesisNetwork
+from .networks import ConstInput, Discriminator, Generator, MappingNetwork, SynthesisBlock, SynthesisNetwork
 
 STYLEGAN_CORE_API = 1
 
@@ -19,7 +19,13 @@ def register(registry):
                       doc="StyleGAN2 mapping network: normalised z (+ embedded c) through equalized-lr FCs; "
                           "truncation with cutoff.")
     registry.register("synthesis", "synthesis", SynthesisNetwork,
-                      doc="StyleGAN2 synthesis: learned constant, modulated convs with noise; orig/skip/resnet.")
+                      doc="StyleGAN2 synthesis: learned constant, modulated convs with noise; orig/skip/resnet "
+                          "(core.block_synthesis of stylegan2.block with the official arguments and names).")
+    registry.register("synthesis_block", "block", SynthesisBlock,
+                      doc="StyleGAN2 synthesis block: (2x up) modulated 3x3 convs with noise, to-RGB; orig/skip/resnet; "
+                          "as the first block without an input part, its own learned constant.")
+    registry.register("synthesis_input", "const_input", ConstInput,
+                      doc="A learned constant (N(0, 1) or ones), the input of StyleGAN's and StyleGAN2's first block.")
     registry.register("discriminator", "discriminator", Discriminator,
                       doc="StyleGAN2 discriminator (orig/skip/resnet), minibatch std, projection conditioning.")
     registry.register("loss", "logistic", NonSaturatingLogistic,
@@ -43,6 +49,6 @@ def convert_official_network(record):
     return convert(record)
 
 
-__all__ = ["MappingNetwork", "SynthesisNetwork", "Discriminator", "Generator", "build_from_official",
+__all__ = ["MappingNetwork", "SynthesisNetwork", "SynthesisBlock", "ConstInput", "Discriminator", "Generator", "build_from_official",
            "NonSaturatingLogistic", "R1", "PathLength", "StyleMixing", "AugmentPipe", "register", "convert_official_network",
            "STYLEGAN_CORE_API"]

@@ -19,11 +19,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import (RESAMPLE_FILTER, CDim, Conv2dLayer, Discriminator as DiscriminatorBase,
-                               FullyConnectedLayer, Generator as ComposedGenerator, ImgChannels, ImgResolution,
-                               MappingNetwork as MappingBase, MinibatchStdLayer, ModulatedConvLayer,
-                               SynthesisNetwork as SynthesisBase, ToRGBLayer, WDim, block_dtype, check_noise_mode,
-                               compute_dtype, fp16_resolution, normalize_2nd_moment, ops)
+from stylegan_core.api import (RESAMPLE_FILTER, BlockSynthesis, CDim, Conv2dLayer,
+                               Discriminator as DiscriminatorBase, FullyConnectedLayer,
+                               Generator as ComposedGenerator, ImgChannels, ImgResolution,
+                               MappingNetwork as MappingBase, MinibatchStdLayer, ModulatedConvLayer, PartMaker,
+                               SynthesisBlock as SynthesisBlockBase, SynthesisInput, ToRGBLayer, WDim, block_dtype,
+                               channels_per_resolution, check_noise_mode, compute_dtype, fp16_resolution,
+                               normalize_2nd_moment, ops)
 
 Architecture = Literal["orig", "skip", "resnet"]
 Activation = Literal["linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "swish"]
@@ -60,16 +62,6 @@ def _check_2d(t: Optional[torch.Tensor], dim: int, name: str) -> torch.Tensor:
         got = "None" if t is None else str(tuple(t.shape))
         raise ValueError(f"{name} must be [N, {dim}], got {got}")
     return t
-
-
-def channels_per_resolution(channel_base: int, channel_max: int, resolutions: list[int]) -> dict[int, int]:
-    """StyleGAN2's channel schedule: ``min(channel_base // res, channel_max)``."""
-    ch = {res: min(int(channel_base) // res, int(channel_max)) for res in resolutions}
-    bad = [res for res, c in ch.items() if c < 1]
-    if bad:
-        raise ValueError(f"channel_base={channel_base} leaves no channels at resolution {max(bad)}; "
-                         f"it must be at least {max(bad)}")
-    return ch
 
 
 # ----------------------------------------------------------------------------
@@ -172,45 +164,78 @@ class MappingNetwork(MappingBase):
 # Synthesis
 
 
-class SynthesisBlock(nn.Module):
-    """One resolution of the synthesis network.
+class ConstInput(SynthesisInput):
+    """A learned constant ``const`` ``[channels, resolution, resolution]`` (``stylegan2.const_input``), the input of
+    StyleGAN2's first block; consumes no w. ``init``: N(0, 1) as StyleGAN2 (``normal``) or ones as StyleGAN
+    (``ones``)."""
 
-    ``forward(x, img, ws) -> (x, img)``: ``x`` ``[N, in_channels, res/2, res/2]`` (None for
-    the first block, which starts from the learned ``const`` ``[out_channels, 4, 4]``),
-    ``img`` the running image (``skip``) or None, ``ws`` ``[N, num_ws, w_dim]`` with
-    ``num_ws = num_conv + num_torgb``. Layers: ``conv0`` (2x upsampling, absent in the
-    first block), ``conv1``, ``torgb`` (every block for ``skip``, else the last only),
-    ``skip`` (1x1 upsampling shortcut for ``resnet``, both paths scaled by sqrt(1/2)).
+    def __init__(self, channels: int, resolution: int, w_dim: int,
+                 init: Annotated[Literal["normal", "ones"], Field(
+                     description="initial value: normal (N(0, 1), StyleGAN2) or ones (StyleGAN)")] = "normal"):
+        super().__init__()
+        self.channels, self.resolution, self.w_dim, self.num_ws = int(channels), int(resolution), int(w_dim), 0
+        shape = [self.channels, self.resolution, self.resolution]
+        self.const = nn.Parameter(torch.randn(shape) if init == "normal" else torch.ones(shape))
+
+    def forward(self, ws: torch.Tensor) -> torch.Tensor:
+        return self.const.to(compute_dtype(ws)).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, resolution={self.resolution}"
+
+
+class SynthesisBlock(SynthesisBlockBase):
+    """One resolution of the synthesis network (``stylegan2.block``; NVlabs ``SynthesisBlock``).
+
+    ``forward(x, img, ws) -> (x, img)``: ``x`` ``[N, in_channels, res/2, res/2]``; the first block takes the
+    input part's ``x`` at its own resolution, or (``in_channels == 0``) starts from its learned ``const``
+    ``[out_channels, 4, 4]`` (official); ``img`` the running image (``skip``) or None, ``ws``
+    ``[N, num_conv + num_torgb, w_dim]``. Layers: ``conv0`` (2x upsampling, absent in the first block),
+    ``conv1``, ``torgb`` (every block for ``skip``, else the last only), ``skip`` (1x1 upsampling shortcut for
+    ``resnet``, both paths scaled by sqrt(1/2)).
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 is_last: bool, architecture: Architecture = "skip", resample_filter=RESAMPLE_FILTER,
-                 conv_clamp: Optional[float] = None, use_fp16: bool = False, fused_modconv_default: FusedModconv = True,
-                 **layer_kwargs: Any):
+                 is_last: bool, is_first: Optional[bool] = None,
+                 architecture: Annotated[Architecture, Field(
+                     description="skip (official): a to-RGB layer adding to the upsampled image; orig: to-RGB in "
+                                 "the last block only; resnet: a 1x1 shortcut around the convolutions")] = "skip",
+                 resample_filter: Annotated[list[float], Field(
+                     min_length=1, description="FIR filter of the 2x upsampling (official [1, 3, 3, 1])")] = list(
+                     RESAMPLE_FILTER),
+                 conv_clamp: ConvClamp = None, use_fp16: bool = False,
+                 fused_modconv_default: Annotated[FusedModconv, Field(
+                     description="modulation fused into one grouped convolution: true, false, or inference_only "
+                                 "(fused in eval mode only; the official stylegan2 config)")] = True):
         super().__init__()
         self.in_channels, self.out_channels, self.w_dim = int(in_channels), int(out_channels), int(w_dim)
         self.resolution, self.img_channels, self.is_last = int(resolution), int(img_channels), bool(is_last)
+        self.is_first = self.in_channels == 0 if is_first is None else bool(is_first)
+        if self.in_channels == 0 and not self.is_first:
+            raise ValueError("only the first block can start without input channels")
+        if self.is_first and self.in_channels not in (0, self.out_channels):
+            raise ValueError(f"the first block takes its input at {out_channels} channels, got in_channels="
+                             f"{in_channels}")
         self.architecture = _check_architecture(architecture)
         self.use_fp16 = bool(use_fp16)
         self.fused_modconv_default = fused_modconv_default
-        self.in_res = self.resolution // 2 if self.in_channels else 0
+        self.in_res = self.resolution // 2 if not self.is_first else self.resolution if self.in_channels else 0
         self.out_res = self.resolution
         self.register_buffer("resample_filter", ops.setup_filter(list(resample_filter)))
         self.num_conv = 0
         self.num_torgb = 0
         if self.in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
-        else:
+        elif not self.is_first:
             self.conv0 = ModulatedConvLayer(in_channels, out_channels, w_dim, resolution, up=2,
-                                            resample_filter=resample_filter, conv_clamp=conv_clamp, **layer_kwargs)
+                                            resample_filter=resample_filter, conv_clamp=conv_clamp)
             self.num_conv += 1
-        self.conv1 = ModulatedConvLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp,
-                                        **layer_kwargs)
+        self.conv1 = ModulatedConvLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
         self.num_conv += 1
         if is_last or architecture == "skip":
             self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
             self.num_torgb += 1
-        if self.in_channels != 0 and architecture == "resnet":
+        if not self.is_first and architecture == "resnet":
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
                                     resample_filter=resample_filter)
         self.num_ws = self.num_conv + self.num_torgb
@@ -240,7 +265,9 @@ class SynthesisBlock(nn.Module):
                 raise ValueError(f"block b{self.resolution}: x must be [N, {self.in_channels}, {self.in_res}, "
                                  f"{self.in_res}], got {None if x is None else tuple(x.shape)}")
             x = x.to(dtype)
-            if self.architecture == "resnet":
+            if self.is_first:
+                x = self.conv1(x, next(w_iter), **layer_kw)
+            elif self.architecture == "resnet":
                 y = self.skip(x, gain=SQRT_HALF)
                 x = self.conv0(x, next(w_iter), **layer_kw)
                 x = self.conv1(x, next(w_iter), gain=SQRT_HALF, **layer_kw)
@@ -261,16 +288,18 @@ class SynthesisBlock(nn.Module):
                 f"architecture={self.architecture}, use_fp16={self.use_fp16}")
 
 
-class SynthesisNetwork(SynthesisBase):
+class SynthesisNetwork(BlockSynthesis):
     """StyleGAN2 synthesis network: ws ``[N, num_ws, w_dim]`` to images ``[N, img_channels, R, R]``.
 
-    A learned 4x4 constant, then one block per resolution 4, 8, ..., ``img_resolution``
+    A learned 4x4 constant, then one block (``stylegan2.block``) per resolution 4, 8, ..., ``img_resolution``
     with ``min(channel_base // res, channel_max)`` channels; each block has two modulated
     3x3 convolutions with per-pixel noise (one in the 4x4 block). ``architecture``:
     ``skip`` sums upsampled to-RGB outputs of every block, ``orig`` has a to-RGB on the
     last block only, ``resnet`` adds 1x1 shortcuts. ``num_ws = 2 log2(R) - 2``.
     ``forward(ws, noise_mode='random'|'const'|'none', fused_modconv=None, force_fp32=False)``;
-    ``fused_modconv_default='inference_only'`` fuses only in eval mode.
+    ``fused_modconv_default='inference_only'`` fuses only in eval mode. The same network as
+    ``{type: core.block_synthesis, block: {type: stylegan2.block, ...}}`` (the blocks make their own input),
+    with the official constructor arguments and module names.
     """
 
     def __init__(self, w_dim: WDim = 512, img_resolution: ImgResolution = 256, img_channels: ImgChannels = 3,
@@ -282,42 +311,16 @@ class SynthesisNetwork(SynthesisBase):
                  fused_modconv_default: Annotated[FusedModconv, Field(
                      description="modulation fused into one grouped convolution: true, false, or inference_only "
                                  "(fused in eval mode only; the official stylegan2 config)")] = True):
-        super().__init__()
-        self.w_dim = int(w_dim)
+        super(BlockSynthesis, self).__init__()
         self.img_resolution = _check_resolution(img_resolution)
-        self.img_channels = int(img_channels)
         self.architecture = _check_architecture(architecture)
-        self.num_fp16_res = int(num_fp16_res)
         self.img_resolution_log2 = int(np.log2(self.img_resolution))
-        self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
-        ch = channels_per_resolution(channel_base, channel_max, self.block_resolutions)
-        fp16_res = fp16_resolution(self.img_resolution, self.num_fp16_res)
-        self.num_ws = 0
-        for res in self.block_resolutions:
-            is_last = res == self.img_resolution
-            block = SynthesisBlock(ch[res // 2] if res > 4 else 0, ch[res], self.w_dim, res, self.img_channels,
-                                   is_last=is_last, architecture=architecture, conv_clamp=conv_clamp,
-                                   use_fp16=res >= fp16_res, fused_modconv_default=fused_modconv_default)
-            self.num_ws += block.num_conv
-            if is_last:
-                self.num_ws += block.num_torgb
-            self.add_module(f"b{res}", block)
-
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random", fused_modconv: Optional[bool] = None,
-                force_fp32: bool = False, update_emas: bool = False, **kwargs: Any) -> torch.Tensor:
-        check_noise_mode(noise_mode)
-        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
-            raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
-        ws = ws.to(compute_dtype(ws))
-        x = img = None
-        w_idx = 0
-        for res in self.block_resolutions:
-            block = getattr(self, f"b{res}")
-            block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
-            w_idx += block.num_conv  # a block's to-RGB shares its w with the next block's first conv
-            x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused_modconv,
-                           force_fp32=force_fp32)
-        return img
+        resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
+        block = PartMaker(SynthesisBlock, "stylegan2.block", architecture=architecture, conv_clamp=conv_clamp,
+                          fused_modconv_default=fused_modconv_default)
+        self.build_stack(block, {}, None, w_dim=w_dim, img_resolution=self.img_resolution, img_channels=img_channels,
+                         channels=channels_per_resolution(channel_base, channel_max, resolutions),
+                         num_fp16_res=num_fp16_res)
 
     def extra_repr(self) -> str:
         return (f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}, "
@@ -507,5 +510,5 @@ class Discriminator(DiscriminatorBase):
         return self.b4(x, img, cmap)
 
 
-__all__ = ["MappingNetwork", "SynthesisBlock", "SynthesisNetwork", "Generator", "DiscriminatorBlock",
+__all__ = ["MappingNetwork", "ConstInput", "SynthesisBlock", "SynthesisNetwork", "Generator", "DiscriminatorBlock",
            "DiscriminatorEpilogue", "Discriminator", "channels_per_resolution"]

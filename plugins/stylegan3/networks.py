@@ -260,6 +260,12 @@ class SynthesisNetwork(SynthesisBase):
     ``0.5 ** (batch / 20000)``. ``num_fp16_res``: layers whose sampling rate times
     ``2 ** num_fp16_res`` exceeds R run in float16 on CUDA (``conv_clamp`` keeps them finite).
     ``forward(ws, noise_mode=..., force_fp32=False, update_emas=False)``; there are no noise inputs.
+
+    The layer stack stays one part rather than a ``core.block_synthesis`` of blocks: its layers are not per
+    resolution. :func:`~.schedule.filter_schedule` lays out every layer's cutoff, stopband, sampling rate and
+    size from the whole stack at once (geometric over all layers, the last ``num_critical`` critically
+    sampled), each layer's output size and margin are set by the next layer's input, and several consecutive
+    layers share a sampling rate, so no layer boundary is a resolution step that blocks could stack at.
     """
 
     def __init__(self, w_dim: WDim = 512, img_resolution: ImgResolution = 256, img_channels: ImgChannels = 3,

@@ -19,7 +19,7 @@ Training phases (spec ``train.phase``): ``all``, ``text_encoder``, ``freeze64`` 
 """
 from stylegan_core.api import hookimpl
 
-from .networks import MappingNetwork, SynthesisNetwork
+from .networks import FourierInput, MappingNetwork, SynthesisBlock, SynthesisNetwork
 from .text import ClipTextEncoder
 
 STYLEGAN_CORE_API = 1
@@ -44,7 +44,15 @@ def register(registry):
     registry.register("synthesis", "synthesis", SynthesisNetwork,
                       doc="StyleGAN-T synthesis: skip generator from 8x8 with StyleGAN3's Fourier-feature input, "
                           "blocks of conv0 (up 2) + num_res_blocks x [modconv, residual modconv with GroupNorm and "
-                          "LayerScale 1e-5], second-order styles s = m1*m2 + m3; presets lite / full / custom.")
+                          "LayerScale 1e-5], second-order styles s = m1*m2 + m3; presets lite / full / custom "
+                          "(core.block_synthesis of stylegan_t.residual_block with the official arguments and names).")
+    registry.register("synthesis_block", "residual_block", SynthesisBlock,
+                      doc="StyleGAN-T synthesis block: conv0 (up 2), num_res_blocks x [modconv, residual modconv with "
+                          "GroupNorm and LayerScale], second-order styles, to-RGB; as the first block without an input "
+                          "part, its own Fourier input.")
+    registry.register("synthesis_input", "fourier_input", FourierInput,
+                      doc="StyleGAN3's Fourier features as a synthesis input (StyleGAN-T: bandwidth 2, sampled at the "
+                          "resolution), rotated/translated per sample by an affine of the first w.")
     # discriminator, loss and metric
     from .discriminator import StyleGANTDiscriminator
     from .loss import TextHinge
@@ -67,5 +75,5 @@ def register(registry):
                           "(official model ViT-g-14, laion2b_s12b_b42k weights from a local file).")
 
 
-__all__ = ["ClipTextEncoder", "MappingNetwork", "SynthesisNetwork", "register",
+__all__ = ["ClipTextEncoder", "FourierInput", "MappingNetwork", "SynthesisBlock", "SynthesisNetwork", "register",
            "STYLEGAN_CORE_API"]

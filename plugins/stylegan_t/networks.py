@@ -48,12 +48,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import (RESAMPLE_FILTER, FullyConnectedLayer, ImgChannels, MappingNetwork as MappingBase,
-                               ModulatedConvLayer, NestedPart, SynthesisNetwork as SynthesisBase, ToRGBLayer,
-                               block_dtype, compute_dtype, fp16_resolution, normalize_2nd_moment, ops)
+from stylegan_core.api import (RESAMPLE_FILTER, BlockSynthesis, FullyConnectedLayer, ImgChannels,
+                               MappingNetwork as MappingBase, ModulatedConvLayer, NestedPart, PartMaker,
+                               SynthesisBlock as SynthesisBlockBase, SynthesisInput as SynthesisInputBase, ToRGBLayer,
+                               block_dtype, channels_per_resolution, compute_dtype, normalize_2nd_moment, ops)
 from stylegan_plugins.stylegan2.networks import FusedModconv
-from stylegan_plugins.stylegan2.networks import SynthesisNetwork as StyleGAN2Synthesis
-from stylegan_plugins.stylegan2.networks import channels_per_resolution
 from stylegan_plugins.stylegan3.networks import SynthesisInput
 
 from .text import PHASES, check_phase
@@ -149,17 +148,60 @@ class ToRGB(ToRGBLayer):
 # Synthesis
 
 
-class SynthesisBlock(nn.Module):
-    """One resolution: (Fourier input at the first block | ``conv0`` 2x up), ``convs1`` (pairs of plain and
-    residual layers), ``torgb``. ``forward(x, img, ws) -> (x, img)``; ws ``[N, num_conv + num_torgb, w_dim]``."""
+class FourierInput(SynthesisInputBase):
+    """StyleGAN3's Fourier features as a synthesis input part (``stylegan_t.fourier_input``): ``channels`` features
+    of frequencies in the disc of radius ``bandwidth`` (StyleGAN-T: 2), sampled at ``resolution`` pixels per image
+    unit (``sampling_rate``, default the resolution), rotated and translated per sample by an affine of the first
+    w (initialised to the identity transform). Consumes one w."""
+
+    def __init__(self, channels: int, resolution: int, w_dim: int,
+                 bandwidth: Annotated[float, Field(gt=0, description="radius of the frequency disc, in cycles per "
+                                                                     "image unit (StyleGAN-T: 2)")] = INPUT_BANDWIDTH,
+                 sampling_rate: Annotated[Optional[float], Field(gt=0, description="samples per image unit (null: "
+                                                                                   "the resolution, as "
+                                                                                   "StyleGAN-T)")] = None):
+        super().__init__()
+        self.channels, self.resolution, self.w_dim, self.num_ws = int(channels), int(resolution), int(w_dim), 1
+        rate = float(sampling_rate) if sampling_rate is not None else float(resolution)
+        self.fourier = SynthesisInput(self.w_dim, channels=self.channels, size=self.resolution, sampling_rate=rate,
+                                      bandwidth=bandwidth)
+
+    def forward(self, ws: torch.Tensor) -> torch.Tensor:
+        return self.fourier(ws[:, 0])
+
+
+class SynthesisBlock(SynthesisBlockBase):
+    """One resolution (``stylegan_t.residual_block``): (Fourier input at a first block without an input part |
+    ``conv0`` 2x up), ``convs1`` (``num_res_blocks`` pairs of plain and residual layers), ``torgb``.
+    ``forward(x, img, ws) -> (x, img)``; ws ``[N, num_conv + num_torgb, w_dim]``."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 is_last: bool, num_res_blocks: int, architecture: str = "skip", use_fp16: bool = False,
-                 conv_clamp: Optional[float] = 256, fused_modconv_default: Any = "inference_only",
-                 layer_scale_init: float = 1e-5, gn_groups: int = 32):
+                 is_last: bool, is_first: Optional[bool] = None,
+                 num_res_blocks: Annotated[int, Field(ge=1, description="[plain, residual] conv pairs (official "
+                                                                        "lite 2, full 3)")] = 2,
+                 architecture: Annotated[Literal["skip", "orig"], Field(
+                     description="skip (official): a to-RGB layer adding to the upsampled image; orig: to-RGB in the "
+                                 "last block only")] = "skip",
+                 use_fp16: bool = False,
+                 conv_clamp: Annotated[Optional[float], Field(gt=0, description="clamp of the convolution outputs, "
+                                                                                "+-conv_clamp (official 256; null: "
+                                                                                "none)")] = 256,
+                 fused_modconv_default: Annotated[FusedModconv, Field(
+                     description="modulation fused into one grouped convolution: true, false, or inference_only "
+                                 "(fused in eval mode only)")] = "inference_only",
+                 layer_scale_init: Annotated[float, Field(description="initial LayerScale gamma of the residual "
+                                                                      "layers (official 1e-5)")] = 1e-5,
+                 gn_groups: Annotated[int, Field(ge=1, description="most GroupNorm groups of the residual layers "
+                                                                   "(official 32)")] = 32):
         super().__init__()
         self.in_channels, self.out_channels, self.w_dim = int(in_channels), int(out_channels), int(w_dim)
         self.resolution, self.img_channels, self.is_last = int(resolution), int(img_channels), bool(is_last)
+        self.is_first = self.in_channels == 0 if is_first is None else bool(is_first)
+        if self.in_channels == 0 and not self.is_first:
+            raise ValueError("only the first block can start without input channels")
+        if self.is_first and self.in_channels not in (0, self.out_channels):
+            raise ValueError(f"the first block takes its input at {out_channels} channels, got in_channels="
+                             f"{in_channels}")
         self.architecture, self.use_fp16 = architecture, bool(use_fp16)
         self.fused_modconv_default = fused_modconv_default
         self.register_buffer("resample_filter", ops.setup_filter(list(RESAMPLE_FILTER)))
@@ -167,9 +209,10 @@ class SynthesisBlock(nn.Module):
         if self.in_channels == 0:
             self.input = SynthesisInput(self.w_dim, channels=out_channels, size=resolution,
                                         sampling_rate=resolution, bandwidth=INPUT_BANDWIDTH)
-        else:
+            self.num_conv += 1
+        elif not self.is_first:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2, conv_clamp=conv_clamp)
-        self.num_conv += 1
+            self.num_conv += 1
         layers = []
         for _ in range(int(num_res_blocks)):
             for residual in (False, True):
@@ -200,11 +243,12 @@ class SynthesisBlock(nn.Module):
         if self.in_channels == 0:
             x = self.input(next(w_iter)).to(dtype)
         else:
-            want = (self.in_channels, self.resolution // 2, self.resolution // 2)
+            side = self.resolution if self.is_first else self.resolution // 2
+            want = (self.in_channels, side, side)
             if x is None or tuple(x.shape[1:]) != want:
                 raise ValueError(f"block b{self.resolution}: x must be [N, {want[0]}, {want[1]}, {want[2]}], "
                                  f"got {None if x is None else tuple(x.shape)}")
-            x = self.conv0(x.to(dtype), next(w_iter), **kw)
+            x = x.to(dtype) if self.is_first else self.conv0(x.to(dtype), next(w_iter), **kw)
         for layer in self.convs1:
             x = layer(x, next(w_iter), gain=SQRT_HALF, **kw)
         if img is not None:
@@ -237,9 +281,11 @@ def resolve_preset(preset: str, channel_base: Optional[int], channel_max: Option
     return values["channel_base"], values["channel_max"], values["num_res_blocks"]
 
 
-class SynthesisNetwork(SynthesisBase):
+class SynthesisNetwork(BlockSynthesis):
     """StyleGAN-T synthesis network: ws ``[N, num_ws, w_dim]`` to images ``[N, img_channels, R, R]``
-    (see the module docstring). ``num_ws = (1 + 2 num_res_blocks) * (log2 R - 2) + 1``."""
+    (see the module docstring). ``num_ws = (1 + 2 num_res_blocks) * (log2 R - 2) + 1``. The same network as
+    ``{type: core.block_synthesis, start_resolution: 8, block: {type: stylegan_t.residual_block, ...}}`` (the
+    first block makes its own Fourier input), with the official presets and module names."""
 
     phases = PHASES
 
@@ -281,7 +327,7 @@ class SynthesisNetwork(SynthesisBase):
                  fused_modconv_default: Annotated[FusedModconv, Field(
                      description="modulation fused into one grouped convolution: true, false, or inference_only "
                                  "(fused in eval mode only)")] = "inference_only"):
-        super().__init__()
+        super(BlockSynthesis, self).__init__()
         r = int(img_resolution)
         if r < BASE_RESOLUTION or r & (r - 1):
             raise ValueError(f"img_resolution must be a power of two >= {BASE_RESOLUTION}, got {img_resolution}")
@@ -292,24 +338,15 @@ class SynthesisNetwork(SynthesisBase):
         self.preset = preset
         self.channel_base, self.channel_max, self.num_res_blocks = resolve_preset(preset, channel_base, channel_max,
                                                                                   num_res_blocks)
-        self.w_dim, self.img_resolution, self.img_channels = int(w_dim), r, int(img_channels)
-        self.architecture, self.num_fp16_res = architecture, int(num_fp16_res)
-        self.block_resolutions = [2 ** i for i in range(int(math.log2(BASE_RESOLUTION)), int(math.log2(r)) + 1)]
-        ch = channels_per_resolution(self.channel_base, self.channel_max, self.block_resolutions)
-        fp16_res = fp16_resolution(r, self.num_fp16_res)
-        self.num_ws = 0
-        for res in self.block_resolutions:
-            is_last = res == r
-            block = SynthesisBlock(ch[res // 2] if res > BASE_RESOLUTION else 0, ch[res], self.w_dim, res,
-                                   self.img_channels, is_last=is_last, num_res_blocks=self.num_res_blocks,
-                                   architecture=architecture, use_fp16=res >= fp16_res, conv_clamp=conv_clamp,
-                                   fused_modconv_default=fused_modconv_default, layer_scale_init=layer_scale_init,
-                                   gn_groups=gn_groups)
-            self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
-            self.add_module(f"b{res}", block)
-
-    # StyleGAN2's forward: block by block, each taking its convs' ws and sharing the to-RGB w with the next block
-    forward = StyleGAN2Synthesis.forward
+        self.architecture = architecture
+        resolutions = [2 ** i for i in range(int(math.log2(BASE_RESOLUTION)), int(math.log2(r)) + 1)]
+        block = PartMaker(SynthesisBlock, "stylegan_t.residual_block", num_res_blocks=self.num_res_blocks,
+                          architecture=architecture, conv_clamp=conv_clamp,
+                          fused_modconv_default=fused_modconv_default, layer_scale_init=layer_scale_init,
+                          gn_groups=gn_groups)
+        self.build_stack(block, {}, None, w_dim=w_dim, img_resolution=r, img_channels=img_channels,
+                         channels=channels_per_resolution(self.channel_base, self.channel_max, resolutions),
+                         num_fp16_res=num_fp16_res)
 
     def frozen_parameters(self, phase: str = "all") -> list[str]:
         """``all``: none; ``text_encoder``: all; ``freeze64``: the blocks up to 64 px except every to-RGB layer."""
@@ -450,5 +487,6 @@ class MappingNetwork(MappingBase):
         return f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}"
 
 
-__all__ = ["StyleSplit", "GroupNorm32", "SynthesisLayer", "ToRGB", "SynthesisBlock", "SynthesisNetwork", "MLP",
+__all__ = ["StyleSplit", "GroupNorm32", "SynthesisLayer", "ToRGB", "FourierInput", "SynthesisBlock", "SynthesisNetwork",
+           "MLP",
            "MappingNetwork", "PRESETS", "resolve_preset", "group_count"]

@@ -129,15 +129,24 @@ class NestedPart:
     union discriminated on ``type``, resolved when the spec model is built, so parts of plugins
     loaded later count), and the builder instantiates it and hands the built part to the factory.
     ``NestedPart(kind, many=True)`` on ``Annotated[list[Any], ...]``: a non-empty list of such parts,
-    handed to the factory as a list of built parts in the same order.
+    handed to the factory as a list of built parts in the same order. ``NestedPart(kind, keyed=True)`` on
+    ``Annotated[dict[int, Any], ...]``: parts by an integer key (e.g. per resolution), handed over as a dict.
+
+    Parts of the kinds in :data:`~stylegan_core.interfaces.CONTRACT_NAMES` (synthesis blocks and inputs) are built
+    by the part that holds them, once per position with the contract's keywords: the factory receives a
+    :class:`~stylegan_core.build.PartFactory` (``factory(**contract) -> part``) instead of a built part.
     """
 
-    def __init__(self, kind: str, many: bool = False):
+    def __init__(self, kind: str, many: bool = False, keyed: bool = False):
+        if many and keyed:
+            raise ValueError("a nested part field is a list (many) or a dict (keyed), not both")
         self.kind = kind
         self.many = bool(many)
+        self.keyed = bool(keyed)
 
     def __repr__(self) -> str:
-        return f"NestedPart({self.kind!r}, many=True)" if self.many else f"NestedPart({self.kind!r})"
+        extra = ", many=True" if self.many else ", keyed=True" if self.keyed else ""
+        return f"NestedPart({self.kind!r}{extra})"
 
 
 def nested_part_markers(model: type[BaseModel]) -> dict[str, NestedPart]:
@@ -159,6 +168,8 @@ def _with_nested(registry: Registry, model: type[BaseModel]) -> type[BaseModel]:
         f, ann = model.model_fields[name], _slot(registry, marker.kind)
         if marker.many:
             ann = Annotated[list[ann], Field(min_length=1)]  # type: ignore[valid-type]
+        elif marker.keyed:
+            ann = dict[int, ann]  # type: ignore[valid-type]
         if f.is_required():
             over[name] = (ann, Field(..., description=f.description))
         else:

@@ -1,4 +1,8 @@
-"""Example plugin: a residual MLP mapping network registered as ``example.residual_mapping``."""
+"""Example plugin: a residual MLP mapping network (``example.residual_mapping``) and a synthesis block with a gated
+residual convolution (``example.gated_block``), which ``core.block_synthesis`` stacks with built-in blocks::
+
+    synthesis: {type: core.block_synthesis, block: {type: stylegan2.block}, blocks: {32: {type: example.gated_block}}}
+"""
 from __future__ import annotations
 
 from typing import Annotated, Optional
@@ -7,7 +11,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import CDim, MappingNetwork, NumWs, WDim, ZDim, hookimpl
+from stylegan_core.api import (RESAMPLE_FILTER, CDim, MappingNetwork, ModulatedConvLayer, NumWs, SynthesisBlock,
+                               ToRGBLayer, WDim, ZDim, compute_dtype, hookimpl, ops)
 
 STYLEGAN_CORE_API = 1
 
@@ -54,6 +59,52 @@ class ResidualMapping(MappingNetwork):
         return ws
 
 
+class GatedBlock(SynthesisBlock):
+    """A synthesis block: a modulated 3x3 convolution (2x upsampling unless it is the first block), then a gated
+    residual modulated convolution ``x + gate * conv(x)`` with a per-channel ``gate`` starting at ``gate_init``,
+    then a to-RGB layer adding to the upsampled running image.
+
+    The constructor's first arguments are the block contract the synthesis network passes (channels, ``w_dim``,
+    resolution, image channels, first/last); the others are the spec's, each declared once. As the first block
+    without an input part it starts from its own learned constant. ws: one per convolution (``num_conv``) and one
+    for the to-RGB layer (``num_torgb``), which the next block's first convolution shares.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 is_first: bool, is_last: bool,
+                 gate_init: Annotated[float, Field(description="initial value of the residual gate (0: the block "
+                                                               "starts as a plain convolution)")] = 0.0,
+                 conv_clamp: Annotated[Optional[float], Field(gt=0, description="clamp of the convolution outputs "
+                                                                                "(null: none)")] = None):
+        super().__init__()
+        self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
+        self.is_first, self.w_dim = is_first, w_dim
+        self.register_buffer("resample_filter", ops.setup_filter(list(RESAMPLE_FILTER)))
+        if in_channels == 0:  # first block, no input part: a learned constant
+            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        else:
+            self.conv0 = ModulatedConvLayer(in_channels, out_channels, w_dim, resolution, up=1 if is_first else 2,
+                                            conv_clamp=conv_clamp)
+        self.conv1 = ModulatedConvLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
+        self.gate = nn.Parameter(torch.full([1, out_channels, 1, 1], float(gate_init)))
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
+        self.num_conv = (0 if in_channels == 0 else 1) + 1
+        self.num_torgb = 1
+
+    def forward(self, x, img, ws, noise_mode="random", **kwargs):
+        w = iter(ws.unbind(dim=1))
+        if self.in_channels == 0:
+            x = self.const.to(compute_dtype(ws)).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+        else:
+            x = self.conv0(x.to(compute_dtype(ws)), next(w), noise_mode=noise_mode)
+        x = x + self.gate * self.conv1(x, next(w), noise_mode=noise_mode)
+        if img is not None:
+            img = ops.upsample2d(img, self.resample_filter)
+        y = self.torgb(x, next(w))
+        return x, (img + y if img is not None else y)
+
+
 @hookimpl
 def register(registry):
     registry.register("mapping", "residual_mapping", ResidualMapping)
+    registry.register("synthesis_block", "gated_block", GatedBlock)
