@@ -13,7 +13,8 @@ Parts:
   ``_make_efficientnet`` split (layer0 = conv_stem, bn1, blocks[0:2]; layer1 = blocks[2];
   layer2 = blocks[3:5]; layer3 = blocks[5:]), tapped without hooks.
 * ``projected_gan.hinge``: the hinge loss (no R1); ``projected_gan.diffaug``: DiffAugment.
-* ``projected_gan.fastgan_mapping`` + ``projected_gan.fastgan``: the FastGAN generator (``lite`` variant too).
+* ``projected_gan.fastgan_mapping`` + ``projected_gan.fastgan``: the FastGAN generator (``lite`` variant too;
+  class-conditional with ``cond: true``, as the official ``--cond True``).
 
 Official weights: :func:`official_state_to_ours` renames an official discriminator's state dict;
 official snapshots import through the ``convert_official_network`` hook (:mod:`.importer`).
@@ -44,10 +45,12 @@ def register(registry):
     registry.register("augment", "diffaug", DiffAugment,
                       doc="DiffAugment (color, translation, cutout) on every image D sees, real and fake.")
     registry.register("mapping", "fastgan_mapping", FastGANMapping,
-                      doc="FastGAN's (absent) mapping: ws = z as [N, 1, z_dim] (the official DummyMapping).")
+                      doc="FastGAN's (absent) mapping: ws = z as [N, 1, z_dim] (the official DummyMapping); "
+                          "class-conditional: ws = [z, embed(c)] [N, 2, z_dim] (the official class embedding).")
     registry.register("synthesis", "fastgan", FastGANSynthesis,
                       doc="FastGAN generator (full, or lite: one conv per block, no noise): SN ConvTranspose + "
-                          "GLU up blocks with skip-excitation; official names; no tanh unless output_tanh.")
+                          "GLU up blocks with skip-excitation; cond: conditional batch norms of the class "
+                          "embedding (official --cond True); official names; no tanh unless output_tanh.")
 
 
 @hookimpl

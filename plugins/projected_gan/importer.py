@@ -12,7 +12,10 @@ weights' names:
   ``_init_kwargs`` when recorded, else from the recorded attributes (``z_dim``, ``c_dim``,
   ``img_resolution``, ``img_channels``) and the weights (``ngf`` = channels of the first layer / 32,
   ``lite`` = no second conv in the up blocks); both must agree. The names are ours already. The
-  conditional FastGAN (``cond=1``) is refused: our FastGAN is unconditional.
+  class-conditional FastGAN (``cond=1``, ``FastganSynthesisCond``: ``synthesis.embed.weight``, conditional
+  batch norms) -> ``cond: true`` with the mapping's ``c_dim`` and ``num_classes`` (the table's rows); its class
+  embedding ``synthesis.embed.weight`` becomes the mapping's ``mapping.embed.weight`` (our mapping puts the
+  embedding in ws, see :mod:`.fastgan`).
 * ``ProjectedDiscriminator`` (``feature_network.pretrained.*``, ``discriminator.mini_discs.*``) ->
   ``projected_gan.discriminator`` over ``core.timm`` ``tf_efficientnet_lite0`` (the only backbone of
   the official code); ``proj_type``, ``cout``, ``expand``, ``num_discs``, ``separable``, ``patch``,
@@ -147,10 +150,9 @@ def _fastgan(record: PersistentRecord, state: dict[str, torch.Tensor]) -> Option
     syn_kw = kw.get("synthesis_kwargs") or {}
     if not isinstance(syn_kw, dict):
         raise ValueError(f"synthesis_kwargs is a {type(syn_kw).__name__}, expected a dict")
-    if (kw.get("cond") or "synthesis.embed.weight" in state
-            or (syn is not None and syn.class_name == "FastganSynthesisCond")):
-        raise ValueError("a class-conditional FastGAN (cond=1, FastganSynthesisCond) is not supported by "
-                         "projected_gan.fastgan (unconditional only)")
+    cond = _agree("cond", [("recorded", bool(kw["cond"]) if "cond" in kw else None),
+                           ("weights", "synthesis.embed.weight" in state),
+                           ("synthesis class", syn.class_name == "FastganSynthesisCond" if syn is not None else None)])
     init_w = state["synthesis.init.init.0.weight_orig"]  # ConvTranspose2d(z_dim, 2 * nfc[4], 4): [z_dim, 2 nfc, 4, 4]
     rgb_w = state["synthesis.to_big.weight_orig"]
     if init_w.ndim != 4 or rgb_w.ndim != 4:
@@ -164,24 +166,41 @@ def _fastgan(record: PersistentRecord, state: dict[str, torch.Tensor]) -> Option
                                     ("synthesis attribute", syn.attributes.get("img_resolution") if syn else None)])
     channels = _agree("img_channels", [("recorded", kw.get("img_channels")),
                                        ("attribute", attrs.get("img_channels")), ("weights", int(rgb_w.shape[0]))])
-    lite = _agree("lite", [("recorded", syn_kw.get("lite")),
-                           ("weights", "synthesis.feat_8.5.weight_orig" not in state)])
+    second_conv = "synthesis.feat_8.conv2.weight_orig" if cond else "synthesis.feat_8.5.weight_orig"
+    lite = _agree("lite", [("recorded", syn_kw.get("lite")), ("weights", second_conv not in state)])
     c_dim = int(kw.get("c_dim", attrs.get("c_dim", 0)) or 0)
-    other = {k: v for k, v in syn_kw.items() if k != "lite"}
+    num_classes = None
+    if cond:
+        table = state["synthesis.embed.weight"]
+        num_classes = _agree("num_classes", [("recorded", syn_kw.get("num_classes")), ("weights", int(table.shape[0]))])
+        if not 0 < c_dim <= num_classes or table.ndim != 2 or int(table.shape[1]) != int(z_dim):
+            raise ValueError(f"a conditional FastGAN needs 0 < c_dim <= num_classes and an embedding [num_classes, "
+                             f"z_dim]: c_dim={c_dim}, num_classes={num_classes}, z_dim={z_dim}, embedding "
+                             f"{list(table.shape)}")
+    other = {k: v for k, v in syn_kw.items() if k != "lite" and not (cond and k == "num_classes")}
     if other:
         raise ValueError(f"official synthesis_kwargs not supported by projected_gan.fastgan: {other}")
     _check_spectral_norms(record)
     notes = ["FastGAN draws its noise at every call (the official noise_mode argument is ignored), as here"]
-    if c_dim:
+    if c_dim and not cond:
         notes.append(f"the official generator was built with c_dim={c_dim} but ignores labels (cond=0); here it "
                      "is unconditional: use data without labels")
-    mapping = {"type": "projected_gan.fastgan_mapping", "z_dim": int(z_dim), "c_dim": 0}
+        c_dim = 0
+    mapping = {"type": "projected_gan.fastgan_mapping", "z_dim": int(z_dim), "c_dim": c_dim}
     synthesis = {"type": "projected_gan.fastgan", "w_dim": int(z_dim), "ngf": int(ngf), "lite": bool(lite),
                  "img_resolution": int(res), "img_channels": int(channels)}
-    dims = {"img_resolution": int(res), "img_channels": int(channels), "c_dim": 0}
-    summary = (f"FastGAN{'-lite' if lite else ''} generator ({res}x{res}x{channels}, z_dim {z_dim}, ngf {ngf})")
+    ours = official_state_to_ours(state)
+    if cond:
+        mapping["num_classes"] = int(num_classes)
+        synthesis["cond"] = True
+        ours["mapping.embed.weight"] = ours.pop("synthesis.embed.weight")  # the embedding is the mapping's here
+        notes.append(f"class-conditional ({num_classes} embedding rows, c_dim {c_dim}): the class embedding "
+                     "synthesis.embed is the mapping's here (ws = [z, embed(c)])")
+    dims = {"img_resolution": int(res), "img_channels": int(channels), "c_dim": c_dim}
+    summary = (f"{'conditional ' if cond else ''}FastGAN{'-lite' if lite else ''} generator ({res}x{res}x{channels}, "
+               f"z_dim {z_dim}, ngf {ngf}{f', c_dim {c_dim}' if cond else ''})")
     return OfficialConversion(role="generator", sections={"generator": {"mapping": mapping, "synthesis": synthesis}},
-                              state_dict=official_state_to_ours(state), dims=dims, summary=summary, notes=notes)
+                              state_dict=ours, dims=dims, summary=summary, notes=notes)
 
 
 # -- the projected discriminator ------------------------------------------------------------------------------
