@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import pydantic
 import torch
 from torch import nn
 
@@ -21,8 +23,9 @@ from . import __version__
 from .generator import Generator
 from .io import atomic_save_safetensors, atomic_write_bytes, check_state, read_safetensors
 from .interfaces import CONTRACT_NAMES, PART_INTERFACES
-from .registry import ComponentInfo, PartContractError, Registry
+from .registry import ComponentInfo, PartContractError, Registry, RegistryError
 from .spec import LoadedSpec, SpecError, SpecIssue, dump_yaml
+from .spec.errors import pydantic_message
 from .spec.models import nested_part_markers
 
 LOCK_NAME = "spec.lock.yaml"
@@ -93,14 +96,60 @@ class PartFactory:
         return self.info.name
 
     def __call__(self, where: str = "", **contract: Any) -> Any:
-        at = f" {where}" if where else ""
-        try:
-            built = self.info.build(self.params, **contract)
-        except (ValueError, TypeError) as e:
-            file, line, col = self.spec.locate(self.path + ("type",))
-            raise SpecError([SpecIssue(file, line, col, ".".join(map(str, self.path)),
-                                       f"{self.info.name}{at}: {e}", None)]) from None
+        built = build_part(self.spec, self.path, self.info, lambda: self.info.build(self.params, **contract), where,
+                           spec_errors=(ValueError, TypeError))
         return check_part(self.spec, self.path, self.info, built)
+
+
+class PartBuildError(RuntimeError):
+    """A part's factory failed for a reason other than a value of the spec (a bug or a resource of the part):
+    the message names the part, its plugin and its spec line."""
+
+
+def _key_named(node: Any, path: tuple, message: str) -> Optional[str]:
+    """The key of ``node`` (the part at ``path``) an error message is about: the one it names by key path
+    (``data.resolution``), else the one whose string value it quotes (the ``weights`` file, the data ``path``;
+    the longest), else the first key it names as a word (``stage must be in 0..1``); None when none."""
+    if not isinstance(node, dict):
+        return None
+    keys = [k for k in node if isinstance(k, str) and k != "type"]
+    dotted = ".".join(map(str, path))
+    named = [k for k in keys if re.search(rf"(?<![\w.]){re.escape(f'{dotted}.{k}')}(?![\w])", message)]
+    if named:
+        return named[0]
+    quoted = [(len(node[k]), k) for k in keys if isinstance(node[k], str) and len(node[k]) > 1 and node[k] in message]
+    if quoted:
+        return max(quoted)[1]
+    words = [(m.start(), k) for k in keys for m in [re.search(rf"(?<![\w.]){re.escape(k)}(?![\w(])", message)] if m]
+    return min(words)[1] if words else None
+
+
+def build_part(spec: LoadedSpec, path: tuple, info: ComponentInfo, build: Any, where: str = "",
+               spec_errors: tuple = (ValueError,)) -> Any:
+    """``build()`` (a part's factory call) with its errors located in the spec.
+
+    ``spec_errors`` (a value refused, a weights file that does not fit, a missing data path: the library's
+    errors of that kind are ValueErrors) and an ``OSError`` about a file the spec names become a
+    :class:`SpecError` at the key whose value the message quotes (``discriminator.feature_network.weights``),
+    else at the part's ``type``; any other exception a :class:`PartBuildError` naming the part and its plugin.
+    """
+    at = f" {where}" if where else ""
+    try:
+        return build()
+    except (SpecError, RegistryError):
+        raise
+    except Exception as e:
+        msg = pydantic_message(e) if isinstance(e, pydantic.ValidationError) else str(e).strip() or type(e).__name__
+        key = _key_named(_node(spec.data, path), path, msg)
+        if isinstance(e, spec_errors) or (isinstance(e, OSError) and key is not None):
+            file, line, col = spec.locate_value(path + (key,)) if key else spec.locate(path + ("type",))
+            text = msg if msg.startswith(info.name) and not at else f"{info.name}{at}: {msg}"
+            raise SpecError([SpecIssue(file, line, col, ".".join(map(str, path + ((key,) if key else ()))),
+                                       text, None)]) from None
+        file, line, _ = spec.locate(path + ("type",))
+        first = msg.splitlines()[0][:400]
+        raise PartBuildError(f"{file}:{line}: {'.'.join(map(str, path))}: the {info.kind} part {info.name!r} "
+                             f"(plugin {info.plugin!r}) failed to build{at}: {type(e).__name__}: {first}") from e
 
 
 def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
@@ -138,7 +187,8 @@ def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
                 infos[".".join(map(str, sub_path))] = sub_info
                 if kind in CONTRACT_NAMES:  # built by the holding part, per position
                     return PartFactory(sub_info, item, spec, sub_path)
-                return check_part(spec, sub_path, sub_info, sub_info.build(item))
+                return check_part(spec, sub_path, sub_info, build_part(spec, sub_path, sub_info,
+                                                                       lambda: sub_info.build(item)))
 
             for name, marker in nested.items():
                 sub = getattr(params, name)
@@ -149,12 +199,8 @@ def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
                 elif sub is not None:
                     kwargs[name] = nested_part(marker.kind, path + (name,), sub)
             params = kwargs
-        try:
-            built = info.build(params, **{k: v for k, (v, _) in wiring.items()})
-        except ValueError as e:  # the part refuses a value of the spec: a spec error at the part's location
-            file, line, col = spec.locate(path + ("type",))
-            raise SpecError([SpecIssue(file, line, col, ".".join(map(str, path)), f"{info.name}: {e}",
-                                       None)]) from None
+        # the part refuses a value of the spec: a spec error at the key (or the part); any other error names the part
+        built = build_part(spec, path, info, lambda: info.build(params, **{k: v for k, (v, _) in wiring.items()}))
         return check_part(spec, path, info, built)
 
     dataset = part("dataset", ("data",))

@@ -20,20 +20,34 @@ failed, is disabled or is not installed fails too, saying so), and the other plu
 ``registry.yaml`` is not read for loading: it is the checked catalogue of the built-in plugins
 (error messages use it to name the plugin that provides a missing part).
 
+A plugin cannot take the others down: its import and its ``register`` hook run in a worker thread of their
+own, so whatever they raise (``SystemExit`` and ``KeyboardInterrupt`` included) is that plugin's failure; one
+that is still running after a few seconds is named on stderr with the way to skip it, and one that has not
+finished after ``STYLEGAN_PLUGIN_TIMEOUT`` seconds is skipped (its thread is left behind, a daemon). A params
+model whose ``type`` tag is not the part's own name fails its plugin at registration (it would break the
+union every spec is validated against), and two installed distributions that claim one plugin name are both
+named: the first in distribution-name order (the built-in one when it is one of them) loads, the other is
+reported as failed.
+
 Environment:
 
 - ``STYLEGAN_LOAD_PLUGINS=a,b``: load only these plugins and the plugins they require (empty
   string: none but core's own parts).
 - ``STYLEGAN_DISABLE_PLUGINS=a,b``: skip these plugins (pluggy's block list).
+- ``STYLEGAN_PLUGIN_WATCHDOG=5``: seconds after which a plugin still importing or registering (or running an
+  official-checkpoint hook) is named on stderr.
+- ``STYLEGAN_PLUGIN_TIMEOUT=60``: seconds after which a plugin still importing or registering is skipped.
 """
 from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import pluggy
 import yaml
@@ -69,6 +83,8 @@ class PluginSet:
     loaded: dict[str, PluginInfo]
     failed: dict[str, PluginFailure]
     manager: pluggy.PluginManager
+    #: where the watchdog's message about a slow plugin goes (stderr by default)
+    on_slow: Callable[[str], None] = field(default=None, repr=False)  # type: ignore[assignment]
 
     def implementers(self, hook: str) -> list[str]:
         """Loaded plugins that implement the (optional) hook ``hook``, in loading order."""
@@ -82,7 +98,8 @@ class PluginSet:
         """Call one plugin's implementation of ``hook`` (None if it has none), so results and
         errors can be attributed to the plugin."""
         others = [p for n, p in self.manager.list_name_plugin() if n != name and p is not None]
-        return self.manager.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+        caller = self.manager.subset_hook_caller(hook, remove_plugins=others)
+        return run_watched(name, f"its {hook} hook", lambda: caller(**kwargs), on_slow=self.on_slow)
 
 
 def catalogue_path() -> Optional[Path]:
@@ -118,18 +135,79 @@ def _env_list(var: str) -> Optional[list[str]]:
     return [s.strip() for s in raw.split(",") if s.strip()]
 
 
+def _dist_name(ep: md.EntryPoint) -> str:
+    return ep.dist.metadata["Name"] if ep.dist is not None else ""
+
+
 def _entry_points() -> list[md.EntryPoint]:
+    """The group's entry points by name; of two distributions claiming one name, the built-in one (stylegan-core)
+    first, else by distribution name."""
     eps = md.entry_points(group=hookspecs.ENTRY_POINT_GROUP)
-    # One entry per (name, value): editable installs may list a distribution twice.
-    seen: set[tuple[str, str]] = set()
+    # One entry per (name, value, distribution): editable installs may list a distribution twice; two
+    # distributions that claim one name are both kept (the second is reported as a duplicate).
+    seen: set[tuple[str, str, str]] = set()
     out = []
-    for ep in sorted(eps, key=lambda e: e.name):
-        key = (ep.name, ep.value)
+    for ep in sorted(eps, key=lambda e: (e.name, _dist_name(e) != "stylegan-core", _dist_name(e), e.value)):
+        key = (ep.name, ep.value, _dist_name(ep))
         if key in seen:
             continue
         seen.add(key)
         out.append(ep)
     return out
+
+
+class PluginTimeout(Exception):
+    """A plugin's import or hook that did not finish in time."""
+
+
+def _seconds(var: str, default: float) -> float:
+    raw = os.environ.get(var)
+    try:
+        value = float(raw) if raw is not None else default
+    except ValueError:
+        value = default
+    return value if value > 0 else default
+
+
+def _stderr(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def run_watched(name: str, what: str, fn: Callable[[], Any], on_slow: Optional[Callable[[str], None]] = None,
+                timeout: Optional[float] = None) -> Any:
+    """Run plugin code ``fn`` in a worker thread and return its result or raise its error as an ``Exception``.
+
+    ``SystemExit``, ``KeyboardInterrupt`` and other ``BaseException`` s raised by the plugin become a
+    :class:`PluginError` (they are the plugin's failure, not the program's end; a Ctrl-C of the user still
+    interrupts the wait). After ``STYLEGAN_PLUGIN_WATCHDOG`` seconds (5) ``on_slow`` gets a message naming the
+    plugin and how to skip it; after ``timeout`` seconds (None: no limit) :class:`PluginTimeout` is raised and
+    the thread is left running (a daemon: it does not keep the process alive).
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # the plugin's own SystemExit/KeyboardInterrupt: reported, never propagated
+            box["error"], box["trace"] = e, traceback.format_exc()
+
+    worker = threading.Thread(target=target, name=f"stylegan-plugin-{name}", daemon=True)
+    worker.start()
+    warn_after = _seconds("STYLEGAN_PLUGIN_WATCHDOG", 5.0)
+    worker.join(warn_after if timeout is None else min(warn_after, timeout))
+    if worker.is_alive() and (timeout is None or timeout > warn_after):
+        (on_slow or _stderr)(f"plugin {name!r} is still running {what} after {warn_after:g} s; if it hangs, "
+                             f"skip it with STYLEGAN_DISABLE_PLUGINS={name}")
+        worker.join(None if timeout is None else timeout - warn_after)
+    if worker.is_alive():
+        raise PluginTimeout(f"{what} did not finish in {timeout:g} s (STYLEGAN_PLUGIN_TIMEOUT): skipped; "
+                            f"STYLEGAN_DISABLE_PLUGINS={name} skips it without waiting")
+    err = box.get("error")
+    if err is None:
+        return box.get("value")
+    if isinstance(err, Exception):
+        raise err
+    raise PluginError(f"{what} raised {type(err).__name__}" + (f": {err}" if str(err) else "")) from None
 
 
 #: Module attribute of a plugin: the names of the plugins it requires (loaded before it).
@@ -224,12 +302,15 @@ class _Candidate:
 
 
 def load_plugins(only: Optional[Iterable[str]] = None, disable: Optional[Iterable[str]] = None,
-                 extra: Optional[dict[str, Any]] = None) -> PluginSet:
+                 extra: Optional[dict[str, Any]] = None,
+                 on_slow: Optional[Callable[[str], None]] = None) -> PluginSet:
     """Discover and load plugins; return the registry with every part that loaded.
 
     ``only``/``disable`` default to ``STYLEGAN_LOAD_PLUGINS``/``STYLEGAN_DISABLE_PLUGINS``.
-    ``extra`` maps plugin names to already-imported plugin objects (used by tests).
+    ``extra`` maps plugin names to already-imported plugin objects (used by tests). ``on_slow`` receives the
+    watchdog's message about a plugin that is slow to import or register (default: printed on stderr).
     """
+    timeout = _seconds("STYLEGAN_PLUGIN_TIMEOUT", 60.0)
     catalogue = load_catalogue()
     registry = Registry(catalogue=part_providers(catalogue))
     register_core_parts(registry)
@@ -245,8 +326,8 @@ def load_plugins(only: Optional[Iterable[str]] = None, disable: Optional[Iterabl
     failed: dict[str, PluginFailure] = {}
     candidates: dict[str, _Candidate] = {}
     duplicates: dict[str, PluginFailure] = {}  # a second plugin of a name already taken (the first one loads)
-    found = [_Candidate(ep.name, ep.load, ep.value, ep.dist.metadata["Name"] if ep.dist is not None else "",
-                        ep.dist.version if ep.dist is not None else "") for ep in _entry_points()]
+    found = [_Candidate(ep.name, ep.load, ep.value, _dist_name(ep), ep.dist.version if ep.dist is not None else "")
+             for ep in _entry_points()]
     found += [_Candidate(name, (lambda o=obj: o), getattr(obj, "__name__", repr(obj)), "", "")
               for name, obj in (extra or {}).items()]
     for c in found:
@@ -254,10 +335,10 @@ def load_plugins(only: Optional[Iterable[str]] = None, disable: Optional[Iterabl
             continue
         if c.name in candidates:
             first = candidates[c.name]
-            duplicates[c.name] = PluginFailure(c.name, c.distribution,
-                                               f"DuplicateComponentError: plugin name {c.name!r} is claimed by "
-                                               f"{first.distribution or first.module!r} and "
-                                               f"{c.distribution or c.module!r}")
+            duplicates[f"{c.name} ({c.distribution or c.module})"] = PluginFailure(
+                c.name, c.distribution, f"DuplicateComponentError: plugin name {c.name!r} is claimed by "
+                                        f"{first.distribution or first.module!r} (loaded) and "
+                                        f"{c.distribution or c.module!r} (skipped)")
             continue
         candidates[c.name] = c
 
@@ -274,7 +355,7 @@ def load_plugins(only: Optional[Iterable[str]] = None, disable: Optional[Iterabl
         if name in objects or name in failed:
             continue
         try:
-            objects[name] = candidates[name].loader()
+            objects[name] = run_watched(name, "its import", candidates[name].loader, on_slow, timeout)
             requires[name] = plugin_requires(objects[name])
         except Exception as e:  # isolate: report by name, keep the others
             objects.pop(name, None)
@@ -308,7 +389,8 @@ def load_plugins(only: Optional[Iterable[str]] = None, disable: Optional[Iterabl
                 registrar = PluginRegistrar(name, scratch)
                 registrar.get = _chained_get(scratch, registry)  # type: ignore[method-assign]
                 others = [p for n, p in pm.list_name_plugin() if n != name and p is not None]
-                pm.subset_hook_caller("register", remove_plugins=others)(registry=registrar)
+                hook = pm.subset_hook_caller("register", remove_plugins=others)
+                run_watched(name, "its register hook", lambda: hook(registry=registrar), on_slow, timeout)
                 registry.merge(scratch)
             except BaseException:
                 pm.unregister(name=name)
@@ -324,9 +406,8 @@ def load_plugins(only: Optional[Iterable[str]] = None, disable: Optional[Iterabl
         parts = sorted(i.name for i in registry.list() if i.plugin == name)
         loaded[name] = PluginInfo(name=name, module=c.module, distribution=c.distribution, version=c.version,
                                   parts=parts)
-    for name, f in duplicates.items():
-        failed.setdefault(name, f)
-    return PluginSet(registry=registry, loaded=loaded, failed=failed, manager=pm)
+    failed.update(duplicates)
+    return PluginSet(registry=registry, loaded=loaded, failed=failed, manager=pm, on_slow=on_slow)
 
 
 def _chained_get(scratch: Registry, main: Registry):

@@ -145,14 +145,33 @@ def _make_model(qualified: str, fields: dict[str, Any], doc: str, base: type[Bas
 
 
 def with_type_field(qualified: str, params: type[BaseModel], doc: str = "") -> type[BaseModel]:
-    """Make a plugin-given params model carry the ``type`` tag and forbid extra keys."""
+    """Make a plugin-given params model carry the ``type`` tag and forbid extra keys.
+
+    A model that declares ``type`` itself must declare exactly ``Literal[qualified]`` (default ``qualified``):
+    the spec's part slots are unions discriminated on that tag, so another part's tag (or a plain ``str``)
+    would break the validation of every spec. Such a model is a :class:`RegistryError` naming the part.
+    """
+    if not (isinstance(params, type) and issubclass(params, BaseModel)):
+        raise RegistryError(f"{qualified}: params must be a pydantic BaseModel subclass, got {params!r}")
     if "type" in params.model_fields:
+        field = params.model_fields["type"]
+        if typing.get_origin(field.annotation) is not Literal or typing.get_args(field.annotation) != (qualified,) \
+                or field.default != qualified:
+            raise RegistryError(f"{qualified}: its params model {params.__name__} declares type: "
+                                f"{_annotation(field.annotation)} = {field.default!r}; the tag must be this part's "
+                                f"own name, Literal[{qualified!r}] = {qualified!r} (or leave type out: it is added)")
         return params
     fields = {}
     model_name = "".join(part.capitalize() for part in qualified.replace("-", "_").replace(".", "_").split("_"))
     fields["type"] = (Literal[qualified], qualified)  # type: ignore[valid-type]
     return pydantic.create_model(model_name, __base__=params, __doc__=doc or params.__doc__,
                                  __config__=None, **fields)
+
+
+def _annotation(ann: Any) -> str:
+    if typing.get_origin(ann) is Literal:
+        return "Literal[" + ", ".join(map(repr, typing.get_args(ann))) + "]"
+    return getattr(ann, "__name__", None) or repr(ann)
 
 
 class Registry:
@@ -205,7 +224,7 @@ class Registry:
         if isinstance(aliases, str):
             aliases = [aliases]
         qualified = f"{plugin}.{name}"
-        doc = doc if doc is not None else inspect.getdoc(factory) or ""
+        doc = doc if doc is not None else _own_doc(factory)
         from .interfaces import CONTRACT_NAMES, WIRED_NAMES
         contract = CONTRACT_NAMES.get(kind, ())  # blocks and inputs: passed by the network that builds them
         model = (with_type_field(qualified, params, doc) if params is not None
@@ -319,6 +338,19 @@ class PluginRegistrar:
         """Look up a part of another plugin (registered before this one: declare that plugin in the module's
         ``STYLEGAN_PLUGIN_REQUIRES``)."""
         return self._registry.get(kind, name)
+
+
+def _own_doc(factory: Callable[..., Any]) -> str:
+    """The factory's own docstring: a class without one has none (``inspect.getdoc`` would return a base class's,
+    e.g. torch's "Base class for all neural network modules."), nor does a callable object whose doc is its
+    type's."""
+    if inspect.isclass(factory):
+        raw = factory.__dict__.get("__doc__")
+    else:
+        raw = getattr(factory, "__doc__", None)
+        if raw is not None and raw == getattr(type(factory), "__doc__", None) and not inspect.isroutine(factory):
+            raw = None
+    return inspect.cleandoc(raw) if isinstance(raw, str) else ""
 
 
 def _suggest(word: str, candidates: Iterable[str]) -> str:

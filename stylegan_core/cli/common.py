@@ -1,8 +1,11 @@
 """What the command-line tools share: plugin loading with reports, error printing, exit codes."""
 from __future__ import annotations
 
+import os
+import re
 import sys
-from typing import Callable, NoReturn
+import warnings
+from typing import Any, Callable, NoReturn, Optional
 
 from ..plugins import PluginSet, load_plugins
 from ..registry import DuplicateComponentError, RegistryError, UnknownComponentError
@@ -13,8 +16,12 @@ EXIT_RUNTIME = 1
 EXIT_CHECKPOINT = 4  # an official checkpoint that is unsafe, unreadable or cannot be converted
 
 
+#: pydantic's documentation link under each error of a ValidationError's text
+_PYDANTIC_LINK = re.compile(r"\n?[ \t]*For further information visit https://errors\.pydantic\.dev\S*")
+
+
 def err(msg: str) -> None:
-    print(msg, file=sys.stderr)
+    print(_PYDANTIC_LINK.sub("", str(msg)), file=sys.stderr)
 
 
 def fail(msg: str, code: int) -> NoReturn:
@@ -22,22 +29,65 @@ def fail(msg: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
-def load_plugins_reporting() -> PluginSet:
-    """Load every plugin; a plugin that fails is reported by name on stderr and the others load."""
-    ps = load_plugins()
-    for f in ps.failed.values():
-        err(f"warning: {f}")
+def load_plugins_reporting(quiet: bool = False) -> PluginSet:
+    """Load every plugin; a plugin that fails is reported by name on stderr (unless ``quiet``: the caller lists
+    failures itself) and the others load. A plugin slow to import or register is named while it runs."""
+    ps = load_plugins(on_slow=lambda msg: err(f"warning: {msg}"))
+    if not quiet:
+        for f in ps.failed.values():
+            err(f"warning: {f}")
     return ps
 
 
+def quiet_on_closed_pipe(fn: Callable[..., int], *args: Any) -> int:
+    """``fn(*args)``, ending quietly when stdout is closed early (``stylegan-plugins | head``): no
+    BrokenPipeError traceback, and none at interpreter exit when Python flushes stdout."""
+    try:
+        code = fn(*args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """Python's documented recipe for a reader that went away: stdout to /dev/null, so that the flush at exit
+    does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, as a shell reports a command ended by a closed pipe
+
+
+def _warning_line(message: Any, category: type, filename: str, lineno: int, line: Optional[str] = None) -> str:
+    return f"warning: {message}\n"
+
+
 def guarded(fn: Callable[[], int]) -> int:
-    """Turn the library's errors into one clear line and the documented exit code."""
+    """Turn the library's errors into one clear line and the documented exit code; warnings are printed as one
+    line each (``warning: ...``, without the library's file and source line)."""
+    saved = warnings.formatwarning
+    warnings.formatwarning = _warning_line  # type: ignore[assignment]
+    try:
+        return _guarded(fn)
+    finally:
+        warnings.formatwarning = saved
+
+
+def _guarded(fn: Callable[[], int]) -> int:
+    import pydantic
+
+    from ..build import PartBuildError
     from ..io import WeightsFileError
-    from ..spec import SpecError
     from ..official import CheckpointError
+    from ..spec import SpecError
+    from ..spec.errors import pydantic_message
 
     try:
-        return fn()
+        code = fn()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # stdout closed by its reader (| head): end quietly
+        return _closed_pipe()
     except SpecError as e:
         err(str(e))
         return e.exit_code
@@ -56,15 +106,18 @@ def guarded(fn: Callable[[], int]) -> int:
     except WeightsFileError as e:  # model.safetensors or a snapshot: the message names the file
         err(f"error: {e}")
         return EXIT_RUNTIME
+    except PartBuildError as e:  # names the part, its plugin and its spec line
+        err(f"error: {e}")
+        return EXIT_RUNTIME
     except KeyboardInterrupt:
         err("interrupted")
         return 130
     except Exception as e:  # one clear line; the traceback on request
-        import os
         import traceback
 
         if os.environ.get("STYLEGAN_DEBUG"):
             traceback.print_exc()
-        err(f"error: {type(e).__name__}: {e}" + ("" if os.environ.get("STYLEGAN_DEBUG") else
-                                                  " (set STYLEGAN_DEBUG=1 for the traceback)"))
+        text = pydantic_message(e) if isinstance(e, pydantic.ValidationError) else str(e)
+        err(f"error: {type(e).__name__}: {text}" + ("" if os.environ.get("STYLEGAN_DEBUG") else
+                                                     " (set STYLEGAN_DEBUG=1 for the traceback)"))
         return EXIT_RUNTIME

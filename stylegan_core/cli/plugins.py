@@ -1,4 +1,5 @@
-"""``stylegan-plugins``: list plugins, their versions and parts, and the plugins that failed."""
+"""``stylegan-plugins``: list plugins, their versions and parts, and the plugins that failed; ``--presets``: the
+preset specs by name."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +8,9 @@ import sys
 import textwrap
 from typing import Any
 
-from ..plugins import load_plugins
 from ..registry import ComponentInfo
 from ..spec.models import nested_part_markers
+from .common import load_plugins_reporting, quiet_on_closed_pipe
 
 #: JSON Schema bounds -> how ``--part`` writes them
 _BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"),
@@ -76,13 +77,40 @@ def describe_part(info: ComponentInfo, width: int = 100) -> str:
     return "\n".join(lines + (["parameters:", *fields] if fields else ["parameters: none"]))
 
 
+def list_presets(as_json: bool) -> int:
+    """``stylegan-plugins --presets``: the preset specs by name, with their descriptions and files."""
+    from ..spec.presets import presets
+
+    found = presets()
+    if as_json:
+        print(json.dumps([{"name": p.name, "description": p.description, "path": str(p.path)} for p in found],
+                         indent=2))
+        return 0
+    width = max(len(p.name) for p in found)
+    print("Presets (stylegan-build NAME, or extends: NAME in a spec):")
+    for p in found:
+        lines = textwrap.wrap(p.description or "(no description)", max(40, 100 - width - 4))
+        print(f"  {p.name.ljust(width)}  {lines[0]}")
+        for more in lines[1:]:
+            print(f"  {' ' * width}  {more}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    return quiet_on_closed_pipe(_main, argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="stylegan-plugins", description=__doc__)
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument("--part", metavar="NAME", help="show one part's doc and parameters (with --json: its params "
                                                    "model's JSON Schema)")
+    ap.add_argument("--presets", action="store_true", help="list the preset specs (stylegan-build NAME) with their "
+                                                           "descriptions")
     args = ap.parse_args(argv)
-    ps = load_plugins()
+    if args.presets:
+        return list_presets(args.json)
+    ps = load_plugins_reporting(quiet=True)
     reg = ps.registry
     if args.part:
         matches = [i for i in reg.list() if i.name == args.part]
@@ -115,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"{kind}:")
         for i in infos:
-            print(f"  {i.name:<32} {i.doc}")
+            print(f"  {i.name:<32} {i.doc or '(no description)'}")
     if ps.failed:
         print()
         print("Failed plugins:")

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Union
 from pydantic import BaseModel, ValidationError
 
 from ..interfaces import FeatureNetwork
+from ..spec.errors import pydantic_message
 from .base import BackboneFeatureNetwork, FeatureNetworkError, offline_hub
 from .clip_net import OpenClipFeatureNetwork
 from .timm_net import TimmFeatureNetwork
@@ -58,7 +59,7 @@ def build_from_params(registry: Any, params: Union[Mapping[str, Any], BaseModel]
     try:
         validated = info.params.model_validate(data)
     except ValidationError as e:
-        raise FeatureNetworkError(f"feature network {name}: {e}") from None
+        raise FeatureNetworkError(f"feature network {name}: {pydantic_message(e)}") from None
     net = info.build(validated)
     if not isinstance(net, FeatureNetwork):
         raise FeatureNetworkError(f"feature network {name} built a {type(net).__name__}, not a FeatureNetwork")

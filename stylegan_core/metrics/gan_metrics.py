@@ -66,6 +66,7 @@ from ..detectors.base import identity
 from ..detectors.weights import check_weights_arg
 from ..images import quantize  # noqa: F401  (plugins import it from here)
 from ..interfaces import Dataset, Metric
+from ..spec.errors import pydantic_message
 from . import runner
 from .frechet import feature_stats, frechet_distance
 
@@ -390,7 +391,7 @@ class _DetectorMetric(Metric):
         try:
             info.params.model_validate(dict(spec.model_dump(exclude_none=True), type=spec.type))
         except ValidationError as e:
-            raise ValueError(f"{self.prefix}: detector {spec.type}: {e}") from None
+            raise ValueError(f"{self.prefix}: detector {spec.type}: {pydantic_message(e)}") from None
         self._det: Optional[Any] = None
 
     def registry(self) -> Any:

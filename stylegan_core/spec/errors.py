@@ -10,7 +10,7 @@ plugin or part ``type`` (install or load a plugin, or fix the name), else 2.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 EXIT_INVALID = 2
 EXIT_UNKNOWN = 3
@@ -71,6 +71,25 @@ class SpecError(Exception):
     @property
     def exit_code(self) -> int:
         return EXIT_UNKNOWN if any(i.unknown_part for i in self.issues) else EXIT_INVALID
+
+
+def pydantic_message(err: Any, limit: int = 3) -> str:
+    """A pydantic ``ValidationError`` in one line: ``Model: field.path: message (got value); ...`` (the first
+    ``limit`` problems), without pydantic's per-error type tags and documentation links."""
+    try:
+        problems = err.errors(include_url=False)
+    except Exception:  # not a ValidationError: its own text, first line
+        return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    parts = []
+    for x in problems[:limit]:
+        loc = ".".join(map(str, x.get("loc", ()))) or "value"
+        msg = str(x.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        got = repr(x.get("input"))
+        parts.append(f"{loc}: {msg}" + (f" (got {got if len(got) <= 40 else got[:37] + '...'})"
+                                          if "input" in x and not isinstance(x.get("input"), dict) else ""))
+    more = f"; and {len(problems) - limit} more" if len(problems) > limit else ""
+    title = getattr(err, "title", "")
+    return _one_line((f"{title}: " if title else "") + "; ".join(parts) + more)
 
 
 def spec_error(file: str, line: int, col: int, path: str, message: str, suggestion: Optional[str] = None,

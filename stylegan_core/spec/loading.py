@@ -14,6 +14,7 @@ from .diagnostics import issues_from_validation
 from .errors import SpecError, SpecIssue
 from .models import build_spec_model
 from .presets import close_presets, preset_path
+from .presets import close_presets, preset_path
 from .yaml_loader import MAX_CHARS, Loc, Parsed, parse_document, parse_value
 
 DEFAULT_SPEC = Path(__file__).with_name("default.yaml")
@@ -120,8 +121,8 @@ def _resolve_extends(path: Path, ext: Any, where: Loc, chain: tuple[Path, ...]) 
     name (``extends: stylegan3-t``, :mod:`.presets`)."""
     file, line, col = where
     if not isinstance(ext, str) or not ext.strip():
-        raise SpecError([SpecIssue(file, line, col, "extends", "expected a preset name or the path of another "
-                                                               f"spec file (relative to this one), got {ext!r}")])
+        raise SpecError([SpecIssue(file, line, col, "extends", "expected the path of another spec file "
+                                                               f"(relative to this one) or a preset name, got {ext!r}")])
     try:
         target = Path(ext)
         base_path = (target if target.is_absolute() else path.parent / target).resolve()
@@ -138,8 +139,7 @@ def _resolve_extends(path: Path, ext: Any, where: Loc, chain: tuple[Path, ...]) 
     if len(chain) >= MAX_EXTENDS_DEPTH:
         raise SpecError([SpecIssue(file, line, col, "extends", f"extends nested more than {MAX_EXTENDS_DEPTH} deep")])
     if not found:
-        raise SpecError([SpecIssue(file, line, col, "extends", f"no such file or preset: {ext} (looked for "
-                                                               f"{base_path}; presets: stylegan-plugins --presets)",
+        raise SpecError([SpecIssue(file, line, col, "extends", f"file not found: {ext} (looked for {base_path})",
                                    close_presets(ext) or None)])
     if not is_file:
         raise SpecError([SpecIssue(file, line, col, "extends", f"not a file: {ext} ({base_path})")])
@@ -315,8 +315,8 @@ def load_spec(path: Union[str, Path, None], overrides: Iterable[str] = (),
     if preset is not None:  # a preset by name (a file of that name wins)
         p, shown, exists, is_file = preset, str(preset), True, True
     if not is_file:
-        raise SpecError([SpecIssue(shown, 1, 1, "", "no such spec file or preset (presets: stylegan-plugins "
-                                                    "--presets)" if not exists else "not a file",
+        raise SpecError([SpecIssue(shown, 1, 1, "", "spec file not found, nor a preset of that name (presets: "
+                                                    "stylegan-plugins --presets)" if not exists else "not a file",
                                    close_presets(shown) or None if not exists else None)])
     return _validate(_load_file(p, shown, ()), overrides, registry, sections, section_origins)
 
