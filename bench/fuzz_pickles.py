@@ -56,7 +56,7 @@ def seeds() -> dict[str, bytes]:
     """The official-layout snapshots mutated by the cases."""
     import pickle
 
-    import test_official_pickle as top
+    import official_snapshots as top
 
     canary = Path(tempfile.gettempdir()) / "fuzz-pickles-canary.txt"
     out = {}
@@ -71,7 +71,7 @@ def seeds() -> dict[str, bytes]:
     try:
         import dill  # noqa: F401
 
-        import test_pg_xl_import as xl
+        import official_snapshots as xl
 
         vit = xl.xl_vit_module(canary)
         torch.manual_seed(0)

@@ -24,8 +24,8 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-from test_official_pickle import canary_source, data_spec
-from test_pg_xl_import import PG_MODULES, GLU, DummyMapping, InitLayer, NoiseInjection, SEBlock, pg_snapshot
+from official_snapshots import (GLU, PG_MODULES, DummyMapping, InitLayer, NoiseInjection, SEBlock, canary_source,
+                                data_spec, pg_snapshot)
 from stylegan_core.official import build_from_checkpoint
 from stylegan_core.plugins import load_plugins
 

@@ -34,8 +34,7 @@ import torch
 
 from stylegan_core.cli.build import main as build_main
 from stylegan_core.cli.run import main as run_main
-from test_official_pickle import (Payload, canary_source, network_meta, small_network, small_snapshot,
-                                  snapshot_bytes)
+from official_snapshots import Payload, canary_source, network_meta, small_network, small_snapshot, snapshot_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "stylegan_core" / "spec" / "default.yaml"
@@ -584,7 +583,7 @@ def test_implausible_recorded_arguments_are_refused_before_building(tmp_path, ca
 def test_stylegan_xl_layout_search_is_bounded(tmp_path, capsys):
     """A SuperresGenerator whose 40 middle layers match no layout: refused within seconds (the layout search is
     depth first and capped), not after hours."""
-    from test_official_pickle import EasyDict, Persistent
+    from official_snapshots import EasyDict, Persistent
 
     def rec(cls, params=None, buffers=None, modules=None, kw=None):
         st = dict(torch.nn.Module().__dict__)
@@ -615,7 +614,7 @@ def test_protocol_0_and_1_snapshots_are_read(tmp_path):
     """Official-layout snapshots pickled with protocols 0 and 1 (copyreg._reconstructor for EasyDict, bytes through
     _codecs.encode) read to the same records as protocol 4."""
     from stylegan_core.official import unpickle_safely
-    import test_official_pickle as top
+    import official_snapshots as top
 
     nets = small_snapshot()
     states = {}
@@ -702,7 +701,7 @@ def test_dill_globals_never_run_anything(tmp_path, capsys, case):
 MEMORY_CASES = r'''
 import io, pickle, sys, resource, torch
 sys.path.insert(0, sys.argv[1])
-from test_official_pickle import small_network, small_snapshot, snapshot_bytes
+from official_snapshots import small_network, small_snapshot, snapshot_bytes
 from test_malicious_inputs import _Reduce, _tensor_snapshot
 from stylegan_core.official import CheckpointError, import_checkpoint, unpickle_safely
 from stylegan_core.plugins import load_plugins

@@ -1,6 +1,6 @@
 """Official NVIDIA network pickles are imported safely and reproduce the official outputs.
 
-No official code is used: a small writer below emits pickles with the structure of an
+No official code is used: the writer in ``official_snapshots.py`` emits pickles with the structure of an
 official training snapshot (fixture README, section C): ``dict(G, D, G_ema, augment_pipe,
 training_set_kwargs)`` whose networks pickle as
 ``torch_utils.persistence._reconstruct_persistent_obj(meta)``, ``meta = dict(type='class',
@@ -21,292 +21,27 @@ import json
 import os
 import pickle
 import subprocess
-import sys
 import types
 from collections import OrderedDict
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from nvlabs_nets import FIXTURES, OUT_KEY, REPO, TOL, case_params, case_stems, check, load_case, psi
+from nvlabs_nets import FIXTURES, OUT_KEY, REPO, case_params, check, psi
+from official_snapshots import (BIN, STEMS, Payload, Persistent, _reconstruct_persistent_obj, canary_source, data_spec,
+                                digits_can_stand_in, dims_of, fixture, fixture_network, network_meta, official_names,
+                                small_network, small_snapshot, snapshot_bytes, snapshot_for_case, write_snapshot)
 from stylegan_core.plugins import load_plugins
 from stylegan_core.official import (CheckpointError, ConversionError, OfficialConversion, PersistentRecord,
                                     UnsafePickleError, build_from_checkpoint, import_checkpoint, load_official_pickle)
 from stylegan_core.official.convert import HOOK
 from stylegan_plugins.stylegan2.importer import build_from_official
 
-BIN = Path(sys.executable).parent
-G_CLASS, D_CLASS = "training.networks_stylegan2.Generator", "training.networks_stylegan2.Discriminator"
-# buffers of the official StyleGAN2 / StyleGAN3 networks; everything else in their state dicts is a parameter
-BUFFERS = {"resample_filter", "noise_const", "w_avg", "freqs", "phases", "transform", "magnitude_ema", "up_filter",
-           "down_filter"}
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# A writer of official-layout pickles (no official code involved)
-
-
-def _reconstruct_persistent_obj(meta):  # stand-in, only ever named in the stream, never called
-    raise AssertionError("the official reconstructor must never run")
-
-
-_reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-_reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-
-
-class EasyDict(dict):
-    """A dict with attribute access, pickled under the official name dnnlib.util.EasyDict."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name, value):
-        self[name] = value
-
-
-EasyDict.__module__ = "dnnlib.util"
-
-
-@contextmanager
-def official_names():
-    """``torch_utils.persistence`` and ``dnnlib.util`` exist only while a pickle is written."""
-    mods = {"torch_utils": types.ModuleType("torch_utils"),
-            "torch_utils.persistence": types.ModuleType("torch_utils.persistence"),
-            "dnnlib": types.ModuleType("dnnlib"), "dnnlib.util": types.ModuleType("dnnlib.util")}
-    mods["torch_utils.persistence"]._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    mods["dnnlib.util"].EasyDict = EasyDict
-    mods["torch_utils"].persistence, mods["dnnlib"].util = mods["torch_utils.persistence"], mods["dnnlib.util"]
-    saved = {n: sys.modules.get(n) for n in mods}
-    sys.modules.update(mods)
-    try:
-        yield
-    finally:
-        for n, m in saved.items():
-            if m is None:
-                sys.modules.pop(n, None)
-            else:
-                sys.modules[n] = m
-
-
-class Persistent:
-    """Pickles exactly as a torch_utils.persistence object: ``_reconstruct_persistent_obj(meta)``."""
-
-    def __init__(self, meta: dict):
-        self.meta = meta
-
-    def __reduce__(self):
-        return (_reconstruct_persistent_obj, (self.meta,), None)
-
-
-class Payload:
-    """A pickle payload: ``fn(*args)`` at load time."""
-
-    def __init__(self, fn, *args):
-        self.fn, self.args = fn, args
-
-    def __reduce__(self):
-        return (self.fn, self.args)
-
-
-def canary_source(canary: Path, module: str) -> str:
-    """Stands for an official module's source: executing it writes the canary file."""
-    return (f'"""{module} (stand-in): executing this source writes a canary file."""\n'
-            f"import pathlib\npathlib.Path({str(canary)!r}).write_text('module_src was executed')\n"
-            "class Generator: pass\nclass Discriminator: pass\n")
-
-
-def _easy(v: Any) -> Any:
-    if isinstance(v, dict):
-        return EasyDict({k: _easy(x) for k, x in v.items()})
-    return v
-
-
-def _sub_class(role: str, path: str) -> str:
-    leaf = path.rsplit(".", 1)[-1]
-    if leaf in ("mapping", "synthesis"):
-        return {"mapping": "MappingNetwork", "synthesis": "SynthesisNetwork"}[leaf]
-    if leaf in ("affine", "embed", "fc", "out") or (leaf.startswith("fc") and leaf[2:].isdigit()):
-        return "FullyConnectedLayer"
-    if leaf.startswith("b") and leaf[1:].isdigit():
-        if role == "D":
-            return "DiscriminatorEpilogue" if leaf == "b4" else "DiscriminatorBlock"
-        return "SynthesisBlock"
-    if leaf == "torgb":
-        return "ToRGBLayer"
-    if leaf in ("conv0", "conv1") and role == "G":
-        return "SynthesisLayer"
-    return "Conv2dLayer"
-
-
-def network_meta(class_name: str, init_kwargs: dict, state: dict[str, torch.Tensor], src: str,
-                 extra_state: Optional[dict] = None) -> Persistent:
-    """The persistence record tree of an official network from its flat ``state_dict``."""
-    role = "D" if class_name.endswith("Discriminator") else "G"
-    tree: dict = {"": ({}, {})}  # module path -> (params, buffers)
-    for name, t in state.items():
-        path, _, leaf = name.rpartition(".")
-        parts = path.split(".") if path else []
-        for i in range(len(parts) + 1):
-            tree.setdefault(".".join(parts[:i]), ({}, {}))
-        tree[path][1 if leaf in BUFFERS else 0][leaf] = t
-    if role == "D" and "b4" in tree:
-        tree["b4.mbstd"] = ({}, {})  # a module without weights, as the official MinibatchStdLayer
-
-    def record(path: str) -> Persistent:
-        params, buffers = tree[path]
-        kids = sorted(p for p in tree if p and p.rpartition(".")[0] == path)
-        st: dict[str, Any] = {
-            "training": False,
-            "_parameters": OrderedDict((k, torch.nn.Parameter(v.clone(), requires_grad=False))
-                                       for k, v in params.items()),
-            "_buffers": OrderedDict((k, v.clone()) for k, v in buffers.items()),
-            "_non_persistent_buffers_set": set(),
-            "_backward_pre_hooks": OrderedDict(), "_backward_hooks": OrderedDict(), "_is_full_backward_hook": None,
-            "_forward_hooks": OrderedDict(), "_forward_hooks_with_kwargs": OrderedDict(),
-            "_forward_hooks_always_called": OrderedDict(), "_forward_pre_hooks": OrderedDict(),
-            "_forward_pre_hooks_with_kwargs": OrderedDict(), "_state_dict_hooks": OrderedDict(),
-            "_state_dict_pre_hooks": OrderedDict(), "_load_state_dict_pre_hooks": OrderedDict(),
-            "_load_state_dict_post_hooks": OrderedDict(),
-            "_modules": OrderedDict((k.rpartition(".")[2], record(k)) for k in kids),
-            "_init_args": (),
-            "_init_kwargs": _easy(init_kwargs) if not path else {},
-        }
-        w = params.get("weight")
-        if w is not None and w.ndim >= 2:  # numpy float64 attributes, as the official layers keep them
-            st["weight_gain"] = np.float64(1 / np.sqrt(w[0].numel()))
-            st["act_gain"] = np.float64(np.sqrt(2))
-        if not path:
-            st.update({k: v for k, v in init_kwargs.items() if not isinstance(v, dict)})
-            # torch skips None entries and non-persistent buffers in state_dict(): so must the importer
-            st["_parameters"]["unused_bias"] = None
-            st["_buffers"]["scratch"] = torch.ones(3)
-            st["_non_persistent_buffers_set"] = {"scratch"}
-            if role == "G":
-                st["block_sizes"] = np.array([4, 8, 16], dtype=np.int64)  # a numpy array attribute
-            st.update(extra_state or {})
-        return Persistent(dict(type="class", version=6, module_src=src, class_name=_sub_class(role, path)
-                               if path else class_name.rsplit(".", 1)[-1], state=st))
-
-    return record("")
-
-
-def snapshot_bytes(networks: dict[str, Any], canary: Path, extra: Optional[dict] = None) -> bytes:
-    """An official snapshot: ``networks`` maps G / D / G_ema to ``(class_name, init_kwargs, state)`` or a
-    ready object; training_set_kwargs is a plain dict as training_loop.py writes it."""
-    srcs = {"G": canary_source(canary, "training/networks_stylegan2.py")}
-    srcs["D"] = srcs["G"]  # one module source, memoised once in the stream like the official pickles
-    data: dict[str, Any] = {}
-    for key, net in networks.items():
-        if isinstance(net, tuple):
-            cls, kw, state = net
-            data[key] = network_meta(cls, kw, state, srcs["D" if key == "D" else "G"])
-        else:
-            data[key] = net
-    data.setdefault("augment_pipe", None)
-    data.setdefault("training_set_kwargs", dict(class_name="training.dataset.ImageFolderDataset",
-                                                path="/datasets/example.zip", use_labels=False, max_size=1797,
-                                                xflip=False, resolution=32, random_seed=0))
-    data.update(extra or {})
-    with official_names():
-        return pickle.dumps(data, protocol=4)  # training_loop.py: pickle.dump(snapshot_data, f), default protocol
-
-
-def write_snapshot(path: Path, networks: dict[str, Any], canary: Path, extra: Optional[dict] = None) -> Path:
-    path.write_bytes(snapshot_bytes(networks, canary, extra))
-    return path
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Networks: the fixtures, and small ones of our own
-
-
-def small_kwargs(role: str, c_dim: int = 0, res: int = 8, channels: int = 3) -> dict:
-    if role == "G":
-        return dict(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=res, img_channels=channels,
-                    mapping_kwargs={"num_layers": 1}, channel_base=64, channel_max=8, num_fp16_res=0,
-                    conv_clamp=None, architecture="skip")
-    return dict(c_dim=c_dim, img_resolution=res, img_channels=channels, architecture="resnet", channel_base=64,
-                channel_max=8, num_fp16_res=0, conv_clamp=None, epilogue_kwargs={"mbstd_group_size": 2})
-
-
-def small_network(role: str, seed: int = 0, **dims) -> tuple[str, dict, dict[str, torch.Tensor]]:
-    """``(class_name, init_kwargs, state)`` of a small official-layout network built with our classes."""
-    cls = G_CLASS if role == "G" else D_CLASS
-    kw = small_kwargs(role, **dims)
-    torch.manual_seed(seed)
-    net = build_from_official(cls, kw)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    return cls, kw, {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
-STEMS = case_stems("nets/sg2_")
 FIXTURE_CASES = case_params("nets/sg2_")
-fixture = load_case
-
-
-def fixture_network(stem: str) -> tuple[str, str, dict, dict[str, torch.Tensor]]:
-    """``(role, class_name, init_kwargs, state)`` of a fixture case."""
-    manifest, T = fixture(stem)
-    prefix = manifest.get("state_prefix", "state.")
-    state = {k[len(prefix):]: v for k, v in T.items() if k.startswith(prefix)}
-    role = "D" if manifest["class_name"].endswith("Discriminator") else "G"
-    return role, manifest["class_name"], manifest["init_kwargs"], state
-
-
-def dims_of(kw: dict) -> tuple[int, int, int]:
-    return int(kw["c_dim"]), int(kw["img_resolution"]), int(kw["img_channels"])
-
-
-def snapshot_for_case(stem: str) -> dict[str, Any]:
-    """The case's network under its official key; the partner is a fixture of the same dims, else a small one."""
-    role, cls, kw, state = fixture_network(stem)
-    c_dim, res, ch = dims_of(kw)
-    partner = None
-    for other in STEMS:
-        o_role, o_cls, o_kw, o_state = fixture_network(other)
-        if o_role != role and dims_of(o_kw) == dims_of(kw):
-            partner = (o_cls, o_kw, o_state)
-            break
-    if partner is None:
-        partner = small_network("D" if role == "G" else "G", c_dim=c_dim, res=res, channels=ch)
-    G, D = ((cls, kw, state), partner) if role == "G" else (partner, (cls, kw, state))
-    G_raw = (G[0], G[1], {k: v + 1 for k, v in G[2].items()})  # raw G differs from G_ema: must not be imported
-    return {"G": G_raw, "D": D, "G_ema": G}
-
-
-def digits_can_stand_in(c_dim: int, res: int, channels: int) -> bool:
-    return channels in (1, 3) and c_dim in (0, 10) and 8 <= res <= 256
-
-
-def data_spec(tmp_path: Path, c_dim: int, res: int, channels: int) -> Optional[Path]:
-    """None when the embedded digits can stand in for the data; else a spec with an image folder that matches."""
-    if digits_can_stand_in(c_dim, res, channels):
-        return None
-    from PIL import Image
-
-    folder = tmp_path / "data"
-    folder.mkdir()
-    n = max(c_dim, 2)
-    labels = []
-    for i in range(n):
-        arr = np.full((res, res, channels), 40 * i % 255, dtype=np.uint8)
-        Image.fromarray(arr[:, :, 0] if channels == 1 else arr).save(folder / f"img{i}.png")
-        labels.append([f"img{i}.png", i % max(c_dim, 1)])
-    (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
-    spec = tmp_path / "data.yaml"
-    spec.write_text(f"extends: {REPO / 'stylegan_core' / 'spec' / 'default.yaml'}\n"
-                    f"data: {{type: core.image_folder, path: {folder}, use_labels: {str(c_dim > 0).lower()}}}\n"
-                    "metrics: []\n")
-    return spec
 
 
 def generator_output(G, key: str, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -444,12 +179,6 @@ def test_cli_build_from_checkpoint_then_generate(tmp_path):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Safety: nothing in the pickle runs; payloads and corrupt files give clear errors
-
-
-def small_snapshot(**overrides) -> dict:
-    nets = {"G": small_network("G", seed=1), "D": small_network("D", seed=2), "G_ema": small_network("G", seed=3)}
-    nets.update(overrides)
-    return nets
 
 
 def test_canary_would_be_written_by_executing_the_source(tmp_path):

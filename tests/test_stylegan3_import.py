@@ -1,6 +1,6 @@
 """Official StyleGAN3 snapshots (T and R) import safely through the stylegan3 plugin's hook.
 
-The pickles are written by the official-layout writer of ``test_official_pickle`` (no official
+The pickles are written by the official-layout writer of ``official_snapshots.py`` (no official
 code; every embedded module source writes a canary file if executed): ``G_ema`` is an ``nets/sg3*``
 fixture generator (``training.networks_stylegan3.Generator``), ``D`` a small StyleGAN2
 discriminator of the same dimensions, as official StyleGAN3 snapshots pair them. The imported
@@ -15,22 +15,11 @@ import torch
 import yaml
 
 from nvlabs_nets import case_params, case_stems, check, load_case, psi
-from test_official_pickle import BIN, data_spec, dims_of, small_network, write_snapshot
+from official_snapshots import BIN, data_spec, dims_of, sg3_snapshot, small_network, write_snapshot
 from stylegan_core.plugins import load_plugins
 from stylegan_core.official import ConversionError, build_from_checkpoint, import_checkpoint
 
 CASES = case_params("nets/sg3")
-
-
-def sg3_snapshot(stem: str) -> tuple[dict, dict, dict[str, torch.Tensor]]:
-    manifest, T = load_case(stem)
-    prefix = manifest.get("state_prefix", "state.")
-    state = {k[len(prefix):]: v for k, v in T.items() if k.startswith(prefix)}
-    kw = manifest["init_kwargs"]
-    G = (manifest["class_name"], kw, state)
-    D = small_network("D", c_dim=kw["c_dim"], res=kw["img_resolution"], channels=kw["img_channels"])
-    G_raw = (G[0], kw, {k: v + 1 for k, v in state.items()})  # the raw G must not be the one imported
-    return {"G": G_raw, "D": D, "G_ema": G}, T, state
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +27,6 @@ def plugin_set():
     ps = load_plugins()
     assert {"stylegan2", "stylegan3"} <= set(ps.loaded), ps.failed
     return ps
-
-
 
 
 @pytest.mark.fixtures
