@@ -8,12 +8,13 @@ is a spec error naming both places.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import pydantic
 import torch
@@ -132,6 +133,8 @@ def build_part(spec: LoadedSpec, path: tuple, info: ComponentInfo, build: Any, w
     errors of that kind are ValueErrors) and an ``OSError`` about a file the spec names become a
     :class:`SpecError` at the key whose value the message quotes (``discriminator.feature_network.weights``),
     else at the part's ``type``; any other exception a :class:`PartBuildError` naming the part and its plugin.
+    An exception whose ``spec_value`` is False (the part's input files are at fault, not the spec:
+    ``core.image_folder``'s DataFileError) passes unchanged: its message names the file.
     """
     at = f" {where}" if where else ""
     try:
@@ -139,6 +142,8 @@ def build_part(spec: LoadedSpec, path: tuple, info: ComponentInfo, build: Any, w
     except (SpecError, RegistryError):
         raise
     except Exception as e:
+        if getattr(e, "spec_value", True) is False:
+            raise
         msg = pydantic_message(e) if isinstance(e, pydantic.ValidationError) else str(e).strip() or type(e).__name__
         key = _key_named(_node(spec.data, path), path, msg)
         if isinstance(e, spec_errors) or (isinstance(e, OSError) and key is not None):
@@ -231,7 +236,43 @@ def num_params(module: nn.Module) -> int:
 
 
 def dry_run(built: BuiltModel, batch: int = 2) -> list[dict[str, Any]]:
-    """Forward a batch through G and D; return rows of the parts table (shapes and FLOPs per image)."""
+    """Forward a batch through G and D; return rows of the parts table (shapes and FLOPs per image).
+
+    The pass runs in the modes the networks are in (training mode after a build, as training will run them), so
+    it moves BatchNorm running statistics, ``num_batches_tracked`` and spectral-norm ``u``/``v``; every parameter
+    and buffer of G and D, and torch's random state, are put back bit for bit afterwards
+    (:func:`kept_state`): what is saved after a dry run is what was built or imported.
+    """
+    with kept_state(built.G, built.D):
+        return _forward_pass(built, batch)
+
+
+@contextlib.contextmanager
+def kept_state(*modules: nn.Module) -> Iterator[None]:
+    """Restore every parameter and buffer of ``modules`` (and their sub-modules) and torch's CPU random state on
+    exit: values copied back into the original tensors, a tensor the forward replaced put back, one it added
+    removed."""
+    saved = []
+    for root in modules:
+        for module in root.modules() if root is not None else ():
+            for table in (module._parameters, module._buffers):
+                before = dict(table)
+                saved.append((table, before, {k: v.detach().clone() for k, v in before.items() if v is not None}))
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for table, before, values in saved:
+                    for k in [k for k in table if k not in before]:
+                        del table[k]
+                    for k, obj in before.items():
+                        if obj is not None:
+                            obj.copy_(values[k])
+                        table[k] = obj
+
+
+def _forward_pass(built: BuiltModel, batch: int) -> list[dict[str, Any]]:
     from torch.utils.flop_counter import FlopCounterMode
 
     G, D = built.G, built.D

@@ -105,7 +105,7 @@ def test_every_preset_builds_and_trains_a_step(tmp_path, registry):
     """
     import yaml
 
-    from stylegan_core.build import dry_run
+    from stylegan_core.build import dry_run, model_state
 
     repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     presets = yaml.safe_load((repo / "registry.yaml").read_text())["presets"]
@@ -119,7 +119,10 @@ def test_every_preset_builds_and_trains_a_step(tmp_path, registry):
             overrides += [f"data={{type: core.digits, resolution: 32, use_labels: {labels}}}",
                           "generator.synthesis.channel_max=32", "discriminator.channel_max=32"]
         built = build_model(load_spec(repo / path, overrides, registry), registry)
+        before = {k: v.clone() for k, v in model_state(built).items()}
         rows = dry_run(built)
+        after = model_state(built)  # the dry run changes no weight or buffer (BatchNorm statistics, u/v)
+        assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items()), name
         res = built.dataset.resolution
         assert rows[1]["output"] == [2, built.dataset.num_channels, res, res], name
         tr = Trainer(built, tmp_path / name, kimg=0.008, progress=False, log=lambda s: None)

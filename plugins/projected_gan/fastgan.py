@@ -31,6 +31,7 @@ also works above 256 px (the official ``FastganSynthesisCond`` cannot be built t
 """
 from __future__ import annotations
 
+import warnings
 import zlib
 from typing import Annotated, Optional
 
@@ -167,8 +168,8 @@ class FastGANMapping(MappingNetwork):
     (``c_dim > 0``, the synthesis network's ``cond: true``): ws = ``[z, embed(c.argmax(1))]`` ``[N, 2, z_dim]``.
 
     ``z_dim`` defaults to the synthesis network's ``w_dim``; ``num_ws`` must be 1. Unconditional:
-    a dataset with labels is refused (set ``data.use_labels: false``). Truncation is refused too
-    (the synthesis network normalises z, so scaling it would change nothing).
+    a dataset with labels is refused (set ``data.use_labels: false``). ``truncation_psi`` is ignored with one
+    warning, as the official generator ignores it (there is no w_avg, and the synthesis network normalises z).
     """
 
     def __init__(self,
@@ -203,11 +204,14 @@ class FastGANMapping(MappingNetwork):
             if rows < self.c_dim:
                 raise ValueError(f"num_classes={rows} is below the data's c_dim={self.c_dim}")
             self.embed = nn.Embedding(rows, z_dim)
+        self._warned_truncation = False  # truncation_psi != 1 is ignored with one warning
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, truncation_psi: float = 1,
                 truncation_cutoff: Optional[int] = None, update_emas: bool = False) -> torch.Tensor:
-        if truncation_psi != 1:
-            raise ValueError("FastGAN has no w_avg to truncate towards: truncation_psi must be 1")
+        if truncation_psi != 1 and not self._warned_truncation:  # the official FastGAN ignores truncation_psi too
+            warnings.warn(f"FastGAN has no w_avg to truncate towards: truncation_psi={truncation_psi} is ignored",
+                          stacklevel=2)
+            self._warned_truncation = True
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [N, {self.z_dim}], got {tuple(z.shape)}")
         if not self.c_dim:
