@@ -31,7 +31,7 @@ def _walk(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, dict]]:
 
 
 def _resolved(weights: Any) -> Optional[str]:
-    if weights is None:
+    if weights is None or str(weights).split(":", 1)[0] == "pretrained":  # a library cache file: the network has its path
         return None
     return "random" if is_random(weights) else str(Path(str(weights)).expanduser().resolve())
 

@@ -56,22 +56,59 @@ class _Capture(logging.Handler):
 
 
 @contextlib.contextmanager
-def capture_logs(*names: str) -> Iterator[list[str]]:
-    """Collect what the named loggers say (libraries report skipped weights there rather than raising)."""
+def capture_logs(*names: str, quiet: bool = False) -> Iterator[list[str]]:
+    """Collect what the named loggers say (libraries report skipped weights there rather than raising);
+    ``quiet``: only collect it (the caller reports what matters in its own words)."""
     handler = _Capture()
     saved = []
     for n in names:
         lg = logging.getLogger(n)
-        saved.append((lg, lg.level))
+        saved.append((lg, lg.level, lg.propagate))
         lg.addHandler(handler)
         if lg.getEffectiveLevel() > logging.INFO:
             lg.setLevel(logging.INFO)
+        if quiet:
+            lg.propagate = False
     try:
         yield handler.messages
     finally:
-        for lg, level in saved:
+        for lg, level, propagate in saved:
             lg.removeHandler(handler)
             lg.setLevel(level)
+            lg.propagate = propagate
+
+
+#: ``weights: pretrained``: the library's own published weights, read from its cache (never downloaded here)
+PRETRAINED = "pretrained"
+
+
+def cached_pretrained_file(part: str, model: str, hf_repo: Optional[str], hf_files: Sequence[str],
+                           url: Optional[str], url_cache: Optional[Path]) -> Path:
+    """The local copy of a model's published weights in the caches its library downloads to: the Hugging Face
+    hub cache (``HF_HUB_CACHE`` / ``HF_HOME``; ``hf_repo`` may carry ``@revision``; the first of ``hf_files``
+    present) or, for weights published at ``url``, ``url_cache`` / the URL's file name. Nothing is downloaded:
+    when the file is not there, :class:`FeatureNetworkError` says exactly what to fetch and where it goes."""
+    wanted = []
+    if hf_repo:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        repo, _, revision = hf_repo.partition("@")
+        for name in hf_files:
+            found = try_to_load_from_cache(repo, name, revision=revision or None)
+            if isinstance(found, str) and Path(found).is_file():
+                return Path(found)
+        wanted.append(f"`huggingface-cli download {repo} {hf_files[0]}"
+                      f"{' --revision ' + revision if revision else ''}` (into the hub cache {constants.HF_HUB_CACHE})")
+    if url and url_cache is not None:
+        target = url_cache / Path(url.split("?", 1)[0]).name
+        if target.is_file():
+            return target
+        wanted.append(f"{url} saved as {target}")
+    if not wanted:
+        raise FeatureNetworkError(f"{part}: {model} has no published weights to use with weights: {PRETRAINED}")
+    raise FeatureNetworkError(f"{part}: weights: {PRETRAINED}: the published weights of {model} are not in the "
+                              f"local cache and nothing is downloaded here; fetch them once: "
+                              f"{' or '.join(wanted)}; or give the path of a local weights file")
 
 
 def even_taps(depth: int, n: int = 4) -> list[int]:

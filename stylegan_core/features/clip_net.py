@@ -13,7 +13,10 @@ OpenAI weights need the ``-quickgelu`` model names (``ViT-B-32-quickgelu``,
 the activation by the weights' tag. Weights: ``random`` (seeded) or a local file of
 the whole CLIP model read by ``open_clip.create_model(name, pretrained=<file>)``
 (open_clip's loader: ``torch.load(weights_only=True)`` or safetensors, strict, with its
-own key conversions and position-embedding resampling). Only the image tower is kept.
+own key conversions and position-embedding resampling), or ``pretrained[:<tag>]``: open_clip's
+published weights (``openai`` by default), read as such a file from where open_clip would
+download them (the Hugging Face hub cache, or ``~/.cache/clip`` for URL-only weights); when
+they are not there the error names what to fetch. Only the image tower is kept.
 Attention runs through ``nn.MultiheadAttention`` with ``need_weights=False``, which
 PyTorch executes with ``scaled_dot_product_attention`` (fused kernels where available).
 
@@ -25,6 +28,7 @@ open_clip resamples the position embedding of loaded weights).
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import torch
@@ -32,7 +36,8 @@ from pydantic import AfterValidator, Field
 
 from ..layers.attention import route_multihead_attention
 from ..params import weights_given
-from .base import BackboneFeatureNetwork, FeatureNetworkError, check_taps, even_taps, offline_hub, seeded
+from .base import (PRETRAINED, BackboneFeatureNetwork, FeatureNetworkError, cached_pretrained_file, check_taps,
+                   even_taps, offline_hub, seeded)
 
 EMBEDDING = "embedding"
 
@@ -44,6 +49,35 @@ def import_open_clip():
     except ImportError as e:
         raise FeatureNetworkError("core.open_clip needs open_clip: pip install 'stylegan-core[clip]'") from e
     return open_clip
+
+
+def is_pretrained(weights: str) -> bool:
+    """``pretrained`` or ``pretrained:<tag>``: open_clip's published weights."""
+    w = str(weights).strip()
+    return w == PRETRAINED or w.startswith(PRETRAINED + ":")
+
+
+def pretrained_file(open_clip, name: str, weights: str, part: str) -> Path:
+    """The local copy of open_clip's published weights of model ``name`` for ``weights`` = ``pretrained:<tag>``
+    (plain ``pretrained``: the tag ``openai`` if the model has it, else its only tag), where open_clip would
+    download them: the Hugging Face hub cache (its ``hf_hub`` entry; ``open_clip_model.safetensors`` or
+    ``open_clip_pytorch_model.bin`` unless the entry names the file) or, for weights published at a URL only,
+    ``~/.cache/clip``. Refused, naming what to fetch, when not there."""
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    tag = str(weights).strip().partition(":")[2]
+    if not tag:
+        tag = "openai" if "openai" in tags else (tags[0] if len(tags) == 1 else "")
+        if not tag:
+            raise FeatureNetworkError(f"{part}: {name} has several published weights: give one as "
+                                      f"pretrained:<tag>, tag one of {', '.join(tags) or '(none)'}")
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        raise FeatureNetworkError(f"{part}: {name} has no published weights tagged {tag!r} (tags: "
+                                  f"{', '.join(tags) or 'none'})")
+    repo, _, file = str(cfg.get("hf_hub") or "").rstrip().rpartition("/") if cfg.get("hf_hub") else ("", "", "")
+    files = [file] if file else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    return cached_pretrained_file(part, f"{name} ({tag})", repo or None, files, cfg.get("url") or None,
+                                  Path("~/.cache/clip").expanduser())
 
 
 def _side(size) -> int:
@@ -60,8 +94,10 @@ class OpenClipFeatureNetwork(BackboneFeatureNetwork):
                                                          "weights need the -quickgelu names, e.g. "
                                                          "ViT-L-14-quickgelu")] = "ViT-B-32",
                  weights: Annotated[str, AfterValidator(weights_given), Field(
-                     description="'random' (seeded by seed) or the path of a local file of the whole CLIP model, "
-                                 "read by open_clip.create_model(pretrained=<file>); nothing is downloaded")],
+                     description="'random' (seeded by seed), the path of a local file of the whole CLIP model, "
+                                 "read by open_clip.create_model(pretrained=<file>), or 'pretrained[:<tag>]': "
+                                 "open_clip's published weights (tag openai by default), from the Hugging Face "
+                                 "cache or ~/.cache/clip; nothing is downloaded")],
                  seed: Annotated[int, Field(description="seed of the random initialisation (weights: random)")] = 0,
                  taps: Annotated[Optional[list[Union[int, Literal["embedding"]]]], Field(
                      min_length=1, description="block / stage indices and/or 'embedding' (the pooled image "
@@ -73,10 +109,8 @@ class OpenClipFeatureNetwork(BackboneFeatureNetwork):
                                                                                "size")] = None,
                  resize: Annotated[bool, Field(description="resize images to input_size (bilinear) before the "
                                                            "tower")] = True):
-        super().__init__(weights, seed)
         open_clip = import_open_clip()
         name = model.replace("/", "-")  # 'ViT-L/14' -> 'ViT-L-14', as open_clip does
-        self.model_name = name
         if ":" in name:
             raise FeatureNetworkError(f"core.open_clip: {model!r}: give a model name from open_clip.list_models(); "
                                       f"hub schemas are not used (nothing is downloaded)")
@@ -85,6 +119,10 @@ class OpenClipFeatureNetwork(BackboneFeatureNetwork):
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
             raise FeatureNetworkError(f"core.open_clip: unknown open_clip model {model!r}"
                                       + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        if is_pretrained(weights):  # open_clip's published weights, from its cache
+            weights = str(pretrained_file(open_clip, name, weights, "core.open_clip"))
+        super().__init__(weights, seed)
+        self.model_name = name
         path = self.weights_path
         # safe: open_clip reads a .bin/.pt file with torch.load(weights_only=True) (tensors and containers only)
         kwargs = dict(pretrained=str(path) if path is not None else None, device="cpu", weights_only=True)

@@ -1,7 +1,8 @@
 """``core.timm``: a frozen timm backbone by name, its features tapped without hooks.
 
-- Convolutional networks (EfficientNet-Lite0, ResNets, ConvNeXts, ...) through timm's
-  ``features_only=True`` with ``out_indices`` (default: the last four feature levels,
+- Convolutional networks (EfficientNet-Lite0, MobileNets, ResNets, ConvNeXts, RegNets, ...) and
+  hierarchical transformers (Swin; timm gives their maps channels-last, turned to NCHW here) through
+  timm's ``features_only=True`` with ``out_indices`` (default: the last four feature levels,
   for ``tf_efficientnet_lite0`` 24/40/112/320 channels at strides 4/8/16/32, the split
   of Projected GAN).
 - Vision transformers (ViT, DeiT incl. the distilled ones, DINO, EVA) through
@@ -30,19 +31,29 @@ original-format or timm-format state dict) read by timm's ``load_state_dict``
 (``weights_only=True``: no code in a pickle runs) and loaded by timm's
 ``load_pretrained`` (``pretrained_cfg_overlay``), so timm's checkpoint filters remap
 keys and resample position embeddings. A file that leaves any weight of the network
-unloaded is refused, naming the file.
+unloaded is refused, naming the file; the classifier's tensors (the config's ``classifier``),
+which timm leaves out of a feature extractor (``features_only``, ``intermediates``), are
+ignored and listed at info level, so a model's full state dict loads for every family.
+``pretrained``: timm's published weights of the model (``name.tag`` picks the tag), read from
+where timm itself would download them (the Hugging Face hub cache, or the torch hub cache for
+URL weights) and loaded as a local file; when they are not there, the error names what to
+fetch (``huggingface-cli download <repo> model.safetensors``).
 """
 from __future__ import annotations
 
 import difflib
+import logging
+from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 import torch
 from pydantic import AfterValidator, Field
 
 from ..params import weights_given
-from .base import (BackboneFeatureNetwork, FeatureNetworkError, capture_logs, check_taps, even_taps, offline_hub,
-                   seeded)
+from .base import (PRETRAINED, BackboneFeatureNetwork, FeatureNetworkError, cached_pretrained_file, capture_logs,
+                   check_taps, even_taps, offline_hub, seeded)
+
+logger = logging.getLogger(__name__)
 
 #: timm modules whose models are tapped through ``forward_intermediates`` (patch-token transformers)
 VIT_MODULES = ("vision_transformer", "deit", "eva")
@@ -76,6 +87,39 @@ def _own_args(model_args: dict) -> dict:
     return model_args
 
 
+def pretrained_file(timm, model: str) -> Path:
+    """The local copy of timm's published weights of ``model`` (``name.tag``: that tag's), where timm would
+    download them: the Hugging Face hub cache (``model.safetensors`` or ``pytorch_model.bin`` of the config's
+    ``hf_hub_id``, or its ``hf_hub_filename``) or, for weights published at a URL, the torch hub cache
+    (``<torch hub dir>/checkpoints``). Refused, naming what to fetch, when not there."""
+    cfg = timm.models.get_pretrained_cfg(model)
+    if cfg is None:
+        raise FeatureNetworkError(f"core.timm: {model} has no pretrained config (weights: {PRETRAINED})")
+    files = [cfg.hf_hub_filename] if getattr(cfg, "hf_hub_filename", None) else ["model.safetensors",
+                                                                                 "pytorch_model.bin"]
+    return cached_pretrained_file("core.timm", model, getattr(cfg, "hf_hub_id", None), files,
+                                  getattr(cfg, "url", None) or None, Path(torch.hub.get_dir()) / "checkpoints")
+
+
+def _logged_keys(messages: list[str], head: str) -> list[str]:
+    """The state-dict keys timm lists in a log message ``'<head> (a, b, c) ...'``."""
+    for m in messages:
+        if m.startswith(head):
+            return [k for k in m.split("(", 1)[-1].split(")", 1)[0].split(", ") if k]
+    return []
+
+
+def _classifier_names(timm, name: str) -> tuple[str, ...]:
+    """The classifier modules of a timm model (its pretrained config's ``classifier``: ``fc``, ``head.fc``,
+    ``head`` and ``head_dist`` for a distilled DeiT, ...): what timm leaves out when it adapts the model to
+    feature extraction."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    heads = getattr(cfg, "classifier", None) if cfg is not None else None
+    if isinstance(heads, str):
+        heads = (heads,)
+    return tuple(heads or ())
+
+
 def _is_vit(timm, name: str) -> bool:
     arch = timm.models.get_arch_name(name)
     return any(arch in timm.list_models(module=m) for m in VIT_MODULES)
@@ -91,8 +135,10 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
                                                          "vit_small_patch16_224.dino, "
                                                          "deit_base_distilled_patch16_224)")] = "tf_efficientnet_lite0",
                  weights: Annotated[str, AfterValidator(weights_given), Field(
-                     description="'random' (seeded by seed) or the path of a local weights file "
-                                 "(.safetensors/.pth/.bin) read by timm's own loader; nothing is downloaded")],
+                     description="'random' (seeded by seed), the path of a local weights file "
+                                 "(.safetensors/.pth/.bin) read by timm's own loader, or 'pretrained': timm's "
+                                 "published weights of the model (tag), from the Hugging Face / torch hub cache; "
+                                 "nothing is downloaded")],
                  seed: Annotated[int, Field(description="seed of the random initialisation (weights: random)")] = 0,
                  taps: Annotated[Optional[list[Union[int, Literal["patch_embed"]]]], Field(
                      min_length=1, description="feature levels (CNNs: timm out_indices) or block indices (ViTs) to "
@@ -115,21 +161,24 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
                      description="architecture keyword arguments of timm.create_model, e.g. {depth: 4} (random "
                                  "weights; a weights file must fit), not the ones this part "
                                  "sets")] = {}):  # noqa: B006 (read only)
+        timm = import_timm()
+        if not timm.is_model(model):
+            close = difflib.get_close_matches(model, timm.list_models(), n=3, cutoff=0.6)
+            raise FeatureNetworkError(f"core.timm: unknown timm model {model!r}"
+                                      + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        if str(weights).strip() == PRETRAINED:  # timm's published weights, from its cache
+            weights = str(pretrained_file(timm, model))
         super().__init__(weights, seed)
         model_args = dict(model_args or {})
         taken = sorted(set(model_args) & RESERVED_ARGS)
         if taken:
             raise FeatureNetworkError(f"core.timm: model_args {', '.join(taken)} are set by core.timm itself")
-        timm = import_timm()
         self.model_name = model
         self.model_args = model_args
-        if not timm.is_model(model):
-            close = difflib.get_close_matches(model, timm.list_models(), n=3, cutoff=0.6)
-            raise FeatureNetworkError(f"core.timm: unknown timm model {model!r}"
-                                      + (f" (did you mean {', '.join(close)}?)" if close else ""))
         if mode == "auto":
             mode = "intermediates" if _is_vit(timm, model) else "features_only"
         self.mode = mode
+        self.channels_last = False
         self.readout = readout
         if readout != "ignore" and mode != "intermediates":
             raise FeatureNetworkError(f"core.timm: readout {readout!r} needs token features (mode: intermediates)")
@@ -181,6 +230,8 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
         elif mode == "features_only":
             channels, strides = net.feature_info.channels(), net.feature_info.reduction()
             self.taps = list(net.feature_info.out_indices)
+            # Swin and other hierarchical transformers give channels-last maps (timm's output_fmt NHWC)
+            self.channels_last = getattr(net, "output_fmt", "NCHW") == "NHWC"
         else:
             if not hasattr(net, "forward_intermediates") or not hasattr(net, "blocks"):
                 raise FeatureNetworkError(f"core.timm: {model} has no forward_intermediates over blocks; "
@@ -228,7 +279,7 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
 
     def _create(self, timm, model: str, path, kwargs: dict):
         try:
-            with capture_logs("timm.models._builder", "timm.models._helpers") as said:
+            with capture_logs("timm.models._builder", "timm.models._helpers", quiet=path is not None) as said:
                 net = timm.create_model(model, **kwargs)
         except FeatureNetworkError:
             raise
@@ -242,13 +293,21 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
                 pc = getattr(mod, "pretrained_cfg", None)
                 if isinstance(pc, dict) and pc.get("state_dict") is not None:
                     pc["state_dict"], pc["file"] = None, str(path)
-            # timm loads non-strictly where it adapts a model (feature extraction, another head) and only logs
-            # the weights it did not find: a file that leaves weights unloaded is not this model's
-            missing = [m for m in said if m.startswith("Missing keys")]
-            if missing:
-                keys = missing[0].split("(", 1)[-1].split(")", 1)[0].split(", ")
+            # timm loads non-strictly where it adapts a model and only logs the weights it did not load. For
+            # feature extraction it leaves the classifier out (from the state dict, or from a model built without
+            # head, whose file tensors are then unexpected): expected, listed at info level. Any other weight of
+            # the network left unloaded means the file is not this model's.
+            keys = _logged_keys(said, "Missing keys")
+            heads = _classifier_names(timm, model) if self.mode != "classifier" else ()
+            unused = [k for k in keys if any(k == h or k.startswith(h + ".") for h in heads)]
+            unused += _logged_keys(said, "Unexpected keys")
+            keys = [k for k in keys if k not in unused]
+            if keys:
                 raise FeatureNetworkError(f"core.timm: weights file {path} does not fit {model}: {len(keys)} of "
                                           f"its tensors are not in the file (e.g. {', '.join(keys[:4])})")
+            if unused:
+                logger.info("core.timm: %s (%s): the classifier tensors of %s are not used by the feature "
+                            "extractor: %s", model, self.mode, path, ", ".join(unused))
         return net
 
     def output_sizes(self, resolution: int) -> list[int]:
@@ -263,7 +322,8 @@ class TimmFeatureNetwork(BackboneFeatureNetwork):
         if self.mode == "classifier":
             return [self.model(x)[:, :, None, None]]
         if self.mode == "features_only":
-            return list(self.model(x))
+            maps = list(self.model(x))
+            return [m.permute(0, 3, 1, 2) for m in maps] if self.channels_last else maps
         if self.readout == "ignore" and self.patch_tap is None:
             return list(self.model.forward_intermediates(x, indices=self.taps, intermediates_only=True))
         outs = self.model.forward_intermediates(x, indices=self.taps, return_prefix_tokens=True,
