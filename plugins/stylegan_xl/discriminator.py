@@ -26,10 +26,14 @@ per-sample rows instead; not copied). DiffAugment is the spec's ``augment`` part
 [-1, 1] image before D (the official D augments each backbone's normalised copy separately, so its
 colour jitter acts in each backbone's normalised range; not copied).
 
-Conditional heads (``c_dim > 0``) project the patch features onto an embedding of ``c.argmax(1)`` that
-each head learns (the Projected GAN head's own ``nn.Embedding``), not the official pretrained
-EfficientNet-Lite0 class embedding (``in_embeddings/tf_efficientnet_lite0.pkl``, 320-d) followed by a
-320 -> 64 layer; the head is otherwise the same projection ``sum(out * cmap) / sqrt(cmap_dim)``.
+Conditional heads (``c_dim > 0``), as the official ``SingleDiscCond``: each head projects its patch features
+(``cls``, a 4x4 SN conv to ``cmap_dim``) onto ``cmap = embed_proj(embed[c.argmax(1)])``, where ``embed`` is the
+pretrained class embedding table (official ``in_embeddings/tf_efficientnet_lite0.pkl``: 1000 x 320) and
+``embed_proj`` a learned equalized-lr FC with leaky ReLU to ``cmap_dim`` (official 64); the logit map is
+``sum(out * cmap) / sqrt(cmap_dim)``. The table is read from ``embeddings``, the same file (or seeded random
+table) the mapping network reads (:func:`~.networks.class_embedding_table`), held once by the discriminator
+(``embed.weight``) and frozen (:meth:`XLDiscriminator.frozen_parameters`); ``train_embeddings: true`` trains it
+with D, as the official loop does with each head's copy of the table.
 """
 from __future__ import annotations
 
@@ -40,8 +44,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from stylegan_core.api import CDim, Discriminator, ImgResolution, NestedPart
+from stylegan_core.api import CDim, Discriminator, FullyConnectedLayer, ImgResolution, NestedPart
 from stylegan_plugins.projected_gan.discriminator import Head, RandomProjection
+
+from .networks import class_embedding_table
 
 #: the official backbones (``--backbones`` default of StyleGAN-XL's train.py) as part specs, the spec's default of
 #: ``backbones`` (the builder builds them); random weights unless a spec names local files. Lite0 keeps images
@@ -82,6 +88,23 @@ class ViTReassembly(nn.Module):
         return [r(p(x)) for p, r, x in zip(self.proj, self.resample, feats)]
 
 
+class EmbeddingHead(Head):
+    """A conditional head on the pretrained class embedding (official ``SingleDiscCond``): the Projected GAN head's
+    down blocks and ``cls`` conv, and ``embed_proj`` (FC + leaky ReLU, ``embed_dim -> cmap_dim``) of the class
+    embedding ``y`` ``[N, embed_dim]`` the discriminator looks up; ``forward(x, y) -> [N, 1, h, w]``."""
+
+    def __init__(self, cin: int, size: int, separable: bool, patch: bool, embed_dim: int, cmap_dim: int = 64,
+                 channel_max: Optional[int] = None):
+        super().__init__(cin, size, separable, patch, c_dim=1, embed_classes=1, cmap_dim=cmap_dim, embed_dim=1,
+                         channel_max=channel_max)
+        del self.embed  # the table is the discriminator's (one frozen copy for every head)
+        self.embed_proj = FullyConnectedLayer(int(embed_dim), int(cmap_dim), activation="lrelu")
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        cmap = self.embed_proj(y.to(x.dtype))[:, :, None, None]
+        return (self.cls(self.blocks(x)) * cmap).sum(dim=1, keepdim=True) * (1 / self.cmap_dim ** 0.5)
+
+
 def is_single_stride(fnet: nn.Module) -> bool:
     """A backbone whose tapped maps all have one stride (ViT token maps) needs the reassembly."""
     strides = list(getattr(fnet, "strides", []) or [])
@@ -95,7 +118,7 @@ class BackboneDiscriminator(nn.Module):
     def __init__(self, feature_network: nn.Module, img_resolution: int, c_dim: int = 0,
                  reassemble: Optional[bool] = None, vit_features: Sequence[int] = VIT_FEATURES, proj_type: int = 2,
                  cout: int = 64, expand: bool = True, num_discs: int = 4, separable: bool = False,
-                 patch: bool = False, cmap_dim: int = 64, embed_classes: int = 0,
+                 patch: bool = False, cmap_dim: int = 64, embed_dim: int = 0,
                  channel_max: Optional[int] = None, name: str = "backbone"):
         super().__init__()
         self.feature_network = feature_network
@@ -119,15 +142,20 @@ class BackboneDiscriminator(nn.Module):
         with torch.no_grad():
             proj = self.projector(feats)
         sizes = [int(p.shape[-1]) for p in proj[:num_discs]]
-        self.heads = nn.ModuleList([
-            Head(int(p.shape[1]), s, separable, patch, self.c_dim, embed_classes, cmap_dim, channel_max=channel_max)
-            for p, s in zip(proj[:num_discs], sizes)])
+        if self.c_dim:
+            heads = [EmbeddingHead(int(p.shape[1]), s, separable, patch, embed_dim, cmap_dim, channel_max=channel_max)
+                     for p, s in zip(proj[:num_discs], sizes)]
+        else:
+            heads = [Head(int(p.shape[1]), s, separable, patch, channel_max=channel_max)
+                     for p, s in zip(proj[:num_discs], sizes)]
+        self.heads = nn.ModuleList(heads)
         self.width = 0  # logits per image
+        probe_c = torch.zeros([1, embed_dim if self.c_dim else 1])
         for i, (h, p) in enumerate(zip(self.heads, proj)):  # every head must end on a map >= its 4x4 conv
             h.eval()
             try:
                 with torch.no_grad():
-                    self.width += int(h(p[:1], torch.zeros([1, max(self.c_dim, 1)])).numel())
+                    self.width += int(h(p[:1], probe_c).numel())
             except RuntimeError:
                 raise ValueError(f"{name}: feature level {i} is {sizes[i]}x{sizes[i]} at a {size}px input, too "
                                  f"small for a head{' (patch heads start at 16)' if patch else ''} that ends in a "
@@ -156,9 +184,10 @@ class BackboneDiscriminator(nn.Module):
             feats = self.reassembly(feats)
         return self.projector(feats)
 
-    def forward(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``y``: the class embeddings ``[N, embed_dim]`` of a conditional discriminator (ignored otherwise)."""
         feats = self.features(img)
-        return torch.cat([h(f, c).flatten(1) for h, f in zip(self.heads, feats)], dim=1)
+        return torch.cat([h(f, y).flatten(1) for h, f in zip(self.heads, feats)], dim=1)
 
 
 class XLDiscriminator(Discriminator):
@@ -192,9 +221,21 @@ class XLDiscriminator(Discriminator):
                  patch: Annotated[bool, Field(description="patch heads (every head starts at 16)")] = False,
                  cmap_dim: Annotated[int, Field(ge=1, description="projection dimension of class-conditional heads "
                                                                   "(official 64)")] = 64,
-                 embed_classes: Annotated[Optional[int], Field(ge=1, description="rows of the heads' class "
-                                                                                 "embedding (null: "
-                                                                                 "c_dim)")] = None,
+                 embeddings: Annotated[str, Field(description="class embedding table of the conditional heads, the "
+                                                              "mapping network's: 'random' (seeded by embed_seed) or "
+                                                              "a local safetensors file holding 'embed' [num_classes, "
+                                                              "dim] (official: the tf_efficientnet_lite0 class "
+                                                              "embedding)")] = "random",
+                 embed_dim: Annotated[Optional[int], Field(ge=1, description="width of a random embedding table "
+                                                                             "(null: 320, the official)")] = None,
+                 num_embeddings: Annotated[Optional[int], Field(ge=1, description="rows of a random embedding table "
+                                                                                  "(null: c_dim)")] = None,
+                 embed_seed: Annotated[int, Field(description="seed of a random embedding table (the mapping's "
+                                                              "embed_seed gives the same table)")] = 0,
+                 train_embeddings: Annotated[bool, Field(description="train the embedding table with D (the official "
+                                                                     "loop trains each head's copy; default: frozen, "
+                                                                     "the pretrained table as the mapping reads "
+                                                                     "it)")] = False,
                  channel_max: Annotated[Optional[int], Field(ge=1, description="cap of the heads' channel table "
                                                                                "(null: the official table)")] = None,
                  seed: Annotated[int, Field(description="seed of the random reassembly and projections and of the "
@@ -213,12 +254,21 @@ class XLDiscriminator(Discriminator):
             raise ValueError(f"the StyleGAN-XL discriminator takes 1- or 3-channel images, got "
                              f"img_channels={img_channels}")
         self.c_dim, self.img_resolution, self.img_channels = int(c_dim), int(img_resolution), int(img_channels)
-        emb = int(embed_classes) if embed_classes is not None else self.c_dim
+        self.embeddings, self.train_embeddings = str(embeddings), bool(train_embeddings)
+        dim = 0
+        if self.c_dim:
+            table = class_embedding_table("stylegan_xl.discriminator", self.embeddings, self.c_dim, embed_dim,
+                                          num_embeddings, embed_seed)
+            self.embed = nn.Embedding(table.shape[0], table.shape[1])
+            with torch.no_grad():
+                self.embed.weight.copy_(table)
+            self.embed.requires_grad_(self.train_embeddings)
+            dim = int(table.shape[1])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             self.discs = nn.ModuleList([
                 BackboneDiscriminator(b, self.img_resolution, self.c_dim, reassemble, vit_features, proj_type, cout,
-                                      expand, num_discs, separable, patch, cmap_dim, emb, channel_max,
+                                      expand, num_discs, separable, patch, cmap_dim, dim, channel_max,
                                       name=f"backbones[{i}] ({getattr(b, 'model_name', type(b).__name__)})")
                 for i, b in enumerate(backbones)])
         #: logits per image of each backbone, in order (their sum is D's output width)
@@ -229,7 +279,13 @@ class XLDiscriminator(Discriminator):
         super().requires_grad_(requires_grad)
         for d in self.discs:  # backbones, reassembly and projections stay frozen whatever the loop asks
             d.freeze()
+        if self.c_dim and not self.train_embeddings:
+            self.embed.requires_grad_(False)
         return self
+
+    def frozen_parameters(self, phase: str = "all") -> list[str]:
+        """The class embedding table (unless ``train_embeddings``), in every phase: kept out of the optimizer."""
+        return ["embed.weight"] if self.c_dim and not self.train_embeddings else []
 
     def train(self, mode: bool = True) -> "XLDiscriminator":
         super().train(mode)
@@ -245,4 +301,5 @@ class XLDiscriminator(Discriminator):
         x = img.to(torch.float32)
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        return torch.cat([d(x, c) for d in self.discs], dim=1)
+        y = self.embed(c.argmax(1)) if self.c_dim else x.new_zeros([x.shape[0], 1])
+        return torch.cat([d(x, y) for d in self.discs], dim=1)

@@ -55,6 +55,33 @@ def _check_2d(x: torch.Tensor, dim: int, what: str) -> torch.Tensor:
     return x
 
 
+def class_embedding_table(part: str, embeddings: str, c_dim: int, embed_dim: Optional[int],
+                          num_embeddings: Optional[int], seed: int) -> torch.Tensor:
+    """The class embedding table ``[num_classes, dim]``: ``random`` (N(0, 1) from ``seed``, ``num_embeddings``
+    (default ``c_dim``) x ``embed_dim`` (default 320)) or the ``embed`` tensor of a local safetensors file; the
+    mapping network and the discriminator read the same one (official ``in_embeddings/tf_efficientnet_lite0.pkl``)."""
+    if embeddings.strip().lower() == "random":
+        rows = int(num_embeddings) if num_embeddings is not None else int(c_dim)
+        dim = int(embed_dim) if embed_dim is not None else 320
+        if rows < c_dim or dim < 1:
+            raise ValueError(f"{part}: a random embedding table needs num_embeddings >= c_dim={c_dim} and "
+                             f"embed_dim >= 1 (got {rows} x {dim})")
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn([rows, dim], generator=g)
+    table = read_tensor(embeddings, "embed", f"{part} embeddings")
+    if table.ndim != 2:
+        raise ValueError(f"{part} embeddings: 'embed' in {embeddings} must be [num_classes, dim], got "
+                         f"{tuple(table.shape)}")
+    if table.shape[0] < c_dim:
+        raise ValueError(f"{part} embeddings: {embeddings} has {table.shape[0]} classes, the data has c_dim={c_dim}")
+    if embed_dim is not None and int(embed_dim) != table.shape[1]:
+        raise ValueError(f"{part}: embed_dim={embed_dim} but {embeddings} holds {table.shape[1]}-dimensional "
+                         f"embeddings")
+    if num_embeddings is not None and int(num_embeddings) != table.shape[0]:
+        raise ValueError(f"{part}: num_embeddings={num_embeddings} but {embeddings} holds {table.shape[0]} rows")
+    return table.float()
+
+
 class MappingNetwork(MappingBase):
     """StyleGAN-XL mapping network: z and a class (``c``, one-hot or scores: ``c.argmax(1)`` is used) to
     ws ``[N, num_ws, w_dim]``.
@@ -134,28 +161,7 @@ class MappingNetwork(MappingBase):
 
     def _embedding_table(self, embeddings: str, embed_dim: Optional[int], num_embeddings: Optional[int],
                          seed: int) -> torch.Tensor:
-        if embeddings.strip().lower() == "random":
-            rows = int(num_embeddings) if num_embeddings is not None else self.c_dim
-            dim = int(embed_dim) if embed_dim is not None else 320
-            if rows < self.c_dim or dim < 1:
-                raise ValueError(f"stylegan_xl.mapping: a random embedding table needs num_embeddings >= c_dim="
-                                 f"{self.c_dim} and embed_dim >= 1 (got {rows} x {dim})")
-            g = torch.Generator().manual_seed(int(seed))
-            return torch.randn([rows, dim], generator=g)
-        table = read_tensor(embeddings, "embed", "stylegan_xl.mapping embeddings")
-        if table.ndim != 2:
-            raise ValueError(f"stylegan_xl.mapping embeddings: 'embed' in {embeddings} must be "
-                             f"[num_classes, dim], got {tuple(table.shape)}")
-        if table.shape[0] < self.c_dim:
-            raise ValueError(f"stylegan_xl.mapping embeddings: {embeddings} has {table.shape[0]} classes, "
-                             f"the data has c_dim={self.c_dim}")
-        if embed_dim is not None and int(embed_dim) != table.shape[1]:
-            raise ValueError(f"stylegan_xl.mapping: embed_dim={embed_dim} but {embeddings} holds "
-                             f"{table.shape[1]}-dimensional embeddings")
-        if num_embeddings is not None and int(num_embeddings) != table.shape[0]:
-            raise ValueError(f"stylegan_xl.mapping: num_embeddings={num_embeddings} but {embeddings} holds "
-                             f"{table.shape[0]} rows")
-        return table
+        return class_embedding_table("stylegan_xl.mapping", embeddings, self.c_dim, embed_dim, num_embeddings, seed)
 
     # -- centroids ------------------------------------------------------------
     def load_centroids(self, centroids: Union[str, Path, torch.Tensor]) -> None:
@@ -510,4 +516,4 @@ def build_generator(sections: dict[str, dict[str, Any]]) -> ComposedGenerator:
 
 
 __all__ = ["MappingNetwork", "SynthesisNetwork", "StemParams", "StageParams", "LayerPlan", "layer_plan",
-           "superres_schedule", "stage_resolution", "build_generator", "UP_FACTORS"]
+           "class_embedding_table", "superres_schedule", "stage_resolution", "build_generator", "UP_FACTORS"]
