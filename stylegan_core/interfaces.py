@@ -16,7 +16,8 @@ Optional capabilities are declared once, here, in one of two ways:
   :meth:`Metric.describe`, :meth:`Augment.update`, :meth:`Augment.probability`, :meth:`Dataset.get_label`):
   a part overrides what it has;
 - :func:`typing.runtime_checkable` protocols for what any module or submodule of a network may have
-  (:class:`ProgressAware`, :class:`LabelFitting`, :class:`PhasedFreezing`), or a network of one kind
+  (:class:`ProgressAware`, :class:`LabelFitting`, :class:`PhasedFreezing`, :class:`RealsTransform`), or a
+  network of one kind
   only (:class:`TextConditioned` and :class:`TextEncoder`, :class:`CentroidTruncation`,
   :class:`GrowingSynthesis`, :class:`OutputTransform`): a part has the capability by defining its
   members (it may also list the protocol among its bases, for documentation); core tests
@@ -461,3 +462,18 @@ PART_INTERFACES: dict[str, type] = {
     "dataset": Dataset,
     "metric": Metric,
 }
+@runtime_checkable
+class RealsTransform(Protocol):
+    """A module that changes the real images D is shown with training progress (StyleGAN's progressive growing:
+    during a fade-in the reals are cross-faded between two levels of detail as the fakes are, NVlabs/stylegan
+    ``training/training_loop.py`` ``process_reals``).
+
+    The training loop calls ``process_reals(img)`` on every module and submodule of D and G that has it, in that
+    order, on each batch of real images (``[N, C, H, W]`` in [-1, 1], after the dataset and before any blur or
+    augmentation) and shows D the result; the state it depends on comes from
+    :meth:`ProgressAware.set_training_progress`.
+    """
+
+    def process_reals(self, img: torch.Tensor) -> torch.Tensor: ...
+
+

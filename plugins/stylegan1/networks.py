@@ -20,10 +20,9 @@ Deliberately not copied from the official code:
 * ``structure``: one forward pass computes exactly what the official ``recursive`` structure does
   (only the layers up to the current level of detail run); ``growing: null`` builds the ``fixed``
   structure (no to-RGB / from-RGB layers below the full resolution).
-* The official training loop also cross-fades the *real* images during a fade-in (``process_reals``).
-  Parts never see which images are real, so reals reach D sharp at the current top resolution
-  (D's own downscaling gives exactly the official lower-resolution reals; in the stable phases
-  everything is identical).
+* The official training loop cross-fades the *real* images during a fade-in (``process_reals``); here the
+  discriminator does it (:meth:`Discriminator.process_reals`, a capability the training loop calls on the
+  reals of every batch), so D sees reals and fakes at the same effective resolution.
 * The fused up/down-sampling convolutions (``fused_scale``, used from 128 px on) compute exactly what
   nearest-upsampling + 3x3 convolution (resp. convolution + 2x2 average pooling) compute with the same
   weights; the official transposed convolution does so for the spatially flipped kernel (weights are
@@ -588,6 +587,21 @@ class Discriminator(DiscriminatorBase):
         """Set ``lod`` from the growing schedule for ``cur_nimg`` images shown (no-op without growing)."""
         if self.growing is not None:
             self.lod.fill_(lod_at(int(cur_nimg), self.img_resolution, self.growing))
+
+    def process_reals(self, img: torch.Tensor) -> torch.Tensor:
+        """The real images D is shown at the current ``lod = k + f`` (official ``process_reals``; a
+        :class:`~stylegan_core.interfaces.RealsTransform` the training loop calls): the dataset's level-``k``
+        images (2x2 box filter per level, as the official dataset tool makes them), cross-faded by ``f`` with
+        their own 2x2 box average (FadeLOD), upsampled back to full size by nearest neighbour (UpscaleLOD). So during a fade-in
+        D sees reals and fakes at the same effective resolution; in the stable phases (``f = 0``) reals are only
+        brought to the level of detail D then reads. Without growing: unchanged."""
+        if self.growing is None:
+            return img
+        k, f = split_lod(float(self.lod))
+        x = downscale_box(img, 2 ** k)
+        if f > 0:
+            x = torch.lerp(x, upscale_nearest(downscale_box(x, 2)), f)
+        return upscale_nearest(x, 2 ** k)
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor] = None, lod: Optional[float] = None,
                 update_emas: bool = False, **kwargs: Any) -> torch.Tensor:
