@@ -592,9 +592,9 @@ class Discriminator(DiscriminatorBase):
         """The real images D is shown at the current ``lod = k + f`` (official ``process_reals``; a
         :class:`~stylegan_core.interfaces.RealsTransform` the training loop calls): the dataset's level-``k``
         images (2x2 box filter per level, as the official dataset tool makes them), cross-faded by ``f`` with
-        their own 2x2 box average (FadeLOD), upsampled back to full size by nearest neighbour (UpscaleLOD). So during a fade-in
-        D sees reals and fakes at the same effective resolution; in the stable phases (``f = 0``) reals are only
-        brought to the level of detail D then reads. Without growing: unchanged."""
+        their own 2x2 box average (FadeLOD), upsampled back to full size by nearest neighbour (UpscaleLOD). So
+        during a fade-in D sees reals and fakes at the same effective resolution; in the stable phases (``f = 0``)
+        reals are only brought to the level of detail D then reads. Without growing: unchanged."""
         if self.growing is None:
             return img
         k, f = split_lod(float(self.lod))
