@@ -189,7 +189,10 @@ def test_stylegan_build_names_the_bad_file(tmp_path, capsys, extra, files, needl
     spec = spec_for(tmp_path, f"{{type: core.image_folder, path: {d}{extra}}}")
     rc = build_main([str(spec), "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert rc == 1 and f"{d}{needle}" in err, err
+    if extra:  # the data contradicts a spec value (data.channels): located like a validation error, exit 2
+        assert rc == 2 and err.startswith(f"{spec}:5:") and " data.channels: " in err and f"{d}{needle}" in err, err
+    else:  # a bad file in the data is not a bad spec: one line naming the file, exit 1
+        assert rc == 1 and err.startswith(f"error: {d}{needle}") and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
 
 

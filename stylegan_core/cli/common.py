@@ -77,6 +77,7 @@ def _guarded(fn: Callable[[], int]) -> int:
     import pydantic
 
     from ..build import PartBuildError
+    from ..data.image_folder import DatasetError
     from ..io import WeightsFileError
     from ..official import CheckpointError
     from ..spec import SpecError
@@ -107,6 +108,9 @@ def _guarded(fn: Callable[[], int]) -> int:
         err(f"error: {e}")
         return EXIT_RUNTIME
     except PartBuildError as e:  # names the part, its plugin and its spec line
+        err(f"error: {e}")
+        return EXIT_RUNTIME
+    except DatasetError as e:  # a dataset's files (an unreadable image, bad labels): the message names the file
         err(f"error: {e}")
         return EXIT_RUNTIME
     except KeyboardInterrupt:

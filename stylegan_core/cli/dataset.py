@@ -2,6 +2,8 @@
 
 SOURCE is a folder (searched recursively), a zip, or ``embedded:digits``. The result is what
 ``core.image_folder`` reads: ``00000/img00000000.png ...`` and ``dataset.json`` with labels.
+16-bit images are scaled to 8 bits, transparency is composited on white, palette and CMYK images are
+converted and the EXIF orientation is applied. An existing DEST is replaced only with --force.
 Exit codes: 0 done, 2 bad input (a non-square image without a crop transform, an unreadable
 image without --skip-bad, bad labels, ...), 1 anything else.
 """
@@ -33,11 +35,15 @@ def main(argv: list[str] | None = None) -> int:
                                                             "instead of stopping with an error")
     ap.add_argument("--max-images", type=int, help="convert at most this many images (in sorted order)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--force", action="store_true", help="replace an existing DEST (a zip, or a dataset folder "
+                                                         "holding dataset.json); without it an existing DEST is an "
+                                                         "error")
     args = ap.parse_args(argv)
     try:
         convert_dataset(args.source, args.dest, resolution=args.resolution, transform=args.transform,
                         resample=args.resample, channels=args.channels, labels=args.labels,
-                        skip_bad=args.skip_bad, max_images=args.max_images, progress=not args.no_progress)
+                        skip_bad=args.skip_bad, max_images=args.max_images, progress=not args.no_progress,
+                        force=args.force)
     except DatasetToolError as e:
         err(f"error: {e}")
         return EXIT_SPEC
