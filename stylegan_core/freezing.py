@@ -16,6 +16,7 @@ the optimizer's parameters, never by flags a loss flips.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 import torch
@@ -96,6 +97,38 @@ def trainable_parameters(module: nn.Module, phase: str = "all") -> Iterator[nn.P
     for name, p in module.named_parameters():
         if not _frozen(name, prefixes) and name not in frozen:
             yield p
+
+
+@dataclass(frozen=True)
+class PhaseChange:
+    """What a change of training phase does to one network's parameters (names as in ``named_parameters()``):
+    ``started`` train now and did not, ``stopped`` trained and are frozen now (kept as they are), ``kept`` train in
+    both. ``fresh_optimizer``: the trained set changed, so the network's optimizer starts afresh for the new phase
+    (the official StyleGAN-T resumes with another ``--train-mode`` with new optimizers); otherwise its state goes on."""
+
+    started: tuple[str, ...]
+    stopped: tuple[str, ...]
+    kept: tuple[str, ...]
+
+    @property
+    def fresh_optimizer(self) -> bool:
+        return bool(self.started or self.stopped)
+
+    def describe(self, name: str) -> str:
+        if not self.fresh_optimizer:
+            return f"{name}: the same {len(self.kept)} tensors train; its optimizer state goes on"
+        return (f"{name}: {len(self.started) + len(self.kept)} tensors train ({len(self.started)} newly), "
+                f"{len(self.stopped)} stop and stay as they are; a fresh optimizer")
+
+
+def phase_change(module: nn.Module, old_phase: str, new_phase: str) -> PhaseChange:
+    """The parameters of ``module`` (feature networks aside) that start, stop and keep training when the training
+    phase goes from ``old_phase`` to ``new_phase`` (each part's :meth:`frozen_parameters`)."""
+    names = [n for n, _ in module.named_parameters() if not _frozen(n, frozen_prefixes(module))]
+    before = set(names) - frozen_parameter_names(module, old_phase)
+    after = set(names) - frozen_parameter_names(module, new_phase)
+    return PhaseChange(tuple(n for n in names if n in after - before), tuple(n for n in names if n in before - after),
+                       tuple(n for n in names if n in before & after))
 
 
 def set_requires_grad(module: nn.Module, flag: bool, phase: str = "all") -> nn.Module:

@@ -17,13 +17,15 @@ section 3.3):
   ``spherical_distance``; the cosine is clamped to ``[-1 + 1e-6, 1 - 1e-6]`` so the gradient of
   ``arccos`` stays finite). Only computed when ``clip_weight > 0``.
 
-Where the text embedding comes from, stated: the official loss holds a second, frozen full CLIP
-(text and image towers) next to the generator's text encoder. A text tower is the largest part of
-the model (ViT-L/14: 124 M parameters), so this loss does not hold another one: the guidance's
-text embedding is the generator's own conditioning part, ``G.mapping.conditioning(texts)``,
-evaluated under ``no_grad`` (a fixed target, also in the ``text_encoder`` phase where that encoder
-trains). The CLIP image tower named in ``clip`` must therefore embed into the same space as the
-generator's text encoder (the same open_clip model and weights file); its width is checked.
+Where the text embedding comes from: the official loss holds a second, frozen full CLIP (text and image
+towers) next to the generator's text encoder; its text embedding conditions the discriminator and is the
+guidance's target, so in the ``text_encoder`` phase both use the original encoder, not the copy being trained.
+Here the discriminator holds that frozen original (its own ``conditioning`` part, frozen in every phase), and the
+guidance's text embedding is the discriminator's (:func:`frozen_text_embedding`, under ``no_grad``); with a
+discriminator that holds none it is the generator's encoder (frozen in every phase but ``text_encoder``, where it
+is then the copy being trained: give such a discriminator a conditioning part). The CLIP image tower
+named in ``clip`` must embed into the same space (the same open_clip model and weights file); its width is
+checked.
 
 ``d_batch``: ``separate`` (official) runs D on the fakes and on the reals in separate calls, so each
 call's local batch norm (virtual batches of 8) normalises fakes and reals by their own statistics;
@@ -40,7 +42,7 @@ per-GPU batch. Here both terms are plain means: an official ``--clip-weight w`` 
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,14 +62,26 @@ def spherical_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return cos.clamp(-1 + COS_EPS, 1 - COS_EPS).arccos().square()
 
 
-def generator_text_embedding(G: nn.Module, texts: Sequence[str]) -> torch.Tensor:
-    """The text embedding ``[N, D]`` of ``texts`` by the generator's conditioning part, without gradients."""
-    m = getattr(G, "module", G)  # DistributedDataParallel
-    cond = getattr(getattr(m, "mapping", None), "conditioning", None)
+def frozen_text_encoder(G: nn.Module, D: Optional[nn.Module] = None) -> tuple[nn.Module, str]:
+    """The original, frozen text encoder and whose it is: the discriminator's conditioning part (frozen in every
+    phase), else the generator's (frozen in every phase but ``text_encoder``)."""
+    cond = getattr(getattr(D, "module", D), "conditioning", None)  # (DistributedDataParallel: .module)
+    if cond is not None:
+        return cond, "the discriminator's"
     if cond is None:
-        raise ValueError("CLIP guidance needs the generator's text encoder (G.mapping.conditioning, e.g. the "
-                         "stylegan_t.mapping with a stylegan_t.clip_text conditioning); this generator has none")
-    embed = getattr(cond, "clip_embedding", cond)  # CLIP's own space, not the standardised conditioning
+        m = getattr(G, "module", G)
+        cond = getattr(getattr(m, "mapping", None), "conditioning", None)
+        if cond is None:
+            raise ValueError("CLIP guidance needs a text encoder: the discriminator's conditioning part or the "
+                             "generator's (G.mapping.conditioning, e.g. stylegan_t.clip_text); this model has none")
+    return cond, "the generator's"
+
+
+def frozen_text_embedding(G: nn.Module, D: Optional[nn.Module], texts: Sequence[str]) -> torch.Tensor:
+    """The text embedding ``[N, D]`` of ``texts`` by :func:`frozen_text_encoder`, without gradients, in CLIP's own
+    space (not a standardised conditioning's)."""
+    cond, _ = frozen_text_encoder(G, D)
+    embed = getattr(cond, "clip_embedding", cond)
     with torch.no_grad():
         return embed(list(texts)).detach().float()
 
@@ -150,16 +164,18 @@ class TextHinge(Loss):
         emb = self.clip(x)[-1]
         return emb.flatten(1)
 
-    def clip_loss(self, img: torch.Tensor, texts: Any, G: nn.Module) -> torch.Tensor:
-        """``mean(arccos(cos(image embedding, text embedding))^2)`` for generated ``img`` and their captions."""
+    def clip_loss(self, img: torch.Tensor, texts: Any, G: nn.Module, D: Optional[nn.Module] = None) -> torch.Tensor:
+        """``mean(arccos(cos(image embedding, text embedding))^2)`` for generated ``img`` and their captions (the
+        text embedding of the frozen original encoder, :func:`frozen_text_embedding`)."""
         if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
             raise ValueError("CLIP guidance needs captions as the generator's labels (a captioned dataset, "
                              f"label_type text), got {type(texts).__name__}")
-        txt = generator_text_embedding(G, texts).to(img.device)
+        _, whose = frozen_text_encoder(G, D)
+        txt = frozen_text_embedding(G, D, texts).to(img.device)
         emb = self.image_embedding(img)
         if emb.shape[1] != txt.shape[1]:
-            raise ValueError(f"CLIP guidance: the image tower embeds into {emb.shape[1]} dimensions but the "
-                             f"generator's text encoder into {txt.shape[1]}: loss.clip must be the image tower of "
+            raise ValueError(f"CLIP guidance: the image tower embeds into {emb.shape[1]} dimensions but {whose} "
+                             f"text encoder into {txt.shape[1]}: loss.clip must be the image tower of "
                              f"the same CLIP model")
         return spherical_distance(emb, txt).mean()
 
@@ -174,7 +190,7 @@ class TextHinge(Loss):
             ctx.stats["scores/fake_G"] = float(logits.detach().mean())
             terms = {"loss/G": (-logits).mean()}
             if self.clip_weight > 0:
-                dist = self.clip_loss(img, ctx.gen_c, ctx.G)
+                dist = self.clip_loss(img, ctx.gen_c, ctx.G, ctx.D)
                 ctx.stats["clip/distance"] = float(dist.detach())
                 terms["loss/G_clip"] = self.clip_weight * dist
             return terms

@@ -4,16 +4,23 @@ Between consecutive seeds the latent moves in ``frames`` steps: linearly in W (t
 as the official ``gen_video.py`` does between keyframes, after truncation), or along the great
 circle in Z (``space='z'``, spherical interpolation, since z is drawn from a Gaussian whose mass
 lies near a sphere; each frame's z is then mapped).
+
+Text-to-text (a text-conditioned generator given several prompts, as the StyleGAN-T paper's interpolation
+figure): keyframe ``i`` is prompt ``i`` with seed ``i`` (one seed: the same z for every prompt), and the frames
+interpolate the condition with the latent: in W the ws of the keyframes (whose text part is the prompt's
+embedding), in Z the slerped z with the linearly interpolated prompt embeddings (the mapping network takes
+embeddings as ``c``).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 
 from ..images import float_to_uint8, save_png
-from .generate import condition, expand_condition, seed_z
+from ..interfaces import TextEncoder
+from .generate import condition, expand_condition, is_text_conditioned, seed_z
 from .video import write_video
 
 
@@ -33,14 +40,22 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 def interpolate(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, frames: int = 30, space: str = "w",
                 truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, noise_mode: str = "const",
                 class_idx: Optional[int] = None, loop: bool = False, fps: float = 30, video: str = "auto",
-                write_frames: bool = True, device: str = "cpu", text: Optional[str] = None) -> dict:
+                write_frames: bool = True, device: str = "cpu",
+                text: Union[None, str, Sequence[str]] = None) -> dict:
     """Write ``frames/frame00000.png ...`` and ``interpolation.mp4`` (or ``.gif``) into ``outdir``.
 
-    ``frames`` is the number of frames per transition between consecutive seeds (the last seed's
-    image closes the sequence, or with ``loop`` the path returns to the first seed).
+    ``frames`` is the number of frames per transition between consecutive keyframes (the last
+    keyframe's image closes the sequence, or with ``loop`` the path returns to the first one). The
+    keyframes are the seeds, or with several prompts (``text``, a text-conditioned generator) the
+    prompts, each with its seed (see the module docstring).
     Returns ``{"frames": [paths], "video": path or None, "num_frames": n}``.
     """
     seeds = list(seeds)
+    texts = [text] if isinstance(text, str) else list(text or [])
+    if len(texts) > 1:
+        return _interpolate_texts(G, seeds, texts, Path(outdir), frames, space, truncation_psi, truncation_cutoff,
+                                  noise_mode, class_idx, loop, fps, video, write_frames, device)
+    text = texts[0] if texts else None
     if len(seeds) < 2:
         raise ValueError(f"interpolation needs at least two seeds, got {seeds}")
     if frames < 1:
@@ -64,6 +79,59 @@ def interpolate(G: torch.nn.Module, seeds: Sequence[int], outdir: Path, frames: 
             else:
                 ws = G.mapping(slerp(z[i:i + 1], z[i + 1:i + 2], t), c, **kw)
             imgs.append(float_to_uint8(G.synthesize(ws, noise_mode=noise_mode).cpu())[0])
+    return _write(imgs, outdir, write_frames, fps, video)
+
+
+def _text_embeddings(G: torch.nn.Module, texts: Sequence[str]) -> torch.Tensor:
+    """The embeddings ``[len(texts), c_dim]`` of prompts by the generator's text encoder (its mapping's
+    :class:`~stylegan_core.interfaces.TextEncoder` part)."""
+    enc = next((m for _, m in G.mapping.named_modules() if isinstance(m, TextEncoder)), None)
+    if enc is None:
+        raise ValueError("interpolate --space z between prompts needs the generator's text encoder (a TextEncoder "
+                         "part in its mapping network); use --space w")
+    return enc(list(texts)).detach()
+
+
+def _interpolate_texts(G, seeds, texts, outdir, frames, space, truncation_psi, truncation_cutoff, noise_mode,
+                       class_idx, loop, fps, video, write_frames, device) -> dict:
+    if not is_text_conditioned(G):
+        raise ValueError("several --text prompts were given but this generator is not text-conditioned")
+    if class_idx is not None:
+        raise ValueError("--class was given but the generator is text-conditioned: interpolate between prompts")
+    if any(not str(t).strip() for t in texts):
+        raise ValueError("interpolate: every --text prompt must be non-empty")
+    if len(seeds) == 1:
+        seeds = seeds * len(texts)
+    if len(seeds) != len(texts):
+        raise ValueError(f"interpolate: {len(texts)} prompts need {len(texts)} seeds (one per prompt) or one seed, "
+                         f"got {len(seeds)}")
+    if frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {frames}")
+    if space not in ("w", "z"):
+        raise ValueError(f"interpolate: --space must be 'w' (linear in W) or 'z' (slerp in Z), got {space!r}")
+    G = G.to(device).eval()
+    order = list(range(len(texts))) + ([0] if loop else [])
+    z = seed_z(G, [seeds[i] for i in order], device)
+    prompts = [str(texts[i]) for i in order]
+    kw = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    if space == "w":
+        ws_key = G.mapping(z, prompts, **kw)
+    else:
+        emb = _text_embeddings(G, prompts).to(device)
+    imgs = []
+    for i in range(len(order) - 1):
+        last = i == len(order) - 2
+        for f in range(frames + (0 if (loop or not last) else 1)):
+            t = f / frames
+            if space == "w":
+                ws = ws_key[i:i + 1].lerp(ws_key[i + 1:i + 2], t)
+            else:
+                ws = G.mapping(slerp(z[i:i + 1], z[i + 1:i + 2], t), emb[i:i + 1].lerp(emb[i + 1:i + 2], t), **kw)
+            imgs.append(float_to_uint8(G.synthesize(ws, noise_mode=noise_mode).cpu())[0])
+    return _write(imgs, outdir, write_frames, fps, video)
+
+
+def _write(imgs: list, outdir: Path, write_frames: bool, fps: float, video: str) -> dict:
     paths = []
     if write_frames:
         fdir = outdir / "frames"
