@@ -22,7 +22,7 @@ from torch import nn
 
 from . import __version__
 from .generator import Generator
-from .io import atomic_save_safetensors, atomic_write_bytes, check_state, read_safetensors
+from .io import WeightsFileError, atomic_save_safetensors, atomic_write_bytes, check_state, read_safetensors
 from .interfaces import CONTRACT_NAMES, PART_INTERFACES
 from .registry import ComponentInfo, PartContractError, Registry, RegistryError
 from .spec import LoadedSpec, SpecError, SpecIssue, dump_yaml
@@ -37,8 +37,8 @@ MODEL_NAME = "model.safetensors"
 class BuiltModel:
     spec: LoadedSpec
     registry: Registry
-    G: Generator
-    D: nn.Module
+    G: Optional[Generator]  # the parts not asked of build_model(parts=...) are None
+    D: Optional[nn.Module]
     loss: Any
     regularizers: list[Any]
     augment: Optional[nn.Module]
@@ -157,12 +157,35 @@ def build_part(spec: LoadedSpec, path: tuple, info: ComponentInfo, build: Any, w
                              f"(plugin {info.plugin!r}) failed to build{at}: {type(e).__name__}: {first}") from e
 
 
-def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
+#: the parts :func:`build_model` can build: G (mapping and synthesis), D, data, loss (with regularizers and
+#: augment) and metrics
+ALL_PARTS = frozenset({"G", "D", "data", "loss", "metrics"})
+_WIRED_FROM_DATA = ("img_resolution", "img_channels", "c_dim")
+
+
+def _recorded_wiring(spec: LoadedSpec) -> dict[str, Any]:
+    """The values the dataset wired, as a lock file records them in the nodes of the parts that took them."""
+    out: dict[str, Any] = {}
+    for path in (("generator", "synthesis"), ("generator", "mapping"), ("discriminator",)):
+        node = _node(spec.data, path)
+        for name in _WIRED_FROM_DATA:
+            if isinstance(node, dict) and isinstance(node.get(name), int):
+                out.setdefault(name, node[name])
+    return out
+
+
+def build_model(spec: LoadedSpec, registry: Registry, parts: Any = ALL_PARTS) -> BuiltModel:
     """Instantiate every part of a validated spec and wire them together.
 
     Initial weights are drawn after seeding torch with ``train.seed``, so a spec builds the same model every time.
     Every part, nested ones included, must be an instance of its kind's interface (:func:`check_part`).
+
+    ``parts`` (a subset of :data:`ALL_PARTS`) builds only those; the others are None (empty lists). Without
+    ``data`` the values the dataset wires are taken from where a lock file records them (the nodes of the parts
+    that took them), so a build folder's generator is rebuilt without its training data; a spec that does not
+    record them builds the dataset anyway.
     """
+    parts = frozenset(parts)
     torch.manual_seed(int(spec.model.train.seed))
     infos: dict[str, ComponentInfo] = {}
     wired: dict[tuple, dict[str, Any]] = {}
@@ -208,25 +231,36 @@ def build_model(spec: LoadedSpec, registry: Registry) -> BuiltModel:
         built = build_part(spec, path, info, lambda: info.build(params, **{k: v for k, (v, _) in wiring.items()}))
         return check_part(spec, path, info, built)
 
-    dataset = part("dataset", ("data",))
-    data_src = f"data ({spec.data['data']['type']})"
-    img = {"img_resolution": (int(dataset.resolution), data_src), "img_channels": (int(dataset.num_channels), data_src)}
-    c_dim = {"c_dim": (int(dataset.label_dim), data_src)}
+    recorded = _recorded_wiring(spec)
+    if "data" in parts or any(n not in recorded for n in _WIRED_FROM_DATA):
+        dataset = part("dataset", ("data",))
+        data_src = f"data ({spec.data['data']['type']})"
+        recorded = {"img_resolution": int(dataset.resolution), "img_channels": int(dataset.num_channels),
+                    "c_dim": int(dataset.label_dim)}
+    else:
+        dataset, data_src = None, "the lock file"
+    img = {k: (recorded[k], data_src) for k in ("img_resolution", "img_channels")}
+    c_dim = {"c_dim": (recorded["c_dim"], data_src)}
 
-    synthesis = part("synthesis", ("generator", "synthesis"), dict(img))
-    syn_src = f"generator.synthesis ({spec.data['generator']['synthesis']['type']})"
-    mapping = part("mapping", ("generator", "mapping"), {
-        "w_dim": (int(synthesis.w_dim), syn_src), "num_ws": (int(synthesis.num_ws), syn_src), **c_dim})
-    try:
-        G = Generator(mapping, synthesis)
-    except ValueError as e:
-        file, line, col = spec.locate(("generator",))
-        raise SpecError([SpecIssue(file, line, col, "generator", str(e), None)]) from None
-    D = part("discriminator", ("discriminator",), {**img, **c_dim})
-    loss = part("loss", ("loss",))
-    regs = [part("regularizer", ("regularizers", i)) for i in range(len(spec.data.get("regularizers") or []))]
-    augment = part("augment", ("augment",)) if spec.data.get("augment") else None
-    metrics = [part("metric", ("metrics", i)) for i in range(len(spec.data.get("metrics") or []))]
+    G = None
+    if "G" in parts:
+        synthesis = part("synthesis", ("generator", "synthesis"), dict(img))
+        syn_src = f"generator.synthesis ({spec.data['generator']['synthesis']['type']})"
+        mapping = part("mapping", ("generator", "mapping"), {
+            "w_dim": (int(synthesis.w_dim), syn_src), "num_ws": (int(synthesis.num_ws), syn_src), **c_dim})
+        try:
+            G = Generator(mapping, synthesis)
+        except ValueError as e:
+            file, line, col = spec.locate(("generator",))
+            raise SpecError([SpecIssue(file, line, col, "generator", str(e), None)]) from None
+    D = part("discriminator", ("discriminator",), {**img, **c_dim}) if "D" in parts else None
+    loss, regs, augment = None, [], None
+    if "loss" in parts:
+        loss = part("loss", ("loss",))
+        regs = [part("regularizer", ("regularizers", i)) for i in range(len(spec.data.get("regularizers") or []))]
+        augment = part("augment", ("augment",)) if spec.data.get("augment") else None
+    metrics = ([part("metric", ("metrics", i)) for i in range(len(spec.data.get("metrics") or []))]
+               if "metrics" in parts else [])
     return BuiltModel(spec=spec, registry=registry, G=G, D=D, loss=loss, regularizers=regs, augment=augment,
                       dataset=dataset, metrics=metrics, infos=infos, wired=wired)
 
@@ -368,8 +402,14 @@ def load_model_state(built: BuiltModel, path: Path) -> None:
 
     state, _ = read_safetensors(path)
     for prefix, module in (("G.", built.G), ("D.", built.D)):
+        if module is None:  # not built (stylegan_core.runs.load_built for a task that needs G alone)
+            continue
         sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         check_state(path, module, sub, prefix, "was it built from another spec? run stylegan-build again")
+        bad = next((k for k, v in sub.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise WeightsFileError(f"{path}: {prefix}{bad} holds NaN or Inf values: these weights cannot generate or "
+                                   f"train; run stylegan-build again (or import the checkpoint again)")
         load_trainable_state_dict(module, sub)
     check_feature_networks(built, Path(path).with_name(LOCK_NAME))  # their weights files are the recorded ones
 
@@ -390,12 +430,19 @@ def model_fingerprint(spec: LoadedSpec) -> str:
     return hashlib.sha256(dump_yaml({k: d.get(k) for k in MODEL_KEYS}).encode()).hexdigest()[:16]
 
 
-def lock_dict(built: BuiltModel, plugin_versions: dict[str, str],
-              checkpoint: Optional[dict[str, Any]] = None, extra_lock: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def spec_dict(built: BuiltModel) -> dict[str, Any]:
+    """The resolved spec (every default filled in, paths absolute) with the values the builder wired, as the lock
+    file records it (without its ``lock`` section)."""
     data = built.spec.to_lock_dict()
     for path, values in built.wired.items():  # the lock records what was actually wired
         node = _node(data, path)
         node.update(values)
+    return data
+
+
+def lock_dict(built: BuiltModel, plugin_versions: dict[str, str],
+              checkpoint: Optional[dict[str, Any]] = None, extra_lock: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    data = spec_dict(built)
     data["lock"] = {"stylegan_core": __version__, "torch": str(torch.__version__),
                     "plugins": {p: plugin_versions.get(p, "") for p in sorted({i.plugin for i in built.infos.values()})}}
     if checkpoint:  # where imported weights came from (stylegan-build --from-checkpoint)
@@ -426,8 +473,16 @@ def write_artifact(built: BuiltModel, out_dir: Path, plugin_versions: dict[str, 
     if checkpoint and checkpoint.get("sha256"):
         metadata["checkpoint_sha256"] = str(checkpoint["sha256"])
     atomic_save_safetensors(model_state(built), model_path, metadata=metadata)
-    lock_path = out_dir / LOCK_NAME
-    header = ("# Written by stylegan-build: the resolved spec (every default filled in) and the versions\n"
-              "# it was built with. stylegan-run trusts this file; edit the source spec and rebuild instead.\n")
-    atomic_write_bytes(lock_path, (header + text).encode())
-    return {"lock": lock_path, "model": model_path}
+    return {"lock": write_lock(out_dir, text), "model": model_path}
+
+
+LOCK_HEADER = ("# Written by stylegan-build: the resolved spec (every default filled in, paths absolute) and the\n"
+               "# versions it was built with. stylegan-run trusts this file; edit the source spec and rebuild, or\n"
+               "# change training settings with stylegan-run DIR train --set train.KEY=VALUE (recorded in lock.history).\n")
+
+
+def write_lock(out_dir: Path, text: str) -> Path:
+    """Write ``spec.lock.yaml`` (``text``: the YAML of the lock dict) atomically, under its header."""
+    lock_path = Path(out_dir) / LOCK_NAME
+    atomic_write_bytes(lock_path, (LOCK_HEADER + text).encode())
+    return lock_path

@@ -134,7 +134,7 @@ def test_resume_refuses_a_different_model_and_no_resume_sets_aside(tmp_path, reg
     Trainer(make(registry), tmp_path, kimg=0.032, progress=False, log=lambda s: None).run()
     other = Trainer(make(registry, "generator.synthesis.channel_max=16"), tmp_path, kimg=0.064, progress=False,
                     log=lambda s: None)
-    with pytest.raises(TrainingError, match="different model or dataset"):
+    with pytest.raises(TrainingError, match="different model .*generator.synthesis.channel_max: 32 -> 16"):
         other.run()
     logs = []
     fresh = Trainer(make(registry, "generator.synthesis.channel_max=16"), tmp_path, kimg=0.032, resume=False,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import posixpath
 import warnings
 import zipfile
@@ -45,6 +46,7 @@ import torch
 from pydantic import Field
 
 from ..interfaces import Dataset
+from ..spec.models import SpecPath
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
@@ -157,8 +159,9 @@ class ImageFolderDataset(Dataset):
     """
 
     def __init__(self,
-                 path: Annotated[str, Field(description="folder or zip of PNG/JPEG images, optionally with "
-                                                        "dataset.json labels (official --data)")],
+                 path: Annotated[str, SpecPath(), Field(description="folder or zip of PNG/JPEG images, optionally "
+                                                                    "with dataset.json labels (official --data); "
+                                                                    "relative to the spec file")],
                  resolution: Annotated[Optional[int], Field(ge=4, description="side in pixels every image must "
                                                                               "have, a power of two (null: the "
                                                                               "first image's)")] = None,
@@ -190,6 +193,7 @@ class ImageFolderDataset(Dataset):
         #: (name, reason) of every image left out (on_bad_image: skip)
         self.bad_images: list[tuple[str, str]] = []
         self._zip: Optional[zipfile.ZipFile] = None
+        self._zip_pid = os.getpid()
         if self.path.is_dir():
             names = sorted(str(p.relative_to(self.path)).replace("\\", "/") for p in self.path.rglob("*")
                            if p.is_file())
@@ -213,8 +217,9 @@ class ImageFolderDataset(Dataset):
             self.label_type = "text"
 
     def _open_zip(self) -> zipfile.ZipFile:
-        if self._zip is None:
-            self._zip = zipfile.ZipFile(self.path)
+        # one handle per process: a DataLoader worker forked from the main process must not share its file offset
+        if self._zip is None or self._zip_pid != os.getpid():
+            self._zip, self._zip_pid = zipfile.ZipFile(self.path), os.getpid()
         return self._zip
 
     def _size(self, name: str) -> int:

@@ -13,8 +13,7 @@ from ..registry import Registry
 from .diagnostics import issues_from_validation
 from .errors import SpecError, SpecIssue
 from .models import build_spec_model
-from .presets import close_presets, preset_path
-from .presets import close_presets, preset_path
+from .presets import close_presets, is_preset_file, preset_path
 from .yaml_loader import MAX_CHARS, Loc, Parsed, parse_document, parse_value
 
 DEFAULT_SPEC = Path(__file__).with_name("default.yaml")
@@ -252,8 +251,57 @@ def _replace_sections(tree: _Tree, sections: dict[str, Any], origins: dict[str, 
         tree.keys[(key,)] = (origins.get(key, "<replaced>"), 1, 1)
 
 
+def _resolve_paths(spec: LoadedSpec, default_dir: Path) -> None:
+    """Make every :class:`~.models.SpecPath` value absolute: relative to the folder of the spec file the value was
+    written in, or ``default_dir`` for values from ``--set`` (the current directory) and spec text; in the model
+    and in ``spec.data`` alike."""
+    import os
+
+    from pydantic import BaseModel
+
+    from .models import spec_path_marker
+
+    def walk(obj: Any, path: tuple) -> None:
+        if isinstance(obj, BaseModel):
+            for name, f in type(obj).model_fields.items():
+                value = getattr(obj, name, None)
+                marker = spec_path_marker(f)
+                if marker is not None and isinstance(value, str) and not marker.keeps(value):
+                    new = _absolute(value, path + (name,))
+                    if new != value:
+                        setattr(obj, name, new)
+                        node: Any = spec.data
+                        for seg in path:
+                            node = node[seg]
+                        node[name] = new
+                else:
+                    walk(value, path + (name,))
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, path + (i,))
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, path + (k,))
+
+    def _absolute(value: str, path: tuple) -> str:
+        p = Path(value).expanduser()
+        if p.is_absolute():
+            return str(p)
+        file = spec.locate_value(path)[0]
+        try:
+            # a shipped preset's relative paths (datasets/...) are meant relative to where the command runs
+            base = (Path(file).resolve().parent if file and Path(file).is_file() and not is_preset_file(Path(file))
+                    else default_dir)
+        except (OSError, ValueError):
+            base = default_dir
+        return os.path.normpath(os.path.join(base, p))
+
+    walk(spec.model, ())
+
+
 def _validate(tree: _Tree, overrides: Iterable[str], registry: Registry,
-              sections: Optional[dict[str, Any]] = None, origins: Optional[dict[str, str]] = None) -> LoadedSpec:
+              sections: Optional[dict[str, Any]] = None, origins: Optional[dict[str, str]] = None,
+              default_dir: Optional[Path] = None) -> LoadedSpec:
     if sections:
         _replace_sections(tree, sections, origins or {})
     if isinstance(overrides, str):
@@ -267,6 +315,7 @@ def _validate(tree: _Tree, overrides: Iterable[str], registry: Registry,
         spec.model = model_cls.model_validate(tree.data)
     except pydantic.ValidationError as e:
         raise SpecError(issues_from_validation(e, spec, registry, model_cls)) from None
+    _resolve_paths(spec, default_dir or Path.cwd())
     return spec
 
 
@@ -326,4 +375,5 @@ def load_spec_text(text: str, overrides: Iterable[str] = (), registry: Optional[
     """Like :func:`load_spec` for a spec given as text; ``extends`` is relative to ``base_dir`` (default: cwd)."""
     registry = _need_registry(registry)
     origin = Path(base_dir or ".").resolve() / "<text>"
-    return _validate(_tree(parse_document(text, file), file, origin, ()), overrides, registry)
+    return _validate(_tree(parse_document(text, file), file, origin, ()), overrides, registry,
+                     default_dir=origin.parent)

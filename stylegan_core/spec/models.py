@@ -121,6 +121,42 @@ def strict(model: type[BaseModel]) -> type[BaseModel]:
     return sub
 
 
+class SpecPath:
+    """Marks a part parameter that names a local file or folder: ``Annotated[str, SpecPath(), Field(...)]``.
+
+    A relative value is taken relative to the folder of the spec file that wrote it (as ``extends``; a ``--set``
+    value relative to the current directory), ``~`` expanded, and the lock file records it absolute, so a build
+    folder works from any directory. ``SpecPath(names=True)``: the value may also be a name that is not a path
+    (``random``, a ``stylegan-weights`` catalogue name, a remote location that is refused later), kept as written.
+    """
+
+    def __init__(self, names: bool = False):
+        self.names = bool(names)
+
+    def __repr__(self) -> str:
+        return "SpecPath(names=True)" if self.names else "SpecPath()"
+
+    def keeps(self, value: str) -> bool:
+        """Whether ``value`` stays as written (not a path to resolve)."""
+        text = value.strip()
+        if not text:
+            return True
+        if not self.names:
+            return False
+        from ..io import is_random
+
+        if is_random(text) or "://" in text or text.startswith(("hf-hub:", "hf_hub:", "timm/")):
+            return True
+        from ..detectors.catalogue import lookup
+
+        return lookup(text) is not None
+
+
+def spec_path_marker(field: Any) -> "Optional[SpecPath]":
+    """The :class:`SpecPath` marker of a pydantic field, if it has one."""
+    return next((m for m in getattr(field, "metadata", ()) if isinstance(m, SpecPath)), None)
+
+
 class NestedPart:
     """Marks a params field whose value is itself a part spec of another kind, ``{type: ..., ...}``.
 

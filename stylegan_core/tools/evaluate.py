@@ -17,7 +17,9 @@ the detector settings of a spec entry using the same detector type; the official
 the ``:key=value`` overrides; then ``num_gen`` / ``num_real`` (``--num-gen`` / ``--num-real``) or
 the ``quick`` profile (at most :data:`QUICK` generated images), which rename the metric after its
 counts (``fid5k_full``, never ``fid50k_full``). The latest snapshot's G_ema is evaluated (the
-weights of ``model.safetensors`` when there is no snapshot, as ``generate`` does); a progress
+weights of ``model.safetensors`` when there is no snapshot, as ``generate`` does), or the one
+``--snapshot`` names, or every snapshot (``--all-snapshots``: one line per snapshot, drawn in
+``plot.png``); the dataset is built only when a metric reads real images; a progress
 bar per pass shows images/s and the time left, real-image statistics come from the cache when
 they are there (and it says so), and the results are printed as a table and appended to
 ``DIR/metric-<name>.jsonl`` in the training loop's format (the official one plus the detector,
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -171,11 +172,6 @@ def apply_counts(cfg: dict[str, Any], registry, num_gen: Optional[int] = None, n
     return out
 
 
-def _kimg(snapshot: str) -> Optional[float]:
-    m = re.search(r"(\d+)", snapshot or "")
-    return int(m.group(1)) / 1000 if m else None
-
-
 def format_table(rows: list[tuple[str, float, str, float]]) -> str:
     """``metric  value  detector  time`` rows, aligned."""
     head = ("metric", "value", "detector", "time")
@@ -189,11 +185,16 @@ def format_table(rows: list[tuple[str, float, str, float]]) -> str:
 
 def evaluate(built, run_dir: Path, metrics: Optional[str] = None, device: Optional[str] = None,
              num_gen: Optional[int] = None, num_real: Optional[int] = None, quick: bool = False,
-             progress: bool = True, out: Callable[[str], None] = print) -> dict[str, float]:
-    """Evaluate ``metrics`` (the ``--metrics`` text; None: the spec's metrics) on the latest G_ema of ``run_dir``;
-    print a table, append the results to ``metric-<name>.jsonl`` and return them."""
+             progress: bool = True, out: Callable[[str], None] = print, snapshot: str = "latest",
+             all_snapshots: bool = False) -> dict[str, float]:
+    """Evaluate ``metrics`` (the ``--metrics`` text; None: the spec's metrics) on G_ema of the snapshot ``snapshot``
+    names (:func:`stylegan_core.training.checkpoint.find_snapshot`; default the latest good one), or of every
+    snapshot of ``run_dir`` (``all_snapshots``, oldest first, one line per snapshot and metric, as the official
+    ``calc_metrics.py`` over a run); print a table, append the results to ``metric-<name>.jsonl`` and return
+    those of the last snapshot evaluated. The dataset is built only when a metric reads real images."""
     import torch
 
+    from ..runs import LazyDataset
     from ..training import checkpoint as ckpt
     from ..training.loop import resolve_device
 
@@ -211,28 +212,44 @@ def evaluate(built, run_dir: Path, metrics: Optional[str] = None, device: Option
     parts = [build_metric(c, reg) for c in cfgs]
 
     dev = torch.device(device) if device else resolve_device(built.spec.model.train.device)
-    snapshot = ckpt.latest_generator(built.G, run_dir, log=out)
-    kimg = _kimg(snapshot)
-    G = built.G.to(dev).eval()
+    dataset = built.dataset if built.dataset is not None else LazyDataset(built)
+    if all_snapshots:
+        targets: list[Any] = ckpt.list_snapshots(run_dir)
+        if not targets:
+            raise EvaluateError(f"--all-snapshots: no snapshot in {Path(run_dir) / ckpt.SNAPSHOT_DIR}")
+    else:
+        targets = [snapshot]
     results: dict[str, float] = {}
-    rows = []
-    for m in parts:
-        t0 = time.time()
-        kw: dict[str, Any] = {"device": str(dev)}
-        params = inspect.signature(m.compute).parameters
-        if "progress" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            kw["progress"] = progress
-        try:
-            res = m.compute(G, built.dataset, **kw)
-        except (ValueError, FileNotFoundError) as e:
-            raise EvaluateError(f"{getattr(m, 'name', type(m).__name__)}: {e}") from e
-        extra = m.describe()
-        dt = time.time() - t0
-        append_metric_jsonl(run_dir / f"metric-{m.name}.jsonl", m.name, res, total_time=dt, snapshot=snapshot,
-                            kimg=kimg, **extra)
-        rows += [(k, v, extra.get("detector", ""), dt) for k, v in res.items()]
-        results.update(res)
-    out(format_table(rows))
+    for target in targets:
+        if all_snapshots:  # each checked: a broken one stops with its file named
+            from ..freezing import load_trainable_state_dict
+
+            load_trainable_state_dict(built.G, ckpt.read_generator(target, built.G))
+            used: Optional[ckpt.Snapshot] = target
+            out(f"using G_ema of {target.tensors} ({target.kimg:g} kimg)")
+        else:
+            used = ckpt.load_generator(built.G, run_dir, target, log=out)
+        name = used.tensors.name if used is not None else "model.safetensors"
+        kimg = used.kimg if used is not None else None
+        G = built.G.to(dev).eval()
+        results, rows = {}, []
+        for m in parts:
+            t0 = time.time()
+            kw: dict[str, Any] = {"device": str(dev)}
+            params = inspect.signature(m.compute).parameters
+            if "progress" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                kw["progress"] = progress
+            try:
+                res = m.compute(G, dataset, **kw)
+            except (ValueError, FileNotFoundError) as e:
+                raise EvaluateError(f"{getattr(m, 'name', type(m).__name__)}: {e}") from e
+            extra = m.describe()
+            dt = time.time() - t0
+            append_metric_jsonl(run_dir / f"metric-{m.name}.jsonl", m.name, res, total_time=dt, snapshot=name,
+                                kimg=kimg, **extra)
+            rows += [(k, v, extra.get("detector", ""), dt) for k, v in res.items()]
+            results.update(res)
+        out(format_table(rows))
     from .plot import write_plot_quietly
 
     write_plot_quietly(run_dir)

@@ -12,17 +12,22 @@ from ... import runs
 from ..common import load_plugins_reporting
 
 
-def load_built(run_dir: Path):
-    """The model of a build folder (:func:`stylegan_core.runs.load_built`), a failing plugin reported on stderr."""
-    return runs.load_built(run_dir, load_plugins_reporting())
+def load_built(run_dir: Path, parts: Any = None):
+    """The model of a build folder (:func:`stylegan_core.runs.load_built`; ``parts``: what to build, default all),
+    a failing plugin reported on stderr."""
+    from ...build import ALL_PARTS
+
+    return runs.load_built(run_dir, load_plugins_reporting(), ALL_PARTS if parts is None else parts)
 
 
 @dataclass
 class Context:
-    """What a task's ``run`` gets: the build folder, its parsed options, and the model on demand."""
+    """What a task's ``run`` gets: the build folder, its parsed options, and the model on demand (built with the
+    parts the task needs)."""
 
     run_dir: Path
     args: argparse.Namespace
+    parts: Any = None  # what the task needs built (None: every part)
     _built: Any = field(default=None, repr=False)
 
     @property
@@ -30,14 +35,15 @@ class Context:
         """The build folder's model (loaded on first use; :class:`stylegan_core.runs.BuildFolderError` without a
         lock file)."""
         if self._built is None:
-            self._built = load_built(self.run_dir)
+            self._built = load_built(self.run_dir, self.parts)
         return self._built
 
     def generator(self):
-        """G_ema of the latest snapshot in the build folder, else the generator of ``model.safetensors``."""
+        """G_ema of the snapshot ``--snapshot`` names (default: the latest good one), else the generator of
+        ``model.safetensors``."""
         from ...training import checkpoint as ckpt
 
-        ckpt.latest_generator(self.built.G, self.run_dir)
+        ckpt.load_generator(self.built.G, self.run_dir, getattr(self.args, "snapshot", None) or "latest")
         return self.built.G.eval()
 
 
@@ -56,6 +62,9 @@ class Task:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[Context], int]
     needs_model: bool = True  # the model is loaded (and its errors reported) before ``run``
+    #: the parts the task builds (stylegan_core.build.ALL_PARTS; None: all): generating needs G alone, so neither
+    #: the training data nor D's weights files need to exist
+    parts: Optional[frozenset] = None
 
 
 def bad_input_exits_2(run: Callable[[Context], int]) -> Callable[[Context], int]:
@@ -63,9 +72,13 @@ def bad_input_exits_2(run: Callable[[Context], int]) -> Callable[[Context], int]
     returns exit code 2."""
     from ..common import EXIT_SPEC, err
 
+    from ...io import WeightsFileError
+
     def wrapped(ctx: Context) -> int:
         try:
             return run(ctx)
+        except WeightsFileError:  # a weights file or snapshot, not an option: exit code 1 (cli.common.guarded)
+            raise
         except ValueError as e:
             err(f"error: {e}")
             return EXIT_SPEC
@@ -105,6 +118,14 @@ def task_parser(task: Task) -> TaskParser:
 # -- option groups shared by several tasks ---------------------------------------------------------------------
 def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_snapshot(p: Any) -> None:
+    """``--snapshot``: which weights a task uses (NVlabs' ``--network``)."""
+    p.add_argument("--snapshot", metavar="N|latest|model|PATH", default="latest",
+                   help="the weights: latest (default: the newest snapshot that passes its checks, else "
+                        "model.safetensors), model (the build's model.safetensors), a kimg (e.g. 128), a snapshot "
+                        "name (snapshot-000128000) or a snapshot file's path; stylegan-run DIR snapshots lists them")
 
 
 def add_outdir(p: argparse.ArgumentParser, default: str) -> None:

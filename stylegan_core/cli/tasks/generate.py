@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .base import Context, Task, add_outdir, add_sampling, bad_input_exits_2, outdir, sampling, seeds_help
+from .base import (Context, Task, add_outdir, add_sampling, add_snapshot, bad_input_exits_2, outdir, sampling,
+                   seeds_help)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--styles", default="0-6", help="layer indices taken from the columns (default 0-6)")
     p.add_argument("--projected-w", metavar="FILE",
                    help="the image of a projected_w.safetensors written by the project task")
+    add_snapshot(p)
     add_outdir(p, "generate")
 
 
@@ -51,13 +53,16 @@ TASK = Task(
     name="generate",
     summary="images for seeds (one PNG each and a grid), style-mixing grids, projected ws",
     description="Generate images with G_ema of the latest snapshot in DIR (the weights of model.safetensors "
-                "before any snapshot). z is drawn per seed as the official tools draw it. Writes DIR/generate/"
-                "seed<NNNN>.png and grid.png.",
+                "before any snapshot; --snapshot picks another). Needs the generator alone: the training data and "
+                "the discriminator's weights files need not exist. z is drawn per seed as the official tools draw "
+                "it. Writes DIR/generate/seed<NNNN>.png and grid.png.",
     examples="  stylegan-run build generate --seeds 0-7 --trunc 0.7\n"
              "  stylegan-run build generate --seeds 3 --class 7 --outdir sevens\n"
+             "  stylegan-run build generate --seeds 0-7 --snapshot 400\n"
              '  stylegan-run build generate --seeds 0-3 --text "a handwritten digit three"\n'
              "  stylegan-run build generate --style-mix 0-3 10-14 --styles 0-3\n"
              "  stylegan-run build generate --projected-w build/project/projected_w.safetensors",
     add_arguments=add_arguments,
     run=bad_input_exits_2(run),
+    parts=frozenset({"G"}),  # no D, no dataset: a run folder generates after its data moved
 )

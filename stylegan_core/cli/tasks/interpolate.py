@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .base import (Context, Task, add_outdir, add_sampling, add_video, bad_input_exits_2, outdir, sampling,
-                   seeds_help)
+from .base import (Context, Task, add_outdir, add_sampling, add_snapshot, add_video, bad_input_exits_2, outdir,
+                   sampling, seeds_help)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop", action="store_true", help="return to the first seed")
     add_sampling(p)
     add_video(p)
+    add_snapshot(p)
     add_outdir(p, "interpolate")
 
 
@@ -41,4 +42,5 @@ TASK = Task(
              "  stylegan-run build interpolate --seeds 0-3 --space z --video gif --fps 15",
     add_arguments=add_arguments,
     run=bad_input_exits_2(run),
+    parts=frozenset({"G"}),  # no D, no dataset: a run folder generates after its data moved
 )

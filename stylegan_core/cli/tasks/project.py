@@ -6,7 +6,8 @@ import json
 import time
 from pathlib import Path
 
-from .base import Context, Task, add_condition, add_outdir, add_progress, add_video, bad_input_exits_2, outdir
+from .base import (Context, Task, add_condition, add_outdir, add_progress, add_snapshot, add_video, bad_input_exits_2,
+                   outdir)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-reg", type=float, default=1e5, help="noise regularization weight (default 1e5)")
     add_condition(p)
     add_video(p)
+    add_snapshot(p)
     add_outdir(p, "project")
     add_progress(p)
 
@@ -77,4 +79,5 @@ TASK = Task(
              "  stylegan-run build project --target face.png --space w+ --steps 500 --loss mse --video none",
     add_arguments=add_arguments,
     run=bad_input_exits_2(run),
+    parts=frozenset({"G"}),  # no D, no dataset: a run folder generates after its data moved
 )
