@@ -27,7 +27,7 @@ demo: setup
 	$(BIN)/stylegan-build && $(BIN)/stylegan-run
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: setup  # the whole suite, one run: ops vs ref, models x resolutions, resolution x batch
 	$(BIN)/python bench/suite.py $(BENCH_ARGS)

@@ -312,6 +312,7 @@ TRAIN = ["train.batch_size=4", "train.tick_kimg=0.012", "train.snapshot_ticks=1"
          "train.metric_ticks=100", "metrics=[]", "augment.ada_kimg=0.02", "augment.target=-1.0", "regularizers.0.interval=2"]
 
 
+@pytest.mark.train
 def test_training_loop_feeds_the_d_main_phase_real_logits_and_resumes_exactly(tmp_path):
     reg = load_plugins().registry
 

@@ -14,7 +14,6 @@ import yaml
 
 from stylegan_core.build import build_model
 from stylegan_core.interfaces import SynthesisBlock, SynthesisInput
-from stylegan_core.plugins import load_plugins
 from stylegan_core.spec import SpecError, load_spec
 from stylegan_core.synthesis import BlockSynthesis, PartMaker
 
@@ -22,11 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DEFAULT = REPO / "stylegan_core" / "spec" / "default.yaml"
 EXAMPLE = REPO / "examples" / "third_party_plugin"
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
 
 
 def _spec(tmp_path: Path, synthesis: dict, name: str = "blocks.yaml", extra: str = "") -> Path:
@@ -153,6 +147,7 @@ def _cli(name: str, *args, env: dict, check: int = 0) -> subprocess.CompletedPro
     return p
 
 
+@pytest.mark.train
 def test_third_party_block_mixed_with_builtin_blocks_trains_and_generates(tmp_path):
     """Through the CLI: a spec stacks StyleGAN2, StyleGAN and the example plugin's blocks on a constant input;
     the dry-run table lists each block with its parameters and FLOPs; it trains and generates."""

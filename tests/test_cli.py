@@ -31,6 +31,7 @@ def cli(name: str, *args: str, env: dict | None = None, cwd: Path | None = None,
     return p
 
 
+@pytest.mark.train
 def test_build_train_resume_generate(tmp_path):
     out = tmp_path / "build"
     p = cli("stylegan-build", "-o", out, *FAST)
@@ -173,6 +174,7 @@ def test_broken_plugin_is_reported_and_builtins_still_work(tmp_path):
     assert "broken" in p.stderr and (tmp_path / "out" / "model.safetensors").is_file()
 
 
+@pytest.mark.train
 def test_third_party_plugin_installs_builds_and_trains(tmp_path):
     site = tmp_path / "site"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",

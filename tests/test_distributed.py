@@ -29,7 +29,8 @@ SCHEDULE = ["--set", "train.batch_size=8", "--set", "train.tick_kimg=0.008", "--
             "--set", "train.metric_ticks=100", "--set", "metrics=[]", "--set", "regularizers.0.interval=4",
             "--set", "train.noise_mode=const", "--set", "discriminator.mbstd_group_size=1"]
 
-pytestmark = pytest.mark.skipif(shutil.which("torchrun", path=str(BIN)) is None, reason="torchrun not installed")
+pytestmark = [pytest.mark.train,
+              pytest.mark.skipif(shutil.which("torchrun", path=str(BIN)) is None, reason="torchrun not installed")]
 
 
 def run(args: list, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -78,8 +79,9 @@ def test_two_processes_match_one_at_the_same_global_batch(tmp_path):
     a, meta_a = snapshot(one, N)
     b, meta_b = snapshot(two, N)
     assert meta_a["cur_nimg"] == meta_b["cur_nimg"] == N and meta_a["batch_idx"] == meta_b["batch_idx"] == N // 8
-    # the same global batches were drawn: the data and latent generators end in the same state
-    assert torch.equal(a["rng.data"], b["rng.data"]) and torch.equal(a["rng.z"], b["rng.z"])
+    # the same global batches were drawn: the latent generators end in the same state (the real batches are a
+    # function of the seed and the step, training/loader.py)
+    assert torch.equal(a["rng.z"], b["rng.z"])
     stats_a = [json.loads(l) for l in (one / "stats.jsonl").read_text().splitlines()]
     stats_b = [json.loads(l) for l in (two / "stats.jsonl").read_text().splitlines()]
     assert len(stats_b) == len(stats_a) == N // 8  # one writer: one line per tick

@@ -24,11 +24,6 @@ from stylegan_core.spec import SpecError, load_spec, parse_yaml
 
 
 @pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
-
-
-@pytest.fixture(scope="module")
 def case_path(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz") / "case.yaml"
 

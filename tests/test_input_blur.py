@@ -49,6 +49,7 @@ def test_blur_equals_a_separable_zero_padded_convolution(impl):
     torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.train
 def test_loop_blurs_what_D_sees_before_the_augmentation():
     reg = load_plugins().registry
     spec = load_spec(None, ["loss.blur_init_sigma=4", "loss.blur_fade_kimg=1", "metrics=[]", "train.batch_size=4"], reg)

@@ -13,18 +13,14 @@ import torch
 
 from stylegan_core import io as sg_io
 from stylegan_core.build import build_model
-from stylegan_core.plugins import load_plugins
 from stylegan_core.spec import load_spec
 from stylegan_core.training import checkpoint as ckpt
 from stylegan_core.training.loop import NonFiniteError, Trainer, TrainingError
 
+pytestmark = pytest.mark.train
+
 SMALL = ["train.batch_size=8", "train.tick_kimg=0.016", "train.snapshot_ticks=1", "train.image_snapshot_ticks=100",
          "train.metric_ticks=100", "metrics=[]", "regularizers.0.interval=2"]
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
 
 
 def trainer(registry, run_dir, kimg, *extra, log=None):

@@ -9,16 +9,12 @@ from pathlib import Path
 import pytest
 
 from stylegan_core.build import build_model
-from stylegan_core.plugins import load_plugins
 from stylegan_core.spec import load_spec
 from stylegan_core.training.loop import Trainer
 
+pytestmark = pytest.mark.train
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
 
 
 @pytest.mark.parametrize("spec", ["stylegan3-t-digits.yaml", "stylegan3-r-digits.yaml",

@@ -19,7 +19,6 @@ from PIL import Image
 
 from stylegan_core.build import build_model
 from stylegan_core.generator import Generator as ComposedGenerator
-from stylegan_core.plugins import load_plugins
 from stylegan_core.spec import SpecError, load_spec
 from stylegan_core.training.loop import Trainer
 from stylegan_plugins.stylegan1 import GrowingSchedule, full_resolution_kimg, lod_at
@@ -34,11 +33,6 @@ GROW = {"initial_resolution": 8, "training_kimg": 4, "transition_kimg": 4}
 # 1 thread: on this shared 2-core machine, 2 threads of tiny ops wait on each other (20x slower under load)
 FAST = ["train.threads=1", "train.batch_size=8", "train.tick_kimg=0.032", "train.snapshot_ticks=1",
         "train.image_snapshot_ticks=100", "train.metric_ticks=100", "metrics=[]"]
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
 
 
 def n_params(m: torch.nn.Module) -> int:
@@ -312,6 +306,7 @@ def block_constant(path: Path, b: int) -> bool:
     return bool((blocks == blocks[:, :1, :, :1]).all())
 
 
+@pytest.mark.train
 def test_cli_progressive_growing_reaches_full_resolution_and_resumes(tmp_path):
     """stylegan-build + stylegan-run with the digits preset and a schedule of 64 images per stage: the
     generated 32x32 images are upsampled 8x8 at the start, a 16/8 blend (constant over 2x2 blocks only)
@@ -354,6 +349,7 @@ def test_cli_progressive_growing_reaches_full_resolution_and_resumes(tmp_path):
     assert all(math.isfinite(s["loss/G"]) and math.isfinite(s["loss/D"]) for s in stats)
 
 
+@pytest.mark.train
 def test_resume_mid_fade_is_exact(tmp_path, registry):
     """Stopping in the middle of a fade-in and resuming gives the same networks (and lod) as one run."""
     grow = "{initial_resolution: 8, training_kimg: 0.032, transition_kimg: 0.064}"

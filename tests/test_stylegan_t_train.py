@@ -23,6 +23,8 @@ from stylegan_core.spec import load_spec  # noqa: E402
 from stylegan_core.training import checkpoint as ckpt  # noqa: E402
 from stylegan_core.training.loop import Trainer  # noqa: E402
 
+pytestmark = pytest.mark.train
+
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "stylegan_core" / "presets" / "stylegan-t-digits.yaml"
 WORDS = "zero one two three four five six seven eight nine".split()

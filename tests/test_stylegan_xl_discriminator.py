@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from stylegan_core.build import build_model
-from stylegan_core.plugins import load_plugins
 from stylegan_core.spec import load_spec_text
 
 pytest.importorskip("timm", reason="the StyleGAN-XL discriminator's backbones need timm (stylegan-core[timm])")
@@ -24,17 +23,7 @@ VIT = {"type": "core.timm", "model": "deit_tiny_distilled_patch16_224", "weights
 CNN = {"type": "core.timm", "model": "tf_efficientnet_lite0", "weights": "random", "input_size": 64, "resize": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ from stylegan_core.freezing import frozen_parameter_names  # noqa: E402
 
 from stylegan_core.training import checkpoint as ckpt  # noqa: E402
 
+pytestmark = pytest.mark.train
+
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["train.batch_size=4", "train.tick_kimg=0.004", "train.snapshot_ticks=1", "train.image_snapshot_ticks=100",
          "train.metric_ticks=100", "train.threads=2"]

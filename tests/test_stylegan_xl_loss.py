@@ -24,17 +24,7 @@ CLS = {"type": "core.timm", "model": "tf_efficientnet_lite0", "weights": "random
 C_DIM, RES, N = 10, 16, 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -239,6 +239,7 @@ def _images(root: Path) -> None:
     Image.fromarray((rs.rand(32, 32, 3) * 255).astype(np.uint8)).convert("P").save(root / "dogs" / "more" / "d.png")
 
 
+@pytest.mark.train
 def test_dataset_from_folder_reads_back_and_trains(tmp_path, capsys):
     from stylegan_core.data.image_folder import ImageFolderDataset
 
