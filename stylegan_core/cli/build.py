@@ -97,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{built.dataset.num_channels}x{built.dataset.resolution}x{built.dataset.resolution}, "
               f"c_dim {built.dataset.label_dim}")
         print(f"wrote {paths['lock']} and {paths['model']}")
+        from ..training.checkpoint import list_snapshots
+
+        snaps = list_snapshots(Path(args.out))
+        if snaps:  # a rebuild over a run: its snapshots stay, and training resumes from them
+            print(f"note: {args.out} holds {len(snaps)} snapshot(s), the latest at {snaps[-1].kimg:g} kimg: "
+                  f"`stylegan-run {args.out} train` resumes from it, applying changed training settings (one line "
+                  f"each) and refusing model changes; --no-resume starts over (the old run is kept aside)")
         return 0
 
     return guarded(run)
