@@ -13,11 +13,12 @@ What is here:
 - the plugin hooks: :data:`hookimpl` (``register``, ``convert_official_network``);
 - the part interfaces (:class:`MappingNetwork`, :class:`SynthesisNetwork`, :class:`Discriminator`,
   :class:`FeatureNetwork`, :class:`Conditioning`, :class:`Loss`, :class:`Regularizer`, :class:`Augment`,
-  :class:`Dataset`, :class:`Metric`, :class:`StepContext`, :class:`SynthesisBlock`, :class:`SynthesisInput`;
-  :data:`PART_INTERFACES`), :class:`BlockSynthesis` (a synthesis network stacked from blocks, to subclass with a
+  :class:`Dataset`, :class:`Metric`, :class:`StepContext`, :class:`SynthesisBlock`, :class:`SynthesisInput`,
+  :class:`Logger` with :class:`LogRun`; :data:`PART_INTERFACES`), :class:`BlockSynthesis` (a synthesis network stacked from blocks, to subclass with a
   generation's own parameters; :class:`PartMaker` builds its blocks in Python), the optional
   capabilities core calls (:class:`ProgressAware`, :class:`LabelFitting`, :class:`PhasedFreezing`,
-  :class:`TextConditioned`, :class:`TextEncoder`, :class:`CentroidTruncation`, :class:`GrowingSynthesis`),
+  :class:`TextConditioned`, :class:`TextEncoder`, :class:`CentroidTruncation`, :class:`GrowingSynthesis`,
+  :class:`OutputTransform`),
   :data:`WIRED_NAMES`, the composed :class:`Generator`;
 - part parameters: the shared declarations of the wired names (:data:`ZDim`, :data:`CDim`, :data:`WDim`,
   :data:`NumWs`, :data:`ImgResolution`, :data:`ImgChannels`; ``Annotated`` types for factory signatures),
@@ -58,8 +59,8 @@ from .generator import Generator
 from .hookspecs import PLUGIN_API, hookimpl
 from .images import float_to_uint8, images_to_float, quantize, save_grid, save_image, save_png
 from .interfaces import (KINDS, PART_INTERFACES, WIRED_NAMES, Augment, CentroidTruncation, Conditioning, Dataset,
-                         Discriminator, FeatureNetwork, GrowingSynthesis, LabelFitting, Loss, MappingNetwork, Metric,
-                         PhasedFreezing, ProgressAware, Regularizer, StepContext, SynthesisBlock, SynthesisInput,
+                         Discriminator, FeatureNetwork, GrowingSynthesis, LabelFitting, Logger, LogRun, Loss,
+                         MappingNetwork, Metric, OutputTransform, PhasedFreezing, ProgressAware, Regularizer, StepContext, SynthesisBlock, SynthesisInput,
                          SynthesisNetwork, TextConditioned, TextEncoder)
 from .io import (RANDOM, WeightsFileError, atomic_open, atomic_save_safetensors, atomic_write_bytes, atomic_write_text,
                  cache_dir, is_random, read_safetensors, read_tensor, resolve_weights, sha256_file)
@@ -97,12 +98,12 @@ __all__ = [
     # interfaces
     "KINDS", "WIRED_NAMES", "Augment", "Conditioning", "Dataset", "Discriminator", "FeatureNetwork", "Generator",
     "Loss", "MappingNetwork", "Metric", "PART_INTERFACES", "Regularizer", "StepContext", "SynthesisNetwork",
-    "SynthesisBlock", "SynthesisInput",
+    "SynthesisBlock", "SynthesisInput", "Logger", "LogRun",
     # block synthesis networks (core.block_synthesis) and their Python-side factories
     "BlockSynthesis", "PartMaker", "channels_per_resolution",
     # optional capabilities of parts (runtime-checkable protocols)
-    "CentroidTruncation", "GrowingSynthesis", "LabelFitting", "PhasedFreezing", "ProgressAware", "TextConditioned",
-    "TextEncoder",
+    "CentroidTruncation", "GrowingSynthesis", "LabelFitting", "OutputTransform", "PhasedFreezing", "ProgressAware",
+    "TextConditioned", "TextEncoder",
     # params
     "CDim", "ImgChannels", "ImgResolution", "NestedPart", "NumWs", "PartParams", "WDim", "ZDim", "weights_given",
     # layers and ops

@@ -51,6 +51,7 @@ KINDS = (
     "augment",
     "dataset",
     "metric",
+    "logger",
 )
 
 
@@ -334,6 +335,49 @@ class Metric(abc.ABC):
         return {}
 
 
+@dataclass
+class LogRun:
+    """What a :class:`Logger` is told when a training session starts.
+
+    ``start_nimg``: images shown when this session starts (0, or the resumed snapshot's count); ``resumed``:
+    whether it continues a snapshot (records a logger wrote for ticks after ``start_nimg`` belong to a session
+    that was killed before its next snapshot: those ticks are trained again); ``spec_text``: the resolved spec
+    as YAML (the build's lock file); ``hparams``: the training settings and part types, flat
+    (``train.batch_size``, ``generator.synthesis.type``, ...), values str/int/float/bool.
+    """
+
+    run_dir: Path
+    spec_text: str
+    start_nimg: int
+    resumed: bool
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+
+class Logger(abc.ABC):
+    """Receives the training's records (kind ``logger``, listed in the spec's ``train.loggers``), on the main
+    process only: ``start(run)`` once before the first step, ``log_tick(record, metrics)`` at the end of every tick,
+    ``log_image(name, path, nimg)`` for each sample grid written (``fakes``, and ``reals`` once), ``close(done)``
+    when the session ends (``done``: training reached its length).
+
+    ``record`` is the tick's record as ``stats.jsonl`` holds it: ``tick``, ``kimg``, ``sec_per_tick``,
+    ``img_per_sec``, the tick's mean of every per-step statistic (``loss/G``, ``reg/r1``, ...), ``augment/p``
+    when there is one, ``ops``; ``metrics`` the metrics computed at this tick (often none).
+    """
+
+    def start(self, run: LogRun) -> None:
+        """Open the logger's output; an error here stops training before its first step."""
+
+    @abc.abstractmethod
+    def log_tick(self, record: dict[str, Any], metrics: dict[str, float]) -> None:
+        ...
+
+    def log_image(self, name: str, path: Path, nimg: int) -> None:
+        """A sample grid just written to ``path`` (PNG) at ``nimg`` images shown."""
+
+    def close(self, done: bool) -> None:
+        """Flush and close."""
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Capabilities of network parts: runtime-checkable protocols (see the module docstring).
 
@@ -461,6 +505,7 @@ PART_INTERFACES: dict[str, type] = {
     "augment": Augment,
     "dataset": Dataset,
     "metric": Metric,
+    "logger": Logger,
 }
 @runtime_checkable
 class RealsTransform(Protocol):

@@ -280,9 +280,11 @@ def _load_order(names: list[str], requires: dict[str, list[str]]) -> tuple[list[
 
 
 def register_core_parts(registry: Registry) -> None:
-    """Core's own parts (``core.*``): datasets and metrics."""
+    """Core's own parts (``core.*``): datasets, the block synthesis network, feature networks, metrics and
+    training loggers."""
     from .data import register_parts as register_data
     from .features import register_parts as register_features
+    from .loggers import register_parts as register_loggers
     from .metrics import register_parts as register_metrics
     from .synthesis import register_parts as register_synthesis
 
@@ -290,6 +292,7 @@ def register_core_parts(registry: Registry) -> None:
     register_synthesis(registry)  # core.block_synthesis
     register_features(registry)  # feature networks (core.timm, core.open_clip); timm/open_clip imported lazily
     register_metrics(registry)
+    register_loggers(registry)  # core.jsonl, core.tensorboard (tensorboard imported when a run starts)
 
 
 @dataclass

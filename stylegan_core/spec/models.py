@@ -69,8 +69,9 @@ class RunConfig(BaseModel):
 #: spec slot -> registry kind (list slots hold items of that kind)
 SLOTS: dict[tuple, str] = {("generator", "mapping"): "mapping", ("generator", "synthesis"): "synthesis",
                            ("discriminator",): "discriminator", ("loss",): "loss", ("regularizers",): "regularizer",
-                           ("augment",): "augment", ("data",): "dataset", ("metrics",): "metric"}
-LIST_SLOTS = {("regularizers",), ("metrics",)}
+                           ("augment",): "augment", ("data",): "dataset", ("metrics",): "metric",
+                           ("train", "loggers"): "logger"}
+LIST_SLOTS = {("regularizers",), ("metrics",), ("train", "loggers")}
 SPEC_KINDS = tuple(sorted(set(SLOTS.values())))
 
 
@@ -79,8 +80,8 @@ def slot_kind(path: tuple) -> Optional[str]:
     path = tuple(path)
     if path in SLOTS and path not in LIST_SLOTS:
         return SLOTS[path]
-    if len(path) == 2 and isinstance(path[1], int) and (path[0],) in LIST_SLOTS:
-        return SLOTS[(path[0],)]
+    if len(path) >= 2 and isinstance(path[-1], int) and path[:-1] in LIST_SLOTS:
+        return SLOTS[path[:-1]]
     return None
 
 
@@ -248,6 +249,15 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
                                  __doc__="The generator: a mapping network and a synthesis network.",
                                  mapping=(_slot(registry, "mapping"), ...),
                                  synthesis=(_slot(registry, "synthesis"), ...))
+    # train.loggers: parts of kind logger (core.jsonl by default), so train is a subclass of TrainConfig per registry
+    # (a registry without core's parts, as some tests build, has no default logger)
+    default_loggers = [{"type": "core.jsonl"}] if ("logger", "core.jsonl") in registry else []
+    TrainSpec = create_model("TrainConfig", __base__=TrainConfig, __doc__=TrainConfig.__doc__,
+                             loggers=(list[_slot(registry, "logger")],  # type: ignore[misc]
+                                      Field(default_factory=lambda: [dict(d) for d in default_loggers],
+                                            validate_default=True,
+                                            description="what records the training (stats.jsonl: core.jsonl; "
+                                                        "TensorBoard: core.tensorboard; a plugin's logger)")))
     Spec = create_model(
         "Spec",
         __config__=cfg,
@@ -262,7 +272,7 @@ def build_spec_model(registry: Registry) -> type[BaseModel]:
         augment=(Optional[_slot(registry, "augment")], None),
         data=(_slot(registry, "dataset"), ...),
         metrics=(list[_slot(registry, "metric")], []),  # type: ignore[misc]
-        train=(TrainConfig, Field(default_factory=TrainConfig)),
+        train=(TrainSpec, Field(default_factory=TrainSpec)),
         run=(RunConfig, Field(default_factory=RunConfig)),
         # written by stylegan-build into spec.lock.yaml (versions); ignored when building
         lock=(Optional[dict[str, Any]], Field(None, description="written by stylegan-build: versions built with")),

@@ -33,7 +33,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ from ..images import images_to_float, save_grid
 from ..interfaces import LabelFitting, ProgressAware, Regularizer, StepContext
 from ..io import WeightsFileError, atomic_write_text
 from ..layers.precision import precision
+from ..loggers import Loggers, LogRun, build_loggers, flat_hparams
 from ..ops import ops_used
 from . import checkpoint as ckpt
 from . import distributed
@@ -215,7 +216,7 @@ class Trainer:
 
     def __init__(self, built: BuiltModel, run_dir: Path, kimg: Optional[float] = None, resume: bool = True,
                  progress: bool = True, log: Callable[[str], None] = print,
-                 warn: Optional[Callable[[str], None]] = None):
+                 warn: Optional[Callable[[str], None]] = None, loggers: Sequence[str] = ()):
         self.built = built
         self.cfg = built.spec.model.train
         self.run_dir = Path(run_dir)
@@ -229,6 +230,8 @@ class Trainer:
         self.log = log if self.world.is_main else (lambda s: None)
         warn = warn or (lambda s: print(s, file=sys.stderr, flush=True))
         self.warn = warn if self.world.is_main else (lambda s: None)
+        # the spec's train.loggers and the types named by `loggers` (train --tensorboard); the main process logs
+        self.loggers = build_loggers(built, loggers) if self.world.is_main else Loggers()
         if self.cfg.threads:
             torch.set_num_threads(int(self.cfg.threads))
         if self.cfg.batch_size % self.world.size:
@@ -775,11 +778,10 @@ class Trainer:
         return time.strftime("%H:%M:%S", time.gmtime(max(left, 0))) if left < 86400 else f"{left / 86400:.1f} days"
 
     def _report(self, rec: dict[str, Any], metrics: dict[str, float], line: bool) -> None:
-        """Append the tick's record (with its metrics) to ``stats.jsonl`` and, without a progress bar, print one
-        line: kimg, img/s, the losses, the ETA and the metrics."""
+        """Hand the tick's record and its metrics to the loggers (``core.jsonl``: a line of ``stats.jsonl``) and,
+        without a progress bar, print one line: kimg, img/s, the losses, the ETA and the metrics."""
+        self.loggers.log_tick(rec, metrics)
         rec = {**rec, **metrics}
-        with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
         if line:
             vals = "  ".join(f"{k} {v:.4g}" for k, v in rec.items()
                              if ("loss" in k or "reg" in k or k == "augment/p") and isinstance(v, float))
@@ -797,7 +799,7 @@ class Trainer:
         # grids, metrics and snapshots at cur_nimg see the networks as set for cur_nimg
         set_training_progress((self.G, self.G_ema, self.D), self.cur_nimg)
         if main and (done or self.cur_tick % self.cfg.image_snapshot_ticks == 0):
-            self.write_grid(grid_name(self.cur_nimg))
+            self.loggers.log_image("fakes", self.write_grid(grid_name(self.cur_nimg)), self.cur_nimg)
         metrics: dict[str, float] = {}
         if main and (done or self.cur_tick % self.cfg.metric_ticks == 0):
             metrics = self.evaluate()
@@ -814,6 +816,17 @@ class Trainer:
         self._tick_t0 = time.time()
         return metrics
 
+    def _start_loggers(self, resumed: bool) -> None:
+        """Tell the loggers the session starts (at the resumed snapshot's count); a logger that cannot start (a
+        missing package) stops training before its first step."""
+        lock = self.run_dir / "spec.lock.yaml"
+        run = LogRun(run_dir=self.run_dir, spec_text=lock.read_text(encoding="utf-8") if lock.is_file() else "",
+                     start_nimg=self.cur_nimg, resumed=resumed, hparams=flat_hparams(spec_dict(self.built)))
+        try:
+            self.loggers.start(run)
+        except (ValueError, OSError, ImportError) as e:
+            raise TrainingError(str(e)) from None
+
     # -- main --------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         from tqdm import tqdm
@@ -826,9 +839,13 @@ class Trainer:
         distributed.barrier(self.world)
         resumed = self.try_resume() if self.resume else False
         set_training_progress((self.G, self.G_ema, self.D), self.cur_nimg)  # the resumed nimg's state
+        if main and self.cur_nimg < self.total_nimg:
+            self._start_loggers(resumed)
         if not resumed and main:
-            self.write_reals()
-            self.write_grid(grid_name(self.cur_nimg))  # the starting point, at kimg 0
+            reals, fakes = self.write_reals(), self.write_grid(grid_name(self.cur_nimg))  # the starting point
+            if self.cur_nimg < self.total_nimg:
+                self.loggers.log_image("reals", reals, self.cur_nimg)
+                self.loggers.log_image("fakes", fakes, self.cur_nimg)
         if self.cur_nimg >= self.total_nimg:
             self.log(f"Nothing to do: {self.cur_nimg / 1000:.1f} kimg done of {self.total_nimg / 1000:.1f}")
             return {"cur_nimg": self.cur_nimg, "resumed": resumed, "metrics": {}}
@@ -873,6 +890,7 @@ class Trainer:
         finally:
             bar.close()
             self._close_batches()
+            self.loggers.close(self.cur_nimg >= self.total_nimg)
         res = {"cur_nimg": self.cur_nimg, "resumed": resumed, "metrics": metrics,
                "wall_time": time.time() - self.start_time}
         if interrupted:

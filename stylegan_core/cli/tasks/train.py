@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="train.KEY=VALUE",
                    help="change a training setting without a rebuild (repeatable), e.g. --set train.g_lr=0.001; "
                         "written into DIR/spec.lock.yaml with a line in its lock.history, and applied on resume")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to TensorBoard for this session (DIR/tensorboard; the core.tensorboard logger, "
+                        "unless train.loggers lists it already): tensorboard --logdir DIR/tensorboard")
     add_progress(p)
 
 
@@ -35,7 +38,8 @@ def run(ctx: Context) -> int:
     trainer = None
     try:
         trainer = Trainer(ctx.built, ctx.run_dir, kimg=ctx.args.kimg, resume=not ctx.args.no_resume,
-                          progress=not ctx.args.no_progress)
+                          progress=not ctx.args.no_progress,
+                          loggers=("core.tensorboard",) if ctx.args.tensorboard else ())
         res = trainer.run()
     except TrainingError as e:
         err(f"error: {e}")
