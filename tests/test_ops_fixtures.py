@@ -1,7 +1,8 @@
 """Our ops against the official code's recorded outputs (../shared/fixtures/nvlabs/ops).
 
 Every case listed by every op manifest is run, so cases added later are covered
-without touching this file. Values within 1e-5, gradients within 1e-4.
+without touching this file, through each implementation (ref, cpp, cuda, triton).
+Values within 1e-5, gradients within 1e-4.
 """
 from __future__ import annotations
 
@@ -60,8 +61,10 @@ CASES = _cases()
 
 
 def _impls() -> list:
-    """``ref`` always; the compiled kernels where they are built and can run (skipped with the reason otherwise)."""
-    from stylegan_core.ops import _compiled
+    """``ref`` always; the compiled and Triton kernels where they can run (skipped with the reason otherwise). The
+    Triton kernels run on CPU tensors under Triton's interpreter: tests/test_triton_ops.py runs the ``triton`` cases
+    with TRITON_INTERPRET=1."""
+    from stylegan_core.ops import _compiled, _triton
 
     cpp_ok = _compiled.available()
     cuda_ok = _compiled.supports("cuda") and torch.cuda.is_available()
@@ -72,6 +75,9 @@ def _impls() -> list:
         pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
             not cuda_ok, reason="no GPU here: the CUDA kernels are compile-checked only"
             if _compiled.built_with_cuda() else "stylegan_core._C was built without CUDA")]),
+        pytest.param("triton", id="triton", marks=pytest.mark.skipif(
+            not _triton.supports("cpu"), reason="the Triton kernels run on the CPU under TRITON_INTERPRET=1 only "
+                                                "(tests/test_triton_ops.py runs these cases so)")),
     ]
 _LOADED: dict[str, dict[str, torch.Tensor]] = {}
 

@@ -45,6 +45,7 @@ _KERNELS: dict[tuple[str, str], Callable[..., Any]] = {}
 _CHECKS: dict[str, Callable[[str, torch.device, torch.dtype], None]] = {}
 _checked: dict[tuple[str, str, str, str], Optional[str]] = {}  # (impl, op, dtype, device) -> None (passed) | error
 _used: dict[str, dict[str, set[str]]] = {}  # op -> "device dtype" -> implementations run
+_recorders: list[dict[str, dict[str, set[str]]]] = []  # open recording() blocks
 _lock = threading.Lock()
 _quiet = threading.local()  # .on while a self-check runs: its calls are not recorded as used
 
@@ -221,7 +222,8 @@ def _resolve(impl: str, op: str, device: str, dtype_name: str) -> str:
         kernel(op, which)  # imported now (while tracing, the traced code only looks it up)
     if not getattr(_quiet, "on", False):
         with _lock:
-            _used.setdefault(op, {}).setdefault(f"{device} {dtype_name}", set()).add(which)
+            for rec in (_used, *_recorders):
+                rec.setdefault(op, {}).setdefault(f"{device} {dtype_name}", set()).add(which)
     return which
 
 
@@ -242,6 +244,18 @@ def used() -> dict[str, dict[str, str]]:
     joined by '+', e.g. ``"ref+triton"`` when a program switched with :func:`default_impl`)."""
     with _lock:
         return {op: {k: "+".join(sorted(v)) for k, v in sorted(per.items())} for op, per in sorted(_used.items())}
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[dict[str, dict[str, set[str]]]]:
+    """Within the block, the dict yielded fills with what :func:`used` would add: ``{op: {"<device> <dtype>":
+    {implementations}}}`` (eager calls; under ``torch.compile`` only while tracing)."""
+    rec: dict[str, dict[str, set[str]]] = {}
+    _recorders.append(rec)
+    try:
+        yield rec
+    finally:
+        _recorders.remove(rec)
 
 
 def reset_checks() -> None:
