@@ -423,7 +423,7 @@ def cli_plugins(monkeypatch):
     import stylegan_core.cli.common as common
 
     monkeypatch.setattr(common, "load_plugins",
-                        lambda: load_plugins(only=["stylegan2", "fntest"], extra={"fntest": _Plugin}))
+                        lambda **kw: load_plugins(only=["stylegan2", "fntest"], extra={"fntest": _Plugin}, **kw))
 
 
 def _lite0_file(path: Path, seed: int) -> Path:
