@@ -94,10 +94,12 @@ def generator_at(run_dir: Path, which: str):
 
 @pytest.fixture(scope="module")
 def sg2_run(tmp_path_factory):
-    """The embedded default (StyleGAN2, 32x32), trained for two ticks of 8 images (snapshots at 0.008 and 0.016)."""
+    """The embedded default (StyleGAN2, 32x32, 8 channels at most), trained for two ticks of 8 images (snapshots at
+    0.008 and 0.016)."""
     tmp = tmp_path_factory.mktemp("export_sg2")
     out = tmp / "sg2"
-    assert build_cli.main(["-o", str(out), *TRAIN]) == 0
+    assert build_cli.main(["-o", str(out), *TRAIN, "--set", "generator.synthesis.channel_max=8",
+                           "--set", "discriminator.channel_max=8"]) == 0
     assert run_cli.main([str(out), "train", "--no-progress"]) == 0
     snaps = sorted(p.name for p in (out / "snapshots").glob("*.safetensors"))
     assert snaps == ["snapshot-000000008.safetensors", "snapshot-000000016.safetensors"]
