@@ -60,3 +60,37 @@ def test_d_reads_faded_reals_at_the_level_it_reads_fakes(D):
     no_grow = Discriminator(img_resolution=32, img_channels=1, channel_base=64, channel_max=4, growing=None)
     x = torch.rand(2, 1, 32, 32)
     assert torch.equal(no_grow.process_reals(x), x)
+
+
+def test_training_through_the_cli_shows_d_the_faded_reals(tmp_path, monkeypatch):
+    """stylegan-build + stylegan-run train (in-process) on the digits with a short schedule: the loop calls the
+    discriminator's process_reals on every real batch, at the lod of that step, and D reads what it returns."""
+    from stylegan_core.cli import build as build_cli
+    from stylegan_core.cli import run as run_cli
+
+    calls, fed = [], []
+    process, forward = Discriminator.process_reals, Discriminator.forward
+
+    def spy_process(self, img):
+        out = process(self, img)
+        calls.append((float(self.lod), torch.equal(out, img)))
+        fed.append(out)
+        return out
+
+    def spy_forward(self, img, *a, **kw):
+        if fed and img.shape == fed[-1].shape and torch.equal(img, fed[-1]):
+            calls.append("D read the processed reals")
+        return forward(self, img, *a, **kw)
+
+    monkeypatch.setattr(Discriminator, "process_reals", spy_process)
+    monkeypatch.setattr(Discriminator, "forward", spy_forward)
+    grow = "{initial_resolution: 8, training_kimg: 0.016, transition_kimg: 0.016}"
+    sets = ["train.threads=1", "train.batch_size=8", "train.tick_kimg=0.032", "train.image_snapshot_ticks=100",
+            "metrics=[]", "regularizers=[]", "augment=null", f"generator.synthesis.growing={grow}",
+            f"discriminator.growing={grow}"]
+    out = tmp_path / "b"
+    assert build_cli.main(["stylegan1-digits", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    assert run_cli.main([str(out), "train", "--kimg", "0.032", "--no-progress"]) == 0
+    steps = [c for c in calls if isinstance(c, tuple)]
+    assert [lod for lod, _ in steps] == [2.0, 2.0, 2.0, 1.5]  # 16 images stable at 8x8, then the 16x16 fade-in
+    assert not steps[-1][1] and "D read the processed reals" in calls

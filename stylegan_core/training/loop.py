@@ -44,7 +44,7 @@ from ..data import labels as labels_mod
 from ..freezing import (declared_phases, load_trainable_state_dict, set_requires_grad, trainable_parameters,
                         trainable_state_dict)
 from ..images import images_to_float, save_grid
-from ..interfaces import LabelFitting, ProgressAware, Regularizer, StepContext
+from ..interfaces import LabelFitting, ProgressAware, RealsTransform, Regularizer, StepContext
 from ..io import WeightsFileError, atomic_write_text
 from ..layers.precision import precision
 from ..loggers import Loggers, LogRun, build_loggers, flat_hparams
@@ -414,6 +414,8 @@ class Trainer:
         stats: dict[str, float] = {}
         real_logits = None  # of the D main phase, for an adaptive augmentation
         for ph in self.phases:
+        for _, sub in _modules_with((self.D, self.G), RealsTransform):  # e.g. StyleGAN's fade-in of the reals
+            real_img = sub.process_reals(real_img)
             other = self.D if ph.name == "G" else self.G
             set_requires_grad(ph.module, True, self.train_phase)  # feature networks and frozen groups stay frozen
             other.requires_grad_(False)
