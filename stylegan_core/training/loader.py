@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -64,8 +65,40 @@ def _worker_init(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def collate(items: list[tuple[Any, Any]], text: bool) -> tuple[torch.Tensor, labels_mod.Labels]:
-    """``(uint8 images [N, C, H, W], labels)`` from dataset items ``(image, label)``."""
+class Failed:
+    """An item a worker could not load, carried to the main process as a batch, which raises the error there:
+    the dataset's own one-line error (a bad image named), not the DataLoader's text with the worker's traceback."""
+
+    def __init__(self, error: BaseException):
+        try:
+            pickle.loads(pickle.dumps(error))
+        except Exception:  # an exception class that does not survive pickling: its type and message
+            error = RuntimeError(f"{type(error).__name__}: {error}")
+        self.error = error
+
+
+class _Guarded(torch.utils.data.Dataset):
+    """The dataset as the workers read it: an error loading an item becomes a :class:`Failed` item."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> Any:
+        try:
+            return self.dataset[idx]
+        except Exception as e:
+            return Failed(e)
+
+
+def collate(items: list[Any], text: bool) -> Any:
+    """``(uint8 images [N, C, H, W], labels)`` from dataset items ``(image, label)`` (a :class:`Failed` item
+    instead, if one failed)."""
+    failed = next((it for it in items if isinstance(it, Failed)), None)
+    if failed is not None:
+        return failed
     imgs = torch.stack([torch.as_tensor(it[0]) for it in items])
     return imgs, labels_mod.stack([it[1] for it in items], text)
 
@@ -78,7 +111,7 @@ def make_loader(dataset: Any, batch: int, seed: int, world: distributed.World, n
     extra: dict[str, Any] = {}
     if workers > 0:
         extra = dict(persistent_workers=True, prefetch_factor=2, worker_init_fn=_worker_init)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+    loader = DataLoader(_Guarded(dataset) if workers > 0 else dataset, batch_sampler=sampler, num_workers=workers,
                         collate_fn=functools.partial(collate, text=labels_mod.is_text(dataset)),
                         pin_memory=pin_memory,
                         # the workers' base seed is drawn from this generator, not from torch's global one, whose
@@ -87,4 +120,4 @@ def make_loader(dataset: Any, batch: int, seed: int, world: distributed.World, n
     return loader, sampler
 
 
-__all__ = ["StepBatches", "batch_indices", "collate", "default_num_workers", "make_loader"]
+__all__ = ["Failed", "StepBatches", "batch_indices", "collate", "default_num_workers", "make_loader"]

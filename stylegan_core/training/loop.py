@@ -52,7 +52,7 @@ from ..ops import ops_used
 from . import checkpoint as ckpt
 from . import distributed
 from .blur import blur_images
-from .loader import make_loader
+from .loader import Failed, make_loader
 
 
 class TrainingError(RuntimeError):
@@ -332,7 +332,10 @@ class Trainer:
         # this rank's slice of step batch_idx's global batch (loader.batch_indices), decoded by the loader's workers
         if self._batches is None:
             self._restart_batches()
-        imgs, labels = next(self._batches)
+        got = next(self._batches)
+        if isinstance(got, Failed):  # a worker could not load an item: its own error, as without workers
+            raise got.error
+        imgs, labels = got
         return (images_to_float(imgs.to(self.device, non_blocking=True)),
                 labels_mod.to_device(labels, self.device))
 
