@@ -26,10 +26,8 @@ Not a test: CI runs ``--device cpu`` under the interpreter (tests/test_triton_op
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
-import math
 import os
 import random
 import statistics
@@ -85,7 +83,6 @@ def kernel_families(device: Any) -> list[str]:
 
 def fixture_cases(folder: Path) -> dict[str, list]:
     """The official fixtures' calls as self-check cases (their inputs, shapes and arguments), per op."""
-    import torch
     from safetensors.torch import load_file
 
     from stylegan_core import ops
@@ -429,7 +426,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import torch
 
     import stylegan_core
-    from stylegan_core.ops import _compiled, _triton
+    from stylegan_core.ops import _compiled
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -154,12 +154,13 @@ def test_env_and_default_impl_accept_triton(monkeypatch):
     assert _dispatch.AUTO_ORDER["cuda"] == ("triton", "cuda") and "cuda" in _dispatch.SELF_CHECK_DEVICES
 
 
+@pytest.mark.train
 def test_lock_and_training_log_record_the_ops(tmp_path):
     """End to end: stylegan-build records in spec.lock.yaml which implementation each op ran (its check pass on the
     CPU), and every tick of stylegan-run train records it in stats.jsonl."""
     out = tmp_path / "build"
     env = dict(os.environ)
-    sets = ["train.batch_size=4", "train.tick_kimg=0.004", "train.kimg=0.008", "train.snapshot_ticks=100",
+    sets = ["train.batch_size=32", "train.tick_kimg=0.032", "train.kimg=0.064", "train.snapshot_ticks=100",
             "train.image_snapshot_ticks=100", "train.metric_ticks=100", "metrics=[]", "train.precision=bf16",
             "data.resolution=16", "generator.synthesis.channel_max=16", "discriminator.channel_max=16"]
     args = [a for s in sets for a in ("--set", s)]

@@ -18,7 +18,6 @@ from stylegan_core import ops
 from stylegan_core.build import build_model
 from stylegan_core.layers import precision
 from stylegan_core.ops import _compiled, _dispatch, _triton
-from stylegan_core.plugins import load_plugins
 from stylegan_core.spec import load_spec
 from stylegan_core.training.loop import Trainer
 
@@ -43,11 +42,6 @@ IMPLS = [
 ]
 #: the reduced-precision result against float32, relative to the image's largest magnitude
 TOL = {"fp16": 0.02, "bf16": 0.15}
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +84,9 @@ def _run(built, mode: str, impl: str, with_d: bool):
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_reduced_precision_blocks(name, impl, models, monkeypatch):
+    if impl == "triton" and name != "sg3t":
+        pytest.skip("under the interpreter a whole network takes minutes: StyleGAN3-T (the fused filtered_lrelu, "
+                    "bias_act) stands for the others, whose ops tests/test_triton_ops.py covers in float16/bfloat16")
     built = models(name)
     with_d = name == "sg2"
     z = torch.randn([2, built.G.z_dim], generator=torch.Generator().manual_seed(1))
@@ -138,6 +135,7 @@ def test_conv_clamp_bounds_the_half_blocks(models, monkeypatch):
     assert bool(torch.isfinite(img).all())
 
 
+@pytest.mark.train
 def test_train_precision_in_the_loop(registry, tmp_path, monkeypatch):
     """train.precision chooses what one training step computes the flagged blocks in (the loop sets it)."""
     monkeypatch.setattr(precision, "FP16_DEVICE_TYPES", {"cuda", "cpu"})

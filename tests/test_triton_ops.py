@@ -354,10 +354,11 @@ def test_opcheck(name, args):
 
 @in_child
 def test_self_check_cases_pass_in_every_dtype():
-    """The self-check 'auto' runs on a GPU passes here, for each op, in every dtype, to second order."""
+    """The self-check 'auto' runs on a GPU passes here, for each op, in float32 (to second order) and float16
+    (bfloat16 and float64: bench/gpu_check.py, and the per-op tests above)."""
     for op in _selfcheck.CASES:
-        for dtype in (F32, F16, BF16, F64):
-            for name, errs, failure in _selfcheck.run_cases(op, "triton", "cpu", dtype, second_order=True):
+        for dtype in (F32, F16):
+            for name, errs, failure in _selfcheck.run_cases(op, "triton", "cpu", dtype, second_order=dtype == F32):
                 assert failure is None, (op, dtype, failure)
 
 
