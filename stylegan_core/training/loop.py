@@ -414,11 +414,11 @@ class Trainer:
     def _step(self) -> dict[str, float]:
         set_training_progress((self.G, self.G_ema, self.D), self.cur_nimg)
         real_img, real_c = self._real_batch()
+        for _, sub in _modules_with((self.D, self.G), RealsTransform):  # e.g. StyleGAN's fade-in of the reals
+            real_img = sub.process_reals(real_img)
         stats: dict[str, float] = {}
         real_logits = None  # of the D main phase, for an adaptive augmentation
         for ph in self.phases:
-        for _, sub in _modules_with((self.D, self.G), RealsTransform):  # e.g. StyleGAN's fade-in of the reals
-            real_img = sub.process_reals(real_img)
             other = self.D if ph.name == "G" else self.G
             set_requires_grad(ph.module, True, self.train_phase)  # feature networks and frozen groups stay frozen
             other.requires_grad_(False)
