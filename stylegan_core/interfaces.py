@@ -472,6 +472,21 @@ class OutputTransform(Protocol):
 
 
 @runtime_checkable
+class RealsTransform(Protocol):
+    """A module that changes the real images D is shown with training progress (StyleGAN's progressive growing:
+    during a fade-in the reals are cross-faded between two levels of detail as the fakes are, NVlabs/stylegan
+    ``training/training_loop.py`` ``process_reals``).
+
+    The training loop calls ``process_reals(img)`` on every module and submodule of D and G that has it, in that
+    order, on each batch of real images (``[N, C, H, W]`` in [-1, 1], after the dataset and before any blur or
+    augmentation) and shows D the result; the state it depends on comes from
+    :meth:`ProgressAware.set_training_progress`.
+    """
+
+    def process_reals(self, img: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
 class GrowingSynthesis(Protocol):
     """A synthesis network that grows by stages (``stylegan-run DIR grow``, :mod:`stylegan_core.training.grow`).
 
@@ -507,18 +522,3 @@ PART_INTERFACES: dict[str, type] = {
     "metric": Metric,
     "logger": Logger,
 }
-@runtime_checkable
-class RealsTransform(Protocol):
-    """A module that changes the real images D is shown with training progress (StyleGAN's progressive growing:
-    during a fade-in the reals are cross-faded between two levels of detail as the fakes are, NVlabs/stylegan
-    ``training/training_loop.py`` ``process_reals``).
-
-    The training loop calls ``process_reals(img)`` on every module and submodule of D and G that has it, in that
-    order, on each batch of real images (``[N, C, H, W]`` in [-1, 1], after the dataset and before any blur or
-    augmentation) and shows D the result; the state it depends on comes from
-    :meth:`ProgressAware.set_training_progress`.
-    """
-
-    def process_reals(self, img: torch.Tensor) -> torch.Tensor: ...
-
-
