@@ -92,3 +92,42 @@ def test_text_to_text_interpolation(G, tmp_path, space):
     assert not torch.equal(frames[1], frames[0]) and not torch.equal(frames[1], frames[2])
     with pytest.raises(ValueError, match="3 prompts need 3 seeds"):
         interpolate(G, [1, 2], tmp_path, text=prompts, video="none")
+
+
+@pytest.mark.train
+def test_a_run_switches_phase_and_continues_from_its_weights(tmp_path):
+    """Through the CLI (official --resume with another --train-mode): a stylegan-t-digits run trained in phase
+    'all' resumes with --set train.phase=text_encoder from its weights: G's text encoder trains with a fresh
+    optimizer, every other tensor of G is bit-identical across the switch, D's optimizer state goes on, and the
+    lock's history records the switch."""
+    pytest.importorskip("timm")
+    pytest.importorskip("open_clip")
+    from safetensors.torch import load_file
+    import yaml
+
+    from stylegan_core.cli import build as build_cli
+    from stylegan_core.cli import run as run_cli
+    from stylegan_core.training import checkpoint as ckpt
+
+    out = tmp_path / "t"
+    sets = ["metrics=[]", "train.batch_size=4", "train.tick_kimg=0.004", "train.snapshot_ticks=1",
+            "train.image_snapshot_ticks=1000"]
+    assert build_cli.main(["stylegan-t-digits", "-o", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    assert run_cli.main([str(out), "train", "--kimg", "0.004", "--no-progress"]) == 0
+    before = load_file(str(ckpt.latest_snapshot(out)[1]))
+    assert run_cli.main([str(out), "train", "--kimg", "0.008", "--no-progress",
+                         "--set", "train.phase=text_encoder"]) == 0
+    after = load_file(str(ckpt.latest_snapshot(out)[1]))
+    # G's parameters and fitted buffers (x_avg, the mapping's running input average, moves with every G pass)
+    g = [k for k in before if k.startswith("G.") and after[k].is_floating_point() and not k.endswith(".x_avg")]
+    text = {k for k in g if k.startswith("G.mapping.conditioning.")}
+    changed = {k for k in g if not torch.equal(before[k], after[k])}
+    assert text and changed and changed <= text, sorted(changed - text)[:5]  # frozen tensors bit-identical
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("D.") and ".heads." in k)
+    lock = yaml.safe_load((out / "spec.lock.yaml").read_text())
+    assert lock["train"]["phase"] == "text_encoder" and "train.phase" in yaml.safe_dump(lock["lock"].get("history"))
+    # text-to-text interpolation from the run folder: two prompts are the keyframes (seeds 0 and 1)
+    assert run_cli.main([str(out), "interpolate", "--text", "a handwritten digit one", "--text",
+                         "a handwritten digit seven", "--frames", "2", "--video", "none",
+                         "--outdir", str(tmp_path / "interp")]) == 0
+    assert len(list((tmp_path / "interp" / "frames").glob("frame*.png"))) == 3

@@ -41,8 +41,8 @@ from torch import nn
 
 from ..build import BuiltModel, model_fingerprint, spec_dict
 from ..data import labels as labels_mod
-from ..freezing import (declared_phases, load_trainable_state_dict, set_requires_grad, trainable_parameters,
-                        trainable_state_dict)
+from ..freezing import (declared_phases, load_trainable_state_dict, phase_change, set_requires_grad,
+                        trainable_parameters, trainable_state_dict)
 from ..images import images_to_float, save_grid
 from ..interfaces import LabelFitting, ProgressAware, RealsTransform, Regularizer, StepContext
 from ..io import WeightsFileError, atomic_write_text
@@ -124,8 +124,8 @@ SETTING_SECTIONS = ("generator", "discriminator", "loss", "regularizers", "augme
 _MODEL_SECTIONS = ("generator.", "discriminator.")
 #: sections whose parts keep state in the snapshot (running means, ADA's p): adding or replacing one is refused
 _STATEFUL_SECTIONS = ("loss.", "regularizers.", "augment.")
-_REFUSED_TRAIN = {"train.seed": "the snapshot's random state continues the old seed's streams",
-                  "train.phase": "another phase trains other parameters: the snapshot's optimizer state does not fit"}
+#: (train.phase may change: networks whose trained set changes start fresh optimizers, Trainer._fresh_optimizers)
+_REFUSED_TRAIN = {"train.seed": "the snapshot's random state continues the old seed's streams"}
 
 
 def run_settings(built: BuiltModel) -> dict[str, Any]:
@@ -516,9 +516,23 @@ class Trainer:
 
         return allowed
 
+    def _fresh_optimizers(self, meta: dict[str, Any]) -> dict[str, str]:
+        """For a snapshot trained in another ``train.phase`` (the official StyleGAN-T resumes with another
+        ``--train-mode``): the networks whose trained parameters differ in this phase, each with a line saying what
+        changes; their optimizers start afresh, the others' state goes on."""
+        old = str(((meta.get("settings") or {}).get("train") or {}).get("phase", self.train_phase))
+        if old == self.train_phase:
+            return {}
+        changes = {ph.name: phase_change(ph.module, old, self.train_phase) for ph in self.phases}
+        return {name: f"train.phase {old} -> {self.train_phase}: {ch.describe(name)}"
+                for name, ch in changes.items() if ch.fresh_optimizer}
+
     def _check_optimizer_state(self, st: Path, t: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """The sidecar's optimizer groups and the snapshot's moment tensors fit this run's parameters."""
+        fresh = self._fresh_optimizers(meta)
         for ph in self.phases:
+            if ph.name in fresh:  # another phase's optimizer: not loaded
+                continue
             om = meta["optimizers"].get(ph.name)
             if om is None:
                 raise ckpt.SnapshotError(f"{st.with_suffix('.json')}: no optimizer state for {ph.name}")
@@ -559,7 +573,11 @@ class Trainer:
     def load_state(self, t: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         for prefix, m in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
             load_trainable_state_dict(m, ckpt.sub_state(t, prefix), prefix)
+        fresh = self._fresh_optimizers(meta)
         for ph in self.phases:
+            if ph.name in fresh:
+                self.log(fresh[ph.name])
+                continue
             ph.opt.load_state_dict(ckpt.unflatten_optimizer(f"opt_{ph.name}", t, meta["optimizers"][ph.name]))
         for i, r in enumerate(self.regs):
             sub = ckpt.sub_state(t, f"reg{i}")

@@ -136,21 +136,24 @@ def outdir(ctx: Context, default: str) -> Path:
     return Path(ctx.args.outdir) if ctx.args.outdir else ctx.run_dir / default
 
 
-def add_condition(p: Any, spec_default: bool = False) -> None:
-    """``--class`` and ``--text``: the condition of a conditional generator."""
+def add_condition(p: Any, spec_default: bool = False, repeat_text: bool = False) -> None:
+    """``--class`` and ``--text``: the condition of a conditional generator (``repeat_text``: ``--text`` may be
+    given several times, a list)."""
     p.add_argument("--class", dest="class_idx", type=int, metavar="K",
                    help="class index, for class-conditional generators" + (" (run.class_idx)" if spec_default else ""))
-    p.add_argument("--text", metavar="PROMPT", help="a text prompt, for text-conditioned generators")
+    p.add_argument("--text", metavar="PROMPT", action="append" if repeat_text else "store",
+                   help="a text prompt, for text-conditioned generators" +
+                        ("; repeat it to interpolate from prompt to prompt" if repeat_text else ""))
 
 
-def add_sampling(p: argparse.ArgumentParser) -> None:
+def add_sampling(p: argparse.ArgumentParser, repeat_text: bool = False) -> None:
     """Truncation, noise mode and condition (defaults: the spec's ``run`` section)."""
     g = p.add_argument_group("sampling (defaults: the spec's run section)")
     g.add_argument("--trunc", type=float, metavar="PSI",
                    help="truncation psi: 1 none, 0 the mean w (run.truncation_psi)")
     g.add_argument("--trunc-cutoff", type=int, metavar="N", help="truncate only the first N ws (run.truncation_cutoff)")
     g.add_argument("--noise-mode", choices=("const", "random", "none"), help="per-layer noise (run.noise_mode)")
-    add_condition(g, spec_default=True)
+    add_condition(g, spec_default=True, repeat_text=repeat_text)
 
 
 def sampling(ctx: Context) -> dict[str, Any]:
