@@ -19,11 +19,11 @@ from stylegan_core.cli import build as build_cli
 from stylegan_core.cli import run as run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-# the embedded default with 8 channels at most; ticks of 8 images (two steps of 4), a snapshot at every tick, a grid
-# and the digits metric every 2nd tick and at the end, R1 every 2nd step
-FAST = ["--set", "train.batch_size=4", "--set", "train.tick_kimg=0.008", "--set", "train.kimg=0.024",
+# the embedded default with 8 channels at most; ticks of 4 images (one step), a snapshot at every tick, a grid
+# and the digits metric every 2nd tick and at the end, R1 at every step
+FAST = ["--set", "train.batch_size=4", "--set", "train.tick_kimg=0.004", "--set", "train.kimg=0.012",
         "--set", "train.snapshot_ticks=1", "--set", "train.image_snapshot_ticks=2", "--set", "train.metric_ticks=2",
-        "--set", "metrics.0.num_gen=128", "--set", "regularizers.0.interval=2",
+        "--set", "metrics.0.num_gen=128", "--set", "regularizers.0.interval=1",
         "--set", "generator.synthesis.channel_max=8", "--set", "discriminator.channel_max=8"]  # 4x fewer channels
 
 
@@ -46,11 +46,11 @@ def test_tensorboard_through_a_run_and_a_resume(tmp_path, capsys):
 
     assert run_cli.main([str(run_dir), "train", "--tensorboard", "--no-progress"]) == 0
     # a session killed after tick 3's records were written, before its snapshot: the resume trains tick 3 again
-    for f in (run_dir / "snapshots").glob("snapshot-000000024.*"):
+    for f in (run_dir / "snapshots").glob("snapshot-000000012.*"):
         f.unlink()
-    assert run_cli.main([str(run_dir), "train", "--tensorboard", "--kimg", "0.032", "--no-progress"]) == 0
+    assert run_cli.main([str(run_dir), "train", "--tensorboard", "--kimg", "0.016", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "Resuming from" in out and "0.016" in out
+    assert "Resuming from" in out and "snapshot-000000008" in out
 
     acc = accumulator(run_dir / "tensorboard")
     tags = acc.Tags()
@@ -58,21 +58,21 @@ def test_tensorboard_through_a_run_and_a_resume(tmp_path, capsys):
     for tag in ("loss/G", "loss/D", "reg/r1", "img_per_sec", "sec_per_tick", "tick"):
         assert tag in tags["scalars"], (tag, tags["scalars"])
         steps = [e.step for e in acc.Scalars(tag)]
-        assert steps == [8, 16, 24, 32], (tag, steps)  # images shown: kimg x 1000, each tick once
-    # the first session's metric and grid at its last tick (24) were purged; the second session's tick 3 has none
-    assert [e.step for e in acc.Scalars(metric)] == [32]
+        assert steps == [4, 8, 12, 16], (tag, steps)  # images shown: kimg x 1000, each tick once
+    # the first session's metric and grid at its last tick (12) were purged; the second session's tick 3 has none
+    assert [e.step for e in acc.Scalars(metric)] == [16]
     assert [e.value for e in acc.Scalars("tick")] == [1, 2, 3, 4]
     stats = [json.loads(l) for l in (run_dir / "stats.jsonl").read_text().splitlines()]
     assert [s["tick"] for s in stats] == [1, 2, 3, 4]  # core.jsonl, the default, beside it
     assert [e.value for e in acc.Scalars("loss/G")] == pytest.approx([s["loss/G"] for s in stats])
-    assert [e.step for e in acc.Images("fakes")] == [0, 32]
+    assert [e.step for e in acc.Images("fakes")] == [0, 16]
     assert [e.step for e in acc.Images("reals")] == [0]
     img = acc.Images("fakes")[-1]
     assert img.width > 0 and img.height > 0
     spec_tag = next(t for t in tags["tensors"] if t.startswith("spec"))
     text = acc.Tensors(spec_tag)[0].tensor_proto.string_val[0].decode()
     assert "core.digits" in text and "batch_size: 4" in text
-    assert [e.step for e in acc.Tensors(spec_tag)] == [0, 16]  # each session's start
+    assert [e.step for e in acc.Tensors(spec_tag)] == [0, 8]  # each session's start
 
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -146,7 +146,7 @@ def test_plugin_loggers_in_the_spec_and_a_failing_one(tmp_path, monkeypatch, cap
     extra = _plugins(sg_wandb_logger)
     monkeypatch.setattr(common, "load_plugins", lambda **kw: load_plugins(extra=extra, **kw))
     run_dir = tmp_path / "run"
-    assert build_cli.main(["-o", str(run_dir), *FAST, "--set", "train.kimg=0.016", "--set", "metrics=[]", "--set",
+    assert build_cli.main(["-o", str(run_dir), *FAST, "--set", "train.kimg=0.008", "--set", "metrics=[]", "--set",
                            "train.loggers=[{type: core.jsonl}, {type: wandb.logger, mode: offline}, "
                            "{type: testlog.exploding}]"]) == 0
     with pytest.warns(RuntimeWarning, match="ExplodingLogger failed in log_tick .*the logging service went away"):
@@ -157,8 +157,8 @@ def test_plugin_loggers_in_the_spec_and_a_failing_one(tmp_path, monkeypatch, cap
     assert calls[0][:4] == ("init", "stylegan-core", "offline", "allow")
     assert ("save", "spec.lock.yaml") in calls and calls[-1] == ("finish",)
     ticks = [c for c in calls if c[0] == "log" and "loss/G" in c[2]]
-    assert [c[1] for c in ticks] == [8, 16] and "img_per_sec" in ticks[1][2]
-    assert [c[1] for c in calls if c[0] == "log" and c[2] == ["fakes"]] == [0, 16]
+    assert [c[1] for c in ticks] == [4, 8] and "img_per_sec" in ticks[1][2]
+    assert [c[1] for c in calls if c[0] == "log" and c[2] == ["fakes"]] == [0, 8]
     assert (run_dir / "wandb-run-id").is_file()
 
 
