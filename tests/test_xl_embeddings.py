@@ -52,6 +52,7 @@ def test_heads_project_onto_the_embedding_table(tmp_path, backbone):
                            num_discs=1).frozen_parameters() == []
 
 
+@pytest.mark.train
 def test_conditional_xl_trains_with_the_embeddings_file_frozen(tmp_path):
     """Through the CLI: mapping and discriminator read one embeddings file; after training the discriminator's
     table is still the file's, bit for bit, while the heads' projections moved."""
