@@ -124,7 +124,7 @@ def test_evaluate_all_snapshots_and_the_listing(run, capsys):
     recs = [json.loads(l) for l in (run / "metric-digits_fd.jsonl").read_text().splitlines()]
     assert [r["kimg"] for r in recs] == [0.016, 0.032, 0.048]
     assert [r["snapshot_pkl"] for r in recs] == [snap(run, n)[0].name for n in (16, 32, 48)]
-    panel = dict(collect_series(run))["digits_fd"]
+    panel = dict(collect_series(run))["metric digits_fd"]
     assert [k for k, _ in panel["digits_fd"]] == [0.016, 0.032, 0.048]
     assert (run / "plot.png").is_file()
 

@@ -35,7 +35,8 @@ class TrainConfig(BaseModel):
     snapshot_ticks: int = Field(5, ge=1)
     image_snapshot_ticks: int = Field(5, ge=1)
     metric_ticks: int = Field(5, ge=1)
-    num_workers: int = Field(0, ge=0)
+    num_workers: Optional[int] = Field(None, ge=0, le=64, description="DataLoader worker processes decoding the "
+                                       "training images (null: min(3, cores - 1); 0: in the main process)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     precision: Literal["fp16", "bf16", "fp32"] = Field(

@@ -46,14 +46,16 @@ def describe(snaps: list[Any], check: bool) -> list[dict[str, Any]]:
     from ...training import checkpoint as ckpt
 
     rows = []
-    for s in snaps:
+    found_good = False
+    for s in reversed(snaps):  # newest first: without --check, tensors files are read until one passes
         row: dict[str, Any] = {"snapshot": s.tensors.name, "path": str(s.tensors), "kimg": s.kimg}
         try:
             meta = ckpt.read_sidecar(s.sidecar)
             row.update(tick=meta.cur_tick, written=datetime.datetime.fromtimestamp(meta.timestamp).isoformat(
                 sep=" ", timespec="seconds"))
-            if check:
+            if check or not found_good:  # the one marked latest is checked as resume and generate check it
                 ckpt.load_snapshot(s.tensors, s.sidecar)
+                found_good = True
             row["status"] = "ok"
         except WeightsFileError as e:
             row["status"] = str(e).replace(f"{s.tensors}: ", "").replace(f"{s.sidecar}: ", "")
@@ -62,6 +64,7 @@ def describe(snaps: list[Any], check: bool) -> list[dict[str, Any]]:
         except OSError:
             row["size_mb"] = None
         rows.append(row)
+    rows.reverse()
     good = [r for r in rows if r["status"] == "ok"]
     if good:
         good[-1]["latest"] = True  # what --snapshot latest and train's resume take
@@ -94,7 +97,8 @@ def run(ctx: Context) -> int:
     for cells in [head, ["-" * w for w in widths], *body]:
         print("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
     if not ctx.args.check:
-        print("(sidecars checked; --check also verifies every tensors file's sha256 and values)")
+        print("(sidecars checked, and the latest good snapshot's tensors file; --check verifies every tensors "
+              "file's sha256 and values)")
     return 0
 
 
