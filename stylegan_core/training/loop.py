@@ -15,7 +15,8 @@ A run is resumable at every snapshot and bit-identical to an uninterrupted one: 
 snapshot holds every tensor of the state (weights, optimizers, regularizer and augmentation
 state, RNG states) and its sidecar the counters, the settings it was trained with and the
 sums of the unfinished tick; real batches are a function of the seed and the step
-(:mod:`.loader`). SIGINT and SIGTERM finish the current step, write a snapshot and stop.
+(:mod:`.loader`). Under ``stylegan-run train`` (``signals=True``) SIGINT and SIGTERM finish the current step,
+write a snapshot and stop.
 On resume, settings that changed since the snapshot are applied (one line each) or, when
 they change the model, refused with the list of differences; ``stats.jsonl`` and the
 training's ``metric-*.jsonl`` lines after the snapshot are dropped, so no tick repeats.
@@ -173,13 +174,14 @@ class Interrupts:
     """SIGINT and SIGTERM ask the loop to stop after the current step (it writes a snapshot first); a second
     SIGINT stops at once (KeyboardInterrupt). Installed in the main thread only, restored on exit."""
 
-    def __init__(self, notify: Callable[[str], None]):
+    def __init__(self, notify: Callable[[str], None], enabled: bool = True):
         self.signum: Optional[int] = None
         self.notify = notify
+        self.enabled = enabled
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "Interrupts":
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self._old[s] = signal.signal(s, self._handle)
         return self
@@ -216,8 +218,11 @@ class Trainer:
 
     def __init__(self, built: BuiltModel, run_dir: Path, kimg: Optional[float] = None, resume: bool = True,
                  progress: bool = True, log: Callable[[str], None] = print,
-                 warn: Optional[Callable[[str], None]] = None, loggers: Sequence[str] = ()):
+                 warn: Optional[Callable[[str], None]] = None, loggers: Sequence[str] = (), signals: bool = False):
         self.built = built
+        # SIGINT/SIGTERM stop after the step with a snapshot (stylegan-run train); a library caller keeps its own
+        # handlers (a test runner's timeout still stops it)
+        self.signals = signals
         self.cfg = built.spec.model.train
         self.run_dir = Path(run_dir)
         self.total_nimg = int(round((kimg if kimg is not None else self.cfg.kimg) * 1000))
@@ -883,7 +888,7 @@ class Trainer:
         interrupted: Optional[str] = None
         self._restart_batches()
         try:
-            with Interrupts(self.warn) as stop:
+            with Interrupts(self.warn, self.signals) as stop:
                 while True:
                     try:
                         stats = self.step()

@@ -39,7 +39,7 @@ def run(ctx: Context) -> int:
     try:
         trainer = Trainer(ctx.built, ctx.run_dir, kimg=ctx.args.kimg, resume=not ctx.args.no_resume,
                           progress=not ctx.args.no_progress,
-                          loggers=("core.tensorboard",) if ctx.args.tensorboard else ())
+                          loggers=("core.tensorboard",) if ctx.args.tensorboard else (), signals=True)
         res = trainer.run()
     except TrainingError as e:
         err(f"error: {e}")
