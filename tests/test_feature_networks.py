@@ -488,16 +488,19 @@ def test_artifact_keeps_frozen_weights_out_and_restores_them(tmp_path, cli_plugi
         assert torch.equal(v, ref[k]), k
     capsys.readouterr()
 
-    # a changed weights file is refused, naming it; so is a missing one
+    # a changed weights file is refused where D is built (training), naming it; so is a missing one. Generating
+    # builds G alone and does not read D's backbone file.
     _lite0_file(wfile, seed=12)
     with pytest.raises(FeatureNetworkError, match=r"lite0\.safetensors changed since the build"):
         run_cli.load_built(Path("out"))
-    assert run_cli.main(["out", "generate", "--seeds", "0"]) != 0
+    assert run_cli.main(["out", "train", "--no-progress", "--kimg", "0.024"]) != 0
     assert "changed since the build" in capsys.readouterr().err
+    assert run_cli.main(["out", "generate", "--seeds", "0"]) == 0, capsys.readouterr().err
     wfile.unlink()
-    assert run_cli.main(["out", "generate", "--seeds", "0"]) != 0
+    assert run_cli.main(["out", "train", "--no-progress", "--kimg", "0.024"]) != 0
     err = capsys.readouterr().err
     assert "lite0.safetensors" in err and "not found" in err
+    assert run_cli.main(["out", "generate", "--seeds", "1"]) == 0, capsys.readouterr().err
 
 
 def test_random_feature_network_recorded_with_seed(tmp_path, cli_plugins, capsys):

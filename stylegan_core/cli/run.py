@@ -100,7 +100,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             return EXIT_SPEC
         except SystemExit as e:  # --help
             return int(e.code or 0)
-        ctx = Context(run_dir, args)
+        ctx = Context(run_dir, args, task.parts)
         if task.needs_model:
             try:
                 ctx.built
