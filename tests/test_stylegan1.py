@@ -332,10 +332,11 @@ def test_cli_progressive_growing_reaches_full_resolution_and_resumes(tmp_path):
     start = sorted((tmp_path / "start").glob("seed*.png"))
     assert len(start) == 4 and all(block_constant(p, 4) for p in start)
 
-    # 64 images stable at 8x8, then half of 16x16's fade-in: lod 1.5 (the grid is written at the last nimg)
+    # 64 images stable at 8x8, then half of 16x16's fade-in: lod 1.5 (the last grid is named by its nimg)
     cli("stylegan-run", out, "train", "--kimg", "0.096", "--no-progress")
     assert [snapshot_lods(n) for n in (32, 64, 96)] == [{2.0}, {2.0}, {1.5}]
-    assert block_constant(out / "fakes000000.png", 2) and not block_constant(out / "fakes000000.png", 4)
+    assert block_constant(out / "fakes000000.png", 4)  # the starting point, kimg 0
+    assert block_constant(out / "fakes000000.096.png", 2) and not block_constant(out / "fakes000000.096.png", 4)
 
     # resumes at 96 and continues: 16x16 stable from 128, 32x32 fades in over 192-256, full resolution after
     p = cli("stylegan-run", out, "train", "--kimg", "0.288", "--no-progress")
@@ -343,7 +344,7 @@ def test_cli_progressive_growing_reaches_full_resolution_and_resumes(tmp_path):
     expect = [lod_at(n, 32, sched) for n in (128, 160, 192, 224, 256, 288)]
     assert expect == [1.0, 1.0, 1.0, 0.5, 0.0, 0.0]
     assert [snapshot_lods(n) for n in (128, 160, 192, 224, 256, 288)] == [{v} for v in expect]
-    assert not block_constant(out / "fakes000000.png", 2)
+    assert not block_constant(out / "fakes000000.288.png", 2)
     stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
     assert [s["kimg"] for s in stats] == pytest.approx([0.032 * i for i in range(1, 10)])
     assert all(math.isfinite(s["loss/G"]) and math.isfinite(s["loss/D"]) for s in stats)
