@@ -49,17 +49,18 @@ def compare(case: Case, impl: str, device: torch.device, dtype: torch.dtype, sec
     :class:`Mismatch` when one exceeds the dtype's tolerance."""
     tol = TOLERANCE[dtype]
     g = torch.Generator().manual_seed(seed)
-    fixed = {k: v.to(device) for k, v in case.fixed.items()}
-    # ref gets the filters in float64 too: it folds ``gain`` into the filter in the filter's own dtype (as the official
-    # reference does), so a float32 filter would round gain ** 0.5 to float32 in a float64 reference
-    fixed64 = {k: v.to(dtype=torch.float64) if v.is_floating_point() else v for k, v in fixed.items()}
+    # In a float64 check the filters are float64 too: upfirdn2d folds ``gain`` into the filter in the filter's own
+    # dtype (as the official reference does), so a float32 filter would round gain ** 0.5 to float32 in one
+    # implementation and not in another
+    fixed = {k: v.to(device=device, dtype=torch.float64 if dtype == torch.float64 and v.is_floating_point()
+                     else v.dtype) for k, v in case.fixed.items()}
     runs = {}
     for which, dt in ((impl, dtype), ("ref", torch.float64)):
         ins = {}
         for k, v in case.tensors.items():
             t = v.to(dtype).to(device=device, dtype=dt)  # the kernel's rounded inputs, for both
             ins[k] = t.requires_grad_(k in case.grads)
-        y = case.call(which, **ins, **(fixed64 if which == "ref" else fixed))
+        y = case.call(which, **ins, **fixed)
         runs[which] = (ins, y)
     r = torch.randn(runs["ref"][1].shape, generator=g, dtype=torch.float64).to(device).requires_grad_(second_order)
     errs: dict[str, float] = {}
