@@ -213,7 +213,8 @@ def test_a_deflate_bomb_member_is_refused_unread(tmp_path, bomb, monkeypatch, ca
     with pytest.raises(DatasetError, match=rf"bomb\.zip:b\.png: cannot read image \(DatasetError: {len(good + bomb):,} "
                                            r"bytes, more than a 32x32 image can be \(1,064,960\)"):
         bounded(lambda: ImageFolderDataset(str(z)))
-    ds = bounded(lambda: ImageFolderDataset(str(z), on_bad_image="skip"))
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image \(on_bad_image: skip\): b\.png"):
+        ds = bounded(lambda: ImageFolderDataset(str(z), on_bad_image="skip"))
     assert len(ds) == 1 and ds.bad_images[0][0] == "b.png"
     from stylegan_core.tools import dataset_tool
 
