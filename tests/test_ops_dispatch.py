@@ -135,7 +135,7 @@ def test_self_check_under_torch_compile_fullgraph(inject):
 
 def test_triton_on_cpu_needs_the_interpreter():
     if _triton.interpreting():
-        pytest.skip("running under TRITON_INTERPRET=1: the Triton kernels run on the CPU here")
+        pytest.skip(reason="running under TRITON_INTERPRET=1: the Triton kernels run on the CPU here")
     assert not _triton.supports("cpu")
     x = torch.randn(1, 2, 4, 4)
     with pytest.raises(RuntimeError, match="impl='triton' was requested but .*TRITON_INTERPRET=1"):

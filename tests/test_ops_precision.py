@@ -85,8 +85,9 @@ def _run(built, mode: str, impl: str, with_d: bool):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_reduced_precision_blocks(name, impl, models, monkeypatch):
     if impl == "triton" and name != "sg3t":
-        pytest.skip("under the interpreter a whole network takes minutes: StyleGAN3-T (the fused filtered_lrelu, "
-                    "bias_act) stands for the others, whose ops tests/test_triton_ops.py covers in float16/bfloat16")
+        pytest.skip(reason="under the interpreter a whole network takes minutes: StyleGAN3-T (the fused "
+                           "filtered_lrelu, bias_act) stands for the others, whose ops tests/test_triton_ops.py covers "
+                           "in float16/bfloat16")
     built = models(name)
     with_d = name == "sg2"
     z = torch.randn([2, built.G.z_dim], generator=torch.Generator().manual_seed(1))

@@ -49,7 +49,7 @@ def browser_or_skip():
     if why is not None:
         if os.environ.get("STYLEGAN_CI") == "1":
             pytest.fail(f"the browser test must run in CI: {why}")
-        pytest.skip(why)
+        pytest.skip(reason=why)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ to 299 x 299 with TF 1.x's bilinear resize and mapped by ``(x - 128) / 128``. It
 features (2048) are what FID and KID use, its logits without the output bias
 (``logits_unbiased``) what the official IS uses.
 
-torch-fidelity's constructor would download its weights (or read a file with
-``torch.load(weights_only=False)``); here the network is built with its URL loader replaced
+torch-fidelity's constructor would download its weights (or read a file with torch's full
+unpickler, ``weights_only`` off); here the network is built with its URL loader replaced
 by one that returns the state dict read safely from the local file
 (:func:`stylegan_core.detectors.weights.load_weights`), and the forward pass below walks
 torch-fidelity's own modules in its order, with its resize, so that the taps and the sFID

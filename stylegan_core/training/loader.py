@@ -71,7 +71,7 @@ class Failed:
 
     def __init__(self, error: BaseException):
         try:
-            pickle.loads(pickle.dumps(error))
+            pickle.loads(pickle.dumps(error))  # safe: a round trip of our own exception object, no outside bytes
         except Exception:  # an exception class that does not survive pickling: its type and message
             error = RuntimeError(f"{type(error).__name__}: {error}")
         self.error = error
