@@ -17,11 +17,13 @@ pytestmark = pytest.mark.train
 REPO = Path(__file__).resolve().parents[1]
 
 
-# StyleGAN3-R's run (~30 s) is kept out of the default run: StyleGAN3-T's covers the same loop and layers, and
-# test_training.py trains every preset, StyleGAN3-R included, a step
+# StyleGAN3-R's run (~30 s) and the StyleGAN2-mapping + StyleGAN3-synthesis one (~15 s) are kept out of the default
+# run: StyleGAN3-T's covers the same loop and layers, test_training.py trains every preset a step, and the
+# cross-generation wiring has its own test below
 @pytest.mark.parametrize("spec", ["stylegan3-t-digits.yaml",
                                   pytest.param("stylegan3-r-digits.yaml", marks=pytest.mark.slow),
-                                  "sg2-mapping-sg3t-synthesis.yaml", "stylegan1-digits.yaml", "sg1-g-sg2-d.yaml"])
+                                  pytest.param("sg2-mapping-sg3t-synthesis.yaml", marks=pytest.mark.slow),
+                                  "stylegan1-digits.yaml", "sg1-g-sg2-d.yaml"])
 def test_short_training_lowers_frechet_distance(spec, tmp_path, registry):
     over = ["train.batch_size=16", "train.tick_kimg=0.2", "train.metric_ticks=1",
             "train.snapshot_ticks=100", "train.image_snapshot_ticks=100", "train.ema_kimg=0.05",

@@ -114,6 +114,8 @@ def test_sigkill_during_a_snapshot_write_resumes_from_the_previous_one(tmp_path,
     assert_same_end(straight, killed)
 
 
+# slow: the kill during a snapshot write (above) also resumes from a snapshot and ends equal to the straight run
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_a_straight_run(tmp_path, straight):
     killed = tmp_path / "killed"
     run("stylegan-build", PRESET, "-o", killed, *SCHEDULE, *WORKERS)
