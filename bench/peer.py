@@ -207,18 +207,31 @@ def load() -> str:
         return "load average ?"
 
 
+#: The sides that run with our large-block CPU cache (``stylegan_core.ops.memory``; ``--cpu-cache``). By
+#: default ours only: each side as it ships (the official code runs on torch's own allocator).
+CACHE_SIDES = ("ours",)
+
+
+def cache_limit(side: str) -> int:
+    from stylegan_core.ops import memory
+    return memory.default_limit_mib() if side in CACHE_SIDES else 0
+
+
 def alternate(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
     """Median seconds per call of each function, called in turn (the order flipped every run) after one
-    warm-up call each."""
-    for fn in fns.values():
-        fn()
+    warm-up call each; each side with the CPU cache as :data:`CACHE_SIDES` says."""
+    from stylegan_core.ops import memory
+    for k, fn in fns.items():
+        with memory.limit(cache_limit(k)):
+            fn()
     keys = list(fns)
     times: dict[str, list[float]] = {k: [] for k in keys}
     for r in range(repeats):
         for k in (keys if r % 2 == 0 else keys[::-1]):
-            t0 = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t0)
+            with memory.limit(cache_limit(k)):
+                t0 = time.perf_counter()
+                fns[k]()
+                times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -721,16 +734,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--step-batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=7, help="timed runs per side and workload (medians)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--cpu-cache", choices=["ours", "both", "none"], default="ours",
+                    help="which side runs with our large-block CPU cache (stylegan_core.ops.memory; default: "
+                         "ours, each side as it ships)")
     args = ap.parse_args(argv)
+    global CACHE_SIDES
+    CACHE_SIDES = {"ours": ("ours",), "both": ("ours", "official"), "none": ()}[args.cpu_cache]
     if args.threads:
         torch.set_num_threads(args.threads)
-    from stylegan_core.ops import _compiled
+    from stylegan_core.ops import _compiled, memory
 
     print("# bench/peer.py: the official NVlabs/stylegan3 code against stylegan-core, in one process\n")
     print(f"`{' '.join([Path(sys.executable).name, 'bench/peer.py'] + (argv if argv is not None else sys.argv[1:]))}`"
           f"\n\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
           f"python {platform.python_version()}; our compiled ops: "
-          f"{'built' if _compiled.available() else 'NOT built (' + str(_compiled.load_error()) + ')'}; {load()}\n")
+          f"{'built' if _compiled.available() else 'NOT built (' + str(_compiled.load_error()) + ')'}; our large-block "
+          f"CPU cache (stylegan_core.ops.memory, {memory.default_limit_mib()} MiB) on the side(s): "
+          f"{', '.join(CACHE_SIDES) or 'none'}; {load()}\n")
     tree = official_tree(args.official)
     try:
         if args.quick:

@@ -41,7 +41,7 @@ void check_image(const at::Tensor& x, const char* op) {
   check_float(x, op, "x");
 }
 
-static bool hugepages_enabled() {
+bool hugepages_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("STYLEGAN_HUGEPAGES");
     return !(v && std::strcmp(v, "0") == 0);

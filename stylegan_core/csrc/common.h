@@ -32,6 +32,9 @@ void check_image(const at::Tensor& x, const char* op);
 // with 4 KiB pages, 4.6 ms with the hint, 2 cores). Only a hint; STYLEGAN_HUGEPAGES=0 turns it off.
 at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& opt);
 
+// Whether large CPU buffers are advised to use transparent huge pages (STYLEGAN_HUGEPAGES=0: not).
+bool hugepages_enabled();
+
 // Threads for a CPU kernel call doing about `work` multiply-adds: one for small work (an OpenMP
 // region costs more than it saves there, and gradcheck makes thousands of tiny calls), else torch's setting.
 int threads_for(double work);

@@ -12,7 +12,7 @@ imported) and ``csrc/<op>.cpp``, ``csrc/cpu/<op>.h``, ``csrc/cuda/<op>.cu``; its
 below is the one line that registers it and makes it public. Its Triton kernel is ``ops/<op>_triton.py``
 (imported on first use) and its self-check cases are in ``ops/_selfcheck.py``.
 """
-from . import _selfcheck
+from . import _selfcheck, memory
 from ._dispatch import default_impl
 from ._dispatch import used as ops_used
 from .bias_act import activation_funcs, bias_act, bias_act_ref
@@ -24,6 +24,7 @@ from .upfirdn2d import (downsample2d, filter2d, get_filter_size, parse_padding, 
                         upfirdn2d, upfirdn2d_ref, upsample2d)
 
 _selfcheck.register()
+memory.install_default()
 
 __all__ = ["default_impl", "ops_used", "activation_funcs", "bias_act", "bias_act_ref", "conv2d_resample", "filtered_lrelu", "filtered_lrelu_ref",
            "design_lowpass_filter", "fma", "modulated_conv2d", "modulated_conv2d_sg3", "downsample2d", "filter2d",
