@@ -60,3 +60,38 @@ def test_bad_arguments_are_clear():
         ops.upfirdn2d(torch.zeros(1, 1, 4, 4), None, padding=[1, 2, 3])
     with pytest.raises(ValueError, match="impl"):
         ops.bias_act(torch.zeros(1, 2), impl="fast")
+
+
+def test_channels_last_transposed_convolution_equals_the_contiguous_one(monkeypatch):
+    """conv2d_resample's upsampling path runs oneDNN's transposed convolution on a channels-last copy of wide
+    float32 inputs on the CPU: same output (bit for bit), contiguous output, same first and second-order
+    gradients as the contiguous convolution; the layout functions are linear and twice differentiable."""
+    import importlib
+
+    cr = importlib.import_module("stylegan_core.ops.conv2d_resample")
+    x = torch.randn(2, 64, 9, 9, requires_grad=True)
+    w = torch.randn(32, 64, 3, 3, requires_grad=True)
+    f = ops.setup_filter([1, 3, 3, 1])
+    assert cr._transposed_channels_last(x) and not cr._transposed_channels_last(x.double())
+    assert not cr._transposed_channels_last(x[:, :32])
+    r = torch.randn(2, 32, 18, 18)
+
+    def run():
+        y = ops.conv2d_resample(x, w, f=f, up=2, padding=1, flip_weight=False)
+        gx, gw = torch.autograd.grad((y * r).sum(), (x, w), create_graph=True)
+        g2 = torch.autograd.grad(gx.square().sum(), w)[0]  # second order, as path length regularization
+        return y, gx, gw, g2
+
+    y, gx, gw, g2 = run()
+    assert y.is_contiguous() and gx.is_contiguous()
+    monkeypatch.setattr(cr, "_transposed_channels_last", lambda x: False)
+    ref, hx, hw, h2 = run()
+    assert torch.equal(y, ref)
+    torch.testing.assert_close(gx, hx, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(gw, hw, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(g2, h2, atol=1e-3, rtol=1e-4)
+    xd = torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=True)
+    roundtrip = lambda x: cr._Contiguous.apply(cr._ChannelsLast.apply(x) * 2)
+    assert torch.autograd.gradcheck(roundtrip, (xd,)) and torch.autograd.gradgradcheck(roundtrip, (xd,))
+    cl = torch.randn(3, 7, 5, 6).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(cr._nchw_from_channels_last(cl), cl.contiguous())

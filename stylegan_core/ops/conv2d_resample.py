@@ -17,11 +17,62 @@ import torch.nn.functional as F
 from .upfirdn2d import Padding, get_filter_size, parse_padding, upfirdn2d
 
 
+def _nchw_from_channels_last(y: torch.Tensor) -> torch.Tensor:
+    """A channels-last ``[N, C, H, W]`` tensor copied to the contiguous layout, one ``[H*W, C] -> [C, H*W]``
+    matrix transpose per sample: torch copies a transposed 2-D matrix in cache blocks, while its general
+    strided copy (``.contiguous()``) moves one element at a time (3-4x slower on [4, 128, 129, 129], 2 cores)."""
+    n, c, h, w = y.shape
+    out = torch.empty((n, c, h, w), dtype=y.dtype, device=y.device)
+    rows = y.permute(0, 2, 3, 1)
+    for i in range(n):
+        out[i].view(c, h * w).copy_(rows[i].reshape(h * w, c).t())
+    return out
+
+
+class _ChannelsLast(torch.autograd.Function):
+    """``x`` in the channels-last layout; its gradient back in the contiguous one (twice differentiable)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        return _Contiguous.apply(g)
+
+
+class _Contiguous(torch.autograd.Function):
+    """A channels-last ``y`` in the contiguous layout; its gradient in the channels-last one."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        if y.is_contiguous():
+            return y.clone()
+        return _nchw_from_channels_last(y) if y.is_contiguous(memory_format=torch.channels_last) else y.contiguous()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        return _ChannelsLast.apply(g)
+
+
+def _transposed_channels_last(x: torch.Tensor) -> bool:
+    """Whether a transposed convolution runs on a channels-last copy of ``x``: on the CPU, for float32 batches
+    of at least 64 channels (oneDNN's strided transposed convolution takes a copy of its contiguous input to
+    its own blocked layout and back; on a channels-last input it works in place: [4, 256, 64, 64] -> 128
+    channels, 3x3, stride 2, 2 cores: 80 ms contiguous, 38 ms channels-last, ~55 ms with both layout copies).
+    The results are equal: the same products in the same order."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] >= 64 and not x.is_contiguous(
+        memory_format=torch.channels_last)
+
+
 def _conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, padding=0, groups: int = 1, transpose: bool = False,
           flip_weight: bool = True) -> torch.Tensor:
     if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
         w = w.flip([2, 3])
     if transpose:
+        if _transposed_channels_last(x):
+            y = F.conv_transpose2d(_ChannelsLast.apply(x), w, stride=stride, padding=padding, groups=groups)
+            return _Contiguous.apply(y)
         return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
     return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
 
