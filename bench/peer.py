@@ -63,6 +63,7 @@ printed beside every table; read the ratios, not the times.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib
 import importlib.util
@@ -212,23 +213,24 @@ def load() -> str:
 CACHE_SIDES = ("ours",)
 
 
-def cache_limit(side: str) -> int:
+def cache_setting(side: str):
+    """The CPU cache as ``side`` runs: ours on it (kept warm while the other side runs, as in a process of its
+    own), the other bypassing it (new blocks from torch's allocator), unless ``--cpu-cache`` says otherwise."""
     from stylegan_core.ops import memory
-    return memory.default_limit_mib() if side in CACHE_SIDES else 0
+    return contextlib.nullcontext() if side in CACHE_SIDES else memory.bypassed()
 
 
 def alternate(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
     """Median seconds per call of each function, called in turn (the order flipped every run) after one
     warm-up call each; each side with the CPU cache as :data:`CACHE_SIDES` says."""
-    from stylegan_core.ops import memory
     for k, fn in fns.items():
-        with memory.limit(cache_limit(k)):
+        with cache_setting(k):
             fn()
     keys = list(fns)
     times: dict[str, list[float]] = {k: [] for k in keys}
     for r in range(repeats):
         for k in (keys if r % 2 == 0 else keys[::-1]):
-            with memory.limit(cache_limit(k)):
+            with cache_setting(k):
                 t0 = time.perf_counter()
                 fns[k]()
                 times[k].append(time.perf_counter() - t0)

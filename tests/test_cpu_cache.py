@@ -34,6 +34,12 @@ def test_freed_large_blocks_are_reused_within_the_limit():
         assert torch.equal(z, x.mul(2))
         s = memory.stats(); assert s["reused"] >= 1 and s["owned_bytes"] >= 2 * (8 << 20), s
         small = torch.randn(100, 100); assert memory.stats()["allocated"] == s["allocated"]  # < 1 MiB: torch's
+        del z                                      # kept
+        with memory.bypassed():                    # new blocks from torch's allocator, kept ones stay kept
+            s = memory.stats(); t = x * 3
+            assert memory.stats() == s, (memory.stats(), s)
+            del t
+        z = x * 2; assert memory.stats()["reused"] == s["reused"] + 1 and memory.stats()["allocated"] == s["allocated"]
         memory.set_limit(10)                       # keep at most 10 MiB
         blocks = [torch.empty(8 << 20, dtype=torch.uint8) for _ in range(4)]
         del blocks

@@ -38,7 +38,7 @@ constexpr size_t kGranule = size_t(2) << 20;  // their size class and alignment:
 class CpuCache final : public c10::Allocator {
  public:
   c10::DataPtr allocate(size_t n) override {
-    if (n < kLarge || limit() == 0) {
+    if (n < kLarge || !serving()) {
       void* p = fallback_->raw_allocate(n);
       return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
     }
@@ -75,6 +75,19 @@ class CpuCache final : public c10::Allocator {
   size_t limit() {
     std::lock_guard<std::mutex> g(mu_);
     return limit_;
+  }
+
+  // While bypassed, new blocks come from torch's allocator; blocks of ours still return to the cache.
+  bool set_bypass(bool on) {
+    std::lock_guard<std::mutex> g(mu_);
+    const bool before = bypass_;
+    bypass_ = on;
+    return before;
+  }
+
+  bool serving() {
+    std::lock_guard<std::mutex> g(mu_);
+    return limit_ > 0 && !bypass_;
   }
 
   // [bytes kept for reuse, bytes of all live and kept blocks, blocks reused, blocks newly allocated]
@@ -159,6 +172,7 @@ class CpuCache final : public c10::Allocator {
   std::multimap<size_t, void*> free_;  // kept blocks by size
   std::unordered_map<void*, size_t> sizes_;  // every block of ours, live or kept
   size_t limit_ = 0, cached_ = 0, owned_ = 0, hits_ = 0, misses_ = 0;
+  bool bypass_ = false;
 };
 
 bool installed = false;
@@ -179,10 +193,14 @@ int64_t cpu_cache_limit(int64_t mib) {
 
 std::vector<int64_t> cpu_cache_stats() { return CpuCache::get().stats(); }
 
+// Sets whether new blocks bypass the cache (kept blocks stay kept); returns the previous setting.
+bool cpu_cache_bypass(bool on) { return CpuCache::get().set_bypass(on); }
+
 }  // namespace
 }  // namespace sgc
 
 TORCH_LIBRARY_FRAGMENT(stylegan_core, m) {
   m.def("_cpu_cache_limit(int mib) -> int", &sgc::cpu_cache_limit);
   m.def("_cpu_cache_stats() -> int[]", &sgc::cpu_cache_stats);
+  m.def("_cpu_cache_bypass(bool on) -> bool", &sgc::cpu_cache_bypass);
 }

@@ -60,9 +60,10 @@ def _transposed_channels_last(x: torch.Tensor) -> bool:
     of at least 64 channels (oneDNN's strided transposed convolution takes a copy of its contiguous input to
     its own blocked layout and back; on a channels-last input it works in place: [4, 256, 64, 64] -> 128
     channels, 3x3, stride 2, 2 cores: 80 ms contiguous, 38 ms channels-last, ~55 ms with both layout copies).
-    The results are equal: the same products in the same order."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] >= 64 and not x.is_contiguous(
-        memory_format=torch.channels_last)
+    The results are equal: the same products in the same order. Not while tracing (``torch.compile``,
+    ``torch.export``): exported graphs keep the plain convolution."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[1] >= 64
+            and not x.is_contiguous(memory_format=torch.channels_last) and not torch.compiler.is_compiling())
 
 
 def _conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, padding=0, groups: int = 1, transpose: bool = False,

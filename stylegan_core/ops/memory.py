@@ -63,6 +63,20 @@ def limit(mib: int) -> Iterator[None]:
         set_limit(before)
 
 
+@contextlib.contextmanager
+def bypassed() -> Iterator[None]:
+    """Within the block, new blocks come from torch's allocator, as without the cache; the blocks already kept
+    stay kept for after (how ``bench/peer.py`` runs the official code beside ours without emptying our cache)."""
+    if not _compiled.available():
+        yield
+        return
+    before = bool(_compiled.ops._cpu_cache_bypass(True))
+    try:
+        yield
+    finally:
+        _compiled.ops._cpu_cache_bypass(before)
+
+
 def install_default() -> None:
     """Install the cache with :func:`default_limit_mib` (nothing when it is 0 or the library is not built)."""
     mib = default_limit_mib()
