@@ -3,7 +3,7 @@ for reuse (``csrc/cpu_cache.cpp`` says why: fresh pages for every large activati
 memory-bound ops that fill them).
 
 Installed when ``stylegan_core.ops`` is imported, with the limit ``STYLEGAN_CPU_CACHE_MB`` (MiB of freed
-blocks kept; default: an eighth of the machine's memory, at most 4096) ; ``STYLEGAN_CPU_CACHE_MB=0`` leaves
+blocks kept; default: an eighth of the machine's memory, at most 4096); ``STYLEGAN_CPU_CACHE_MB=0`` leaves
 torch's allocator in place. The kept blocks stay in the process (its resident size does not fall back after
 a peak) and are released when an allocation would otherwise fail.
 """
